@@ -1,0 +1,51 @@
+# One-command set-up and run on a fresh Debian 12 (as root): `make demo`, `make test`.
+# Every target installs what it needs first; nothing is assumed to be on the machine.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+TCPSTALL := $(VENV)/bin/tcpstall
+SAMPLES := sample_captures
+APT_PACKAGES := tshark tcpdump nftables ethtool iproute2 python3-venv
+
+.PHONY: demo test setup os-deps venv lab bench-data bench fuzz clean
+
+demo: setup
+	$(TCPSTALL) doctor
+	@bash bench/demo.sh "$(TCPSTALL)" "$(SAMPLES)"
+
+test: setup
+	$(PY) -m pytest -q
+
+setup: os-deps $(VENV)/.installed
+
+# apt-get only when a tool is missing, non-interactively; tshark's debconf question about
+# non-root capture is preseeded so the install never waits for an answer.
+os-deps:
+	@missing=""; \
+	for tool in tshark editcap dumpcap tcpdump nft ethtool ip; do command -v $$tool >/dev/null || missing=1; done; \
+	python3 -c 'import venv, ensurepip' 2>/dev/null || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# Regenerate the committed captures (root, network namespaces).
+lab: setup
+	$(PY) sample_captures/lab/run.py --all
+
+# The large bulk-loss pair for benchmarks (not committed).
+bench-data: setup
+	$(PY) sample_captures/lab/run.py bulk-loss --out bench/data
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

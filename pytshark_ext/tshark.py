@@ -1,0 +1,369 @@
+"""Find tshark, check it, and run it with the tcpstall plugin, streaming `-T fields` rows.
+
+Everything that starts a tshark process goes through this module, so the rules live in one
+place: an argument list (never a shell), the capture name passed verbatim after `-r`, `-2`
+always paired with a `-Y` filter (in pass 1 Lua Field extractors are empty without one), and
+field separators that cannot occur in the data we read.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from .paths import plugin_script
+from .records import Segment
+
+MIN_VERSION = (3, 6, 0)
+
+# ASCII unit/record separators: tshark copies field text verbatim, and expert messages may hold
+# commas, tabs and quotes, but never these control characters.
+FIELD_SEP = "\x1f"
+OCCURRENCE_SEP = "\x1e"
+
+# Two-pass runs need a display filter so Lua Field extractors are primed in pass 1.
+DEFAULT_TWO_PASS_FILTER = "frame"
+
+
+class TsharkError(Exception):
+    """Base of the errors this module raises; str() is one line meant for the user."""
+
+
+class TsharkNotFound(TsharkError):
+    pass
+
+
+class TsharkTooOld(TsharkError):
+    pass
+
+
+class TsharkFailed(TsharkError):
+    """tshark exited non-zero, or printed a Lua error. `stderr_tail` holds its last lines."""
+
+    def __init__(self, message: str, stderr_tail: str = "", returncode: Optional[int] = None):
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+        self.returncode = returncode
+
+
+class CaptureError(TsharkError):
+    """The capture file itself is the problem (missing, unreadable, not a capture)."""
+
+
+@dataclass(frozen=True)
+class TsharkInfo:
+    path: str
+    version: Tuple[int, int, int]
+    version_text: str
+    lua: Optional[str]          # e.g. "5.2.4"; None when built without Lua
+
+    @property
+    def version_str(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+def find_tshark(explicit: Optional[str] = None) -> str:
+    """`--tshark` option, then the TSHARK environment variable, then PATH."""
+    for origin, candidate in (("--tshark", explicit), ("TSHARK", os.environ.get("TSHARK"))):
+        if candidate:
+            resolved = shutil.which(candidate)
+            if resolved is None:
+                raise TsharkNotFound(f"tshark not found: {origin} names {candidate!r}, which is not an executable")
+            return resolved
+    resolved = shutil.which("tshark")
+    if resolved is None:
+        raise TsharkNotFound(
+            "tshark not found on PATH: install it (Debian/Ubuntu: apt-get install tshark) "
+            "or point --tshark / TSHARK at it")
+    return resolved
+
+
+_VERSION_RE = re.compile(r"TShark \(Wireshark\) (\d+)\.(\d+)\.(\d+)")
+_LUA_RE = re.compile(r"with Lua (\d+(?:\.\d+)*)")  # 4.x; "without Lua" never matches
+
+
+def parse_version_output(text: str) -> Tuple[Tuple[int, int, int], Optional[str]]:
+    """(version, lua version or None) from `tshark -v` output (which wraps lines anywhere)."""
+    text = re.sub(r"\s+", " ", text)
+    m = _VERSION_RE.search(text)
+    if not m:
+        raise TsharkFailed("could not read the version from `tshark -v` output: "
+                           + (text.strip().splitlines() or ["(empty)"])[0])
+    lua = _LUA_RE.search(text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))), (lua.group(1) if lua else None)
+
+
+def tshark_info(explicit: Optional[str] = None, require_lua: bool = True) -> TsharkInfo:
+    """Locate tshark and check it can run our plugin; raises TsharkNotFound / TsharkTooOld."""
+    path = find_tshark(explicit)
+    try:
+        proc = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=60)
+    except OSError as exc:
+        raise TsharkNotFound(f"tshark at {path} cannot be run: {exc.strerror or exc}") from None
+    version, lua = parse_version_output(proc.stdout + proc.stderr)
+    info = TsharkInfo(path, version, (proc.stdout.splitlines() or [""])[0].strip(), lua)
+    if version < MIN_VERSION:
+        raise TsharkTooOld(f"tshark {info.version_str} at {path} is too old: tcpstall needs "
+                           f"{'.'.join(map(str, MIN_VERSION))} or newer")
+    if require_lua and lua is None:
+        raise TsharkTooOld(f"tshark {info.version_str} at {path} was built without Lua: the tcpstall "
+                           "plugin cannot load (install a tshark built with Lua)")
+    return info
+
+
+def tshark_folders(tshark: str) -> Dict[str, str]:
+    """`tshark -G folders` as {name: path}; names as tshark prints them ("Personal Lua Plugins")."""
+    proc = subprocess.run([tshark, "-G", "folders"], capture_output=True, text=True, timeout=60)
+    folders: Dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and value.strip():
+            folders.setdefault(name.strip(), value.strip())
+    return folders
+
+
+def pref_args(prefs: Optional[Mapping[str, object]]) -> List[str]:
+    """`-o name:value` pairs; bare names get the `tcpstall.` prefix, booleans become TRUE/FALSE."""
+    args: List[str] = []
+    for name, value in (prefs or {}).items():
+        if "." not in name:
+            name = "tcpstall." + name
+        if isinstance(value, bool):
+            value = "TRUE" if value else "FALSE"
+        args += ["-o", f"{name}:{value}"]
+    return args
+
+
+def parse_pref_option(text: str) -> Tuple[str, str]:
+    """`NAME:VALUE` as given to `-o` on our CLI; raises ValueError with a readable message."""
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ValueError(f"preference {text!r} is not NAME:VALUE (e.g. tcp_retries2:6)")
+    return name.strip(), value
+
+
+_plugin_args_cache: Dict[str, List[str]] = {}
+
+
+def plugin_args(tshark: str) -> List[str]:
+    """`-X lua_script:...` for our plugin, unless Wireshark already loads it from the personal
+    plugin folder (`tcpstall install-plugins`): loading it twice would register the protocol twice.
+    A *different* installed copy would silently win, so that is an error with the fix."""
+    from .install import installed_state, personal_lua_folder   # install.py imports this module
+
+    if tshark not in _plugin_args_cache:
+        folder = personal_lua_folder(tshark)
+        state = installed_state(folder) if folder else None
+        if state is not None and state.present:
+            if not state.same:
+                raise TsharkFailed(f"a different tcpstall plugin is installed in {folder}: run "
+                                   "`tcpstall install-plugins` to update it (or `--uninstall` to remove it)")
+            _plugin_args_cache[tshark] = []
+        else:
+            _plugin_args_cache[tshark] = ["-X", f"lua_script:{plugin_script()}"]
+    return list(_plugin_args_cache[tshark])
+
+
+def build_command(tshark: str, capture: str, *, fields: Sequence[str] = (), display_filter: Optional[str] = None,
+                  two_pass: bool = False, prefs: Optional[Mapping[str, object]] = None,
+                  with_plugin: bool = True, extra: Sequence[str] = ()) -> List[str]:
+    """The argument list for one tshark run. The capture goes verbatim after `-r`, so names with
+    spaces, quotes, semicolons or a leading dash are passed as given (getopt takes the next
+    argument as -r's value whatever it starts with)."""
+    cmd = [tshark, "-n", "-r", str(capture)]
+    if with_plugin:
+        cmd += plugin_args(tshark)
+    cmd += pref_args(prefs)
+    if two_pass:
+        cmd += ["-2", "-Y", display_filter or DEFAULT_TWO_PASS_FILTER]
+    elif display_filter:
+        cmd += ["-Y", display_filter]
+    if fields:
+        cmd += ["-T", "fields", "-E", f"separator={FIELD_SEP}", "-E", f"aggregator={OCCURRENCE_SEP}",
+                "-E", "occurrence=a", "-E", "quote=n", "-E", "header=n"]
+        for name in fields:
+            cmd += ["-e", name]
+    cmd += list(extra)
+    return cmd
+
+
+_LUA_ERROR_RE = re.compile(r"Lua: Error|\[string \".*\"\]:\d+:|lua_script.*error", re.I)
+
+
+def _one_line_problem(capture: str, stderr: str) -> str:
+    """tshark's own complaint about a capture, reduced to one line naming the file."""
+    lines = [ln.strip() for ln in stderr.splitlines()
+             if ln.strip() and not ln.startswith("Running as user")]
+    detail = " ".join(lines[:2]) if lines else "tshark failed without a message"
+    detail = re.sub(r"\s+", " ", detail)
+    return f"{capture}: {detail}"
+
+
+def check_capture_path(capture: str) -> None:
+    """Fail early, in one line, for the common mistakes tshark reports less clearly."""
+    p = Path(capture)
+    if not p.exists():
+        raise CaptureError(f"{capture}: no such file")
+    if p.is_dir():
+        raise CaptureError(f"{capture}: is a directory, not a capture file")
+    if not os.access(p, os.R_OK):
+        raise CaptureError(f"{capture}: permission denied")
+
+
+class TsharkRun:
+    """A running tshark whose stdout is consumed line by line.
+
+    Iterate it for the raw lines; stderr is drained in a thread (a full pipe would stall tshark)
+    and kept as a short tail for error messages. After iteration, a non-zero exit or a Lua error
+    on stderr raises TsharkFailed/CaptureError.
+    """
+
+    def __init__(self, cmd: List[str], capture: str, stderr_lines: int = 20):
+        self.cmd = cmd
+        self.capture = capture
+        self._tail: deque = deque(maxlen=stderr_lines)
+        self._lua_error: Optional[str] = None
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          stdin=subprocess.DEVNULL, text=True, encoding="utf-8",
+                                          errors="replace", bufsize=1 << 16)
+        except OSError as exc:
+            raise TsharkNotFound(f"cannot start {cmd[0]}: {exc.strerror or exc}") from None
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _drain_stderr(self) -> None:
+        for line in self._proc.stderr:
+            self._tail.append(line.rstrip("\n"))
+            if self._lua_error is None and _LUA_ERROR_RE.search(line):
+                self._lua_error = line.strip()
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._tail)
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for line in self._proc.stdout:
+                yield line.rstrip("\n")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            # Consumer stopped early (or raised): do not leave tshark running.
+            if not self._proc.stdout.closed:
+                self._proc.stdout.close()
+            try:
+                self._proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._stderr_thread.join(timeout=5)
+            return
+        self._proc.wait()
+        self._stderr_thread.join(timeout=5)
+        self._check()
+
+    def _check(self) -> None:
+        rc = self._proc.returncode
+        if self._lua_error is not None:
+            raise TsharkFailed(f"{self.capture}: the tcpstall Lua plugin failed: {self._lua_error}",
+                               self.stderr_tail, rc)
+        if rc != 0:
+            raise CaptureError(_one_line_problem(self.capture, self.stderr_tail)) if rc in (1, 2) \
+                else TsharkFailed(_one_line_problem(self.capture, self.stderr_tail), self.stderr_tail, rc)
+
+
+def run_lines(capture: str, *, tshark: Optional[str] = None, **kwargs) -> TsharkRun:
+    """Start tshark on `capture` (see build_command for kwargs); iterate the result for lines."""
+    capture = str(capture)
+    check_capture_path(capture)
+    path = find_tshark(tshark)
+    return TsharkRun(build_command(path, capture, **kwargs), capture)
+
+
+def iter_fields(capture: str, fields: Sequence[str], *, tshark: Optional[str] = None,
+                display_filter: Optional[str] = None, two_pass: bool = False,
+                prefs: Optional[Mapping[str, object]] = None, with_plugin: bool = True,
+                extra: Sequence[str] = ()) -> Iterator[List[List[str]]]:
+    """Stream `-T fields` rows: one list per packet, one list of occurrences per field
+    (empty list when the field is absent)."""
+    run = run_lines(capture, tshark=tshark, fields=fields, display_filter=display_filter,
+                    two_pass=two_pass, prefs=prefs, with_plugin=with_plugin, extra=extra)
+    n = len(fields)
+    for line in run:
+        cols = line.split(FIELD_SEP)
+        if len(cols) != n:      # cannot happen with our separators; never misalign silently
+            raise TsharkFailed(f"{capture}: tshark printed a row with {len(cols)} columns, expected {n}")
+        yield [c.split(OCCURRENCE_SEP) if c else [] for c in cols]
+
+
+# --- TCP segments as records -------------------------------------------------------------------
+
+SEGMENT_FIELDS = (
+    "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+    "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.flags",
+    "tcp.window_size_value", "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr",
+    "ip.id", "tcp.options.sack_le", "tcp.options.sack_re", "tcp.stream",
+)
+# ICMP errors quote a TCP header: those are not segments of the connection.
+SEGMENT_FILTER = "tcp && !icmp && !icmpv6"
+# Raw sequence numbers everywhere (SACK edges included), whatever the user's tshark profile says.
+SEGMENT_PREFS = {"tcp.relative_sequence_numbers": False, "tcp.analyze_sequence_numbers": True}
+
+
+def _last(values: List[str]) -> str:
+    # Tunnels: the innermost header is the last occurrence.
+    return values[-1] if values else ""
+
+
+def _int(text: str, default: Optional[int] = 0) -> Optional[int]:
+    if not text:
+        return default
+    return int(text, 16) if text.startswith("0x") else int(text)
+
+
+def segment_from_row(row: List[List[str]]) -> Optional[Segment]:
+    """A Segment from one SEGMENT_FIELDS row; None for rows that lack the basic TCP fields
+    (truncated frames)."""
+    (frame, t, ip_src, ip_dst, ip6_src, ip6_dst, sport, dport, seq, ack, tlen, flags, win,
+     tsval, tsecr, ip_id, sack_le, sack_re, stream) = row
+    src = _last(ip_src) or _last(ip6_src)
+    dst = _last(ip_dst) or _last(ip6_dst)
+    if not (frame and t and src and sport and seq):
+        return None
+    try:
+        return Segment(
+            frame=int(frame[0]), time=float(t[0]), src=src, dst=dst,
+            sport=int(_last(sport)), dport=int(_last(dport)),
+            seq_raw=int(_last(seq)), ack_raw=_int(_last(ack)), length=_int(_last(tlen)),
+            flags=_int(_last(flags)), window=_int(_last(win)),
+            tsval=_int(_last(tsval), None), tsecr=_int(_last(tsecr), None),
+            ip_id=_int(_last(ip_id), None),
+            sack=tuple(zip(map(int, sack_le), map(int, sack_re))),
+            stream=_int(_last(stream), None),
+        )
+    except ValueError:
+        return None
+
+
+def iter_segments(capture: str, *, tshark: Optional[str] = None, display_filter: Optional[str] = None,
+                  extra_prefs: Optional[Mapping[str, object]] = None) -> Iterator[Segment]:
+    """Every TCP segment of a capture as a Segment record, streamed (no plugin loaded: this is
+    the bulk path, as cheap as tshark itself)."""
+    flt = SEGMENT_FILTER if not display_filter else f"({SEGMENT_FILTER}) && ({display_filter})"
+    prefs = dict(SEGMENT_PREFS)
+    prefs.update(extra_prefs or {})
+    for row in iter_fields(capture, SEGMENT_FIELDS, tshark=tshark, display_filter=flt, prefs=prefs,
+                           with_plugin=False):
+        seg = segment_from_row(row)
+        if seg is not None:
+            yield seg
+

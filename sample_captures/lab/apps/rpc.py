@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Tiny request/response RPC pair for incidents B and C (stdlib only).
+
+Wire format: request  = b"REQ <id> <total_len>\\n" + padding, total_len bytes in all (header included)
+             response = b"RSP <id> ok <bytes_received>\\n"
+server: `--rcvbuf N` sets SO_RCVBUF on the listening socket *before listen()* (inherited by accepted
+        sockets, incident B); `--linger0` makes every accepted socket SO_LINGER{1,0}, so killing the
+        process discards the connection state at once (a host that restarts, incident C variant).
+client: one long-lived connection; sends one request per line read on stdin ("send [bytes]"), or
+        --auto N requests; blocks for the response without deadline (like a gRPC call without one)
+        and logs like a Java-ish RPC client: `[2024-02-20T16:45:47.750+0800][worker-1] proc_time=...`.
+        Each event is also printed to stdout as one JSON object with the full-precision epoch time.
+"""
+import argparse
+import errno
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+
+def iso(t: float) -> str:
+    lt = time.localtime(t)
+    ms = int((t - int(t)) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + f".{ms:03d}" + time.strftime("%z", lt)
+
+
+class BracketLog:
+    def __init__(self, path, thread="worker-1"):
+        self.f = open(path, "a", buffering=1)
+        self.thread = thread
+        self.lock = threading.Lock()
+
+    def __call__(self, msg, t=None, thread=None, **event):
+        t = time.time() if t is None else t
+        with self.lock:
+            self.f.write(f"[{iso(t)}][{thread or self.thread}] {msg}\n")
+            if event:
+                print(json.dumps(dict(event, t=t)), flush=True)
+
+
+def recv_line(sock):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        c = sock.recv(1)
+        if not c:
+            raise ConnectionError("EOF")
+        buf += c
+    return buf
+
+
+def server(args):
+    log = BracketLog(args.log, "acceptor")
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if args.rcvbuf:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+    ls.bind((args.bind, args.port))
+    ls.listen(16)
+    log(f"listening on {args.bind}:{args.port} SO_RCVBUF={ls.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)} "
+        f"(requested {args.rcvbuf or 'default'}) pid={os.getpid()}", event="listen", pid=os.getpid(),
+        rcvbuf=ls.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    n = 0
+    while True:
+        conn, peer = ls.accept()
+        n += 1
+        if args.linger0:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        threading.Thread(target=serve_conn, args=(conn, peer, log, f"handler-{n}"), daemon=True).start()
+
+
+def serve_conn(conn, peer, log, thread):
+    log(f"accepted {peer[0]}:{peer[1]} SO_RCVBUF={conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}",
+        thread=thread)
+    try:
+        while True:
+            t0 = None
+            head = recv_line(conn)
+            t0 = time.time()
+            _, rid, total = head.split()
+            total = int(total)
+            got = len(head)
+            while got < total:
+                chunk = conn.recv(min(1 << 20, total - got))
+                if not chunk:
+                    raise ConnectionError("EOF in body")
+                got += len(chunk)
+            t1 = time.time()
+            log(f"request id={int(rid)} bytes={got} read_time={round((t1 - t0) * 1000)}ms", t1, thread=thread)
+            conn.sendall(b"RSP %d ok %d\n" % (int(rid), got))
+    except (ConnectionError, OSError) as e:
+        log(f"connection {peer[0]}:{peer[1]} closed: {e}", thread=thread)
+    conn.close()
+
+
+def client(args):
+    log = BracketLog(args.log, "worker-1")
+    if args.sport:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", args.sport))
+        s.connect((args.host, args.port))
+    else:
+        s = socket.create_connection((args.host, args.port), timeout=10)
+    s.settimeout(None)
+    if args.linger0:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    local = s.getsockname()
+    log(f"connected to {args.host}:{args.port} local {local[0]}:{local[1]}", event="connected",
+        local_port=local[1])
+    rid = 0
+
+    def one(size):
+        nonlocal rid
+        rid += 1
+        size = max(size, 32)
+        head = b"REQ %d %d\n" % (rid, size)
+        body = head + b"x" * (size - len(head))
+        t0 = time.time()
+        log(f"request id={rid} start bytes={size}", t0, event="start", id=rid, bytes=size)
+        try:
+            s.sendall(body)
+            t_sent = time.time()
+            resp = recv_line(s)
+            t1 = time.time()
+        except OSError as e:  # includes ConnectionError("EOF") from recv_line (errno None)
+            t1 = time.time()
+            code = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "EOF"
+            log(f"request id={rid} failed proc_time={round((t1 - t0) * 1000)}ms error={code} errno={e.errno} "
+                f"({e.strerror or e})", t1, event="error", id=rid, error=code, errno=e.errno, start=t0)
+            return False
+        ms = (t1 - t0) * 1000
+        status = "TIMEOUT" if args.timeout_ms and ms > args.timeout_ms else "ok"
+        log(f"proc_time={round(ms)}ms request id={rid} bytes={size} send_time={round((t_sent - t0) * 1000)}ms "
+            f"status={status}" + (f" (timeout {args.timeout_ms}ms)" if status == "TIMEOUT" else ""), t1,
+            event="done", id=rid, bytes=size, start=t0, sent=t_sent, proc_ms=ms, status=status,
+            response=resp.decode().strip())
+        return True
+
+    ok = True
+    if args.auto:
+        for _ in range(args.auto):
+            ok = one(args.size) and ok
+    else:
+        for line in sys.stdin:
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] == "quit":
+                break
+            if parts[0] == "send":
+                if not one(int(parts[1]) if len(parts) > 1 else args.size):
+                    ok = False
+                    break
+    s.close()
+    log("client exit", event="exit")
+    return 0 if ok else 1
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["server", "client"])
+    ap.add_argument("--host", default="198.18.2.2")
+    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--port", type=int, default=9000)
+    ap.add_argument("--sport", type=int, default=0)
+    ap.add_argument("--rcvbuf", type=int, default=0)
+    ap.add_argument("--linger0", action="store_true")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--auto", type=int, default=0)
+    ap.add_argument("--timeout-ms", type=int, default=0)
+    ap.add_argument("--log", required=True)
+    args = ap.parse_args()
+    return server(args) if args.mode == "server" else client(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

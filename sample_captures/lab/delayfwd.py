@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Userspace one-way delay "wire" between two interfaces (the kernel here has no netem).
+
+Reads every frame arriving on interface A (or B) with an AF_PACKET raw socket, holds it in a
+timer heap for --delay-ms, and sends it unchanged out of B (or A). Run it in a namespace whose
+kernel does not forward between A and B (no bridge, no addresses), so this process is the only
+path. Frames are never dropped on purpose; kernel socket drops are counted (PACKET_STATISTICS)
+and written with the delay actually applied to --stats as JSON on SIGTERM.
+"""
+import argparse
+import heapq
+import json
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+
+
+def open_if(name: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    s.bind((name, 0))
+    s.setblocking(False)
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--delay-ms", type=float, required=True)
+    ap.add_argument("--stats", required=True)
+    args = ap.parse_args()
+    delay = args.delay_ms / 1000.0
+    sa, sb = open_if(args.a), open_if(args.b)
+    other = {sa: sb, sb: sa}
+    name = {sa: f"{args.a}->{args.b}", sb: f"{args.b}->{args.a}"}
+    heap: list = []
+    n = 0
+    stats = {d: {"frames": 0, "bytes": 0, "late_sum_us": 0.0, "late_max_us": 0.0} for d in name.values()}
+    running = True
+
+    def stop(*_):
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while running:
+        timeout = None
+        if heap:
+            timeout = max(0.0, heap[0][0] - time.monotonic())
+        try:
+            ready, _, _ = select.select([sa, sb], [], [], 0.2 if timeout is None else min(timeout, 0.2))
+        except InterruptedError:
+            continue
+        now = time.monotonic()
+        for s in ready:
+            while True:
+                try:
+                    frame, addr = s.recvfrom(65536)
+                except BlockingIOError:
+                    break
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                n += 1
+                heapq.heappush(heap, (now + delay, n, s, frame))
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            due, _, s, frame = heapq.heappop(heap)
+            try:
+                other[s].send(frame)
+            except OSError as e:
+                print(f"send failed: {e}", file=sys.stderr)
+                continue
+            st = stats[name[s]]
+            late = (now - due) * 1e6
+            st["frames"] += 1
+            st["bytes"] += len(frame)
+            st["late_sum_us"] += late
+            st["late_max_us"] = max(st["late_max_us"], late)
+            now = time.monotonic()
+    drops = {}
+    for s in (sa, sb):
+        raw = s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        packets, dropped = struct.unpack("II", raw)
+        drops[name[s].split("->")[0]] = {"received": packets, "kernel_drops": dropped}
+    for st in stats.values():
+        st["late_mean_us"] = round(st.pop("late_sum_us") / st["frames"], 1) if st["frames"] else 0.0
+        st["late_max_us"] = round(st["late_max_us"], 1)
+    with open(args.stats, "w") as f:
+        json.dump({"delay_ms": args.delay_ms, "directions": stats, "sockets": drops,
+                   "left_in_queue": len(heap)}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

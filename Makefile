@@ -1,17 +1,26 @@
-# One-command set-up and run on a fresh Debian 12 (as root): `make demo`, `make test`.
+# One-command set-up and run on a fresh Debian 12 (as root): `sh bootstrap.sh demo|test`
+# (bootstrap.sh only adds make and python3-venv when missing, then runs these targets).
 # Every target installs what it needs first; nothing is assumed to be on the machine.
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 TCPSTALL := $(VENV)/bin/tcpstall
 SAMPLES := sample_captures
-APT_PACKAGES := tshark tcpdump nftables ethtool iproute2 python3-venv
+APT_PACKAGES := tshark tcpdump nftables ethtool iproute2 python3-venv \
+                wireshark-qt xvfb xdotool imagemagick
+# one tool per package above, to decide whether apt-get is needed at all
+APT_TOOLS := tshark editcap dumpcap tcpdump nft ethtool ip wireshark Xvfb xdotool import
 
 .PHONY: demo test setup os-deps venv lab bench-data bench fuzz clean
 
+# The main job on the bundled captures: the single-capture analysis of each incident, then the
+# two-capture story of the heartbeat loss.
 demo: setup
 	$(TCPSTALL) doctor
-	@bash bench/demo.sh "$(TCPSTALL)" "$(SAMPLES)"
+	@for cap in heartbeat-loss-server small-rcvbuf-nohs-client peer-vanishes-client; do \
+	  echo; echo "== tcpstall analyze $(SAMPLES)/$$cap.pcapng"; \
+	  $(TCPSTALL) analyze $(SAMPLES)/$$cap.pcapng $(DEMO_PREFS_$$cap) || exit 1; \
+	done
 
 test: setup
 	$(PY) -m pytest -q
@@ -22,7 +31,7 @@ setup: os-deps $(VENV)/.installed
 # non-root capture is preseeded so the install never waits for an answer.
 os-deps:
 	@missing=""; \
-	for tool in tshark editcap dumpcap tcpdump nft ethtool ip; do command -v $$tool >/dev/null || missing=1; done; \
+	for tool in $(APT_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	python3 -c 'import venv, ensurepip' 2>/dev/null || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \

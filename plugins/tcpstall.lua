@@ -1,3 +1,456 @@
--- placeholder: replaced by the real postdissector (issue 4)
-local p = Proto("tcpstall", "TCP stall diagnostics")
-register_postdissector(p)
+-- tcpstall.lua: TCP stall diagnostics (Wireshark/tshark Lua postdissector).
+--
+-- Explains why an RPC stalled at the TCP layer: HOL-blocked delivery, receiver window throttling,
+-- retries approaching tcp_retries2. This file is the entry point: protocol, fields, experts,
+-- prefs, init, the dissector and the module loader. The per-direction stream state lives in
+-- tcpstall/stream.lua, the analyzers in tcpstall/<name>.lua (contract: tcpstall/README.md).
+--
+-- Use:  tshark -X lua_script:/path/to/plugins/tcpstall.lua -r cap.pcapng -2 -Y tcpstall ...
+--       or copy tcpstall.lua and the tcpstall/ folder into the personal Lua plugins folder
+--       (`tshark -G folders`).
+-- Two-pass (`-2`) needs a read filter (`-Y frame` or any -Y) or pass 1 sees no fields.
+--
+-- Never writes files, never runs programs.
+
+local VERSION = "0.1.0"
+
+---------------------------------------------------------------------------------------------------
+-- module loader: paths relative to this script's own location
+
+local function script_dir()
+    local info = debug and debug.getinfo and debug.getinfo(1, "S")
+    local src = info and info.source or ""
+    if src:sub(1, 1) == "@" then src = src:sub(2) end
+    return src:match("^(.*)[/\\][^/\\]*$")
+end
+
+local core = { version = VERSION, modules = {} }
+local search_dirs = {}
+do
+    local d = script_dir()
+    if d ~= nil and d ~= "" then search_dirs[#search_dirs + 1] = d .. "/tcpstall" end
+    if d == nil then search_dirs[#search_dirs + 1] = "tcpstall" end
+    for _, fn in ipairs({ "personal_plugins_path", "global_plugins_path" }) do
+        local ok, p = pcall(function() return Dir[fn]() end)
+        if ok and type(p) == "string" then search_dirs[#search_dirs + 1] = p .. "/tcpstall" end
+    end
+end
+
+local function file_exists(path)
+    local f = io.open(path, "r")
+    if f ~= nil then f:close() return true end
+    return false
+end
+
+-- core.load(name): load tcpstall/<name>.lua once, passing `core` as the chunk argument.
+function core.load(name)
+    local m = core.modules[name]
+    if m ~= nil then return m end
+    local errs = {}
+    for _, dir in ipairs(search_dirs) do
+        local path = dir .. "/" .. name .. ".lua"
+        if file_exists(path) then
+            local chunk, err = loadfile(path)
+            if chunk == nil then error("tcpstall: cannot load " .. path .. ": " .. tostring(err)) end
+            m = chunk(core)
+            if type(m) ~= "table" then error("tcpstall: module " .. path .. " did not return a table") end
+            core.modules[name] = m
+            return m
+        end
+        errs[#errs + 1] = path
+    end
+    error("tcpstall: module '" .. name .. "' not found (looked in: " .. table.concat(errs, ", ") .. ")")
+end
+
+---------------------------------------------------------------------------------------------------
+-- protocol, fields, experts (DESIGN.md section 3: stable names)
+
+local proto = Proto("tcpstall", "TCP stall diagnostics")
+core.proto = proto
+
+local F = {
+    hol_hold_ms          = ProtoField.double("tcpstall.hol.hold_ms", "HOL hold (ms)", "How long this held segment waited behind the hole"),
+    hol_released_bytes   = ProtoField.uint32("tcpstall.hol.released_bytes", "HOL released bytes", base.DEC, nil, nil, "Held bytes this frame released to the application (not counting its own payload)"),
+    hol_released_segments = ProtoField.uint32("tcpstall.hol.released_segments", "HOL released segments", base.DEC, nil, nil, "Held segments (frames) released by this frame"),
+    hol_max_hold_ms      = ProtoField.double("tcpstall.hol.max_hold_ms", "HOL longest hold (ms)", "Longest hold among the released segments"),
+    hol_release_frame    = ProtoField.framenum("tcpstall.hol.release_frame", "HOL released by frame"),
+    hol_first_held_frame = ProtoField.framenum("tcpstall.hol.first_held_frame", "HOL first held frame"),
+    hol_filled_by        = ProtoField.framenum("tcpstall.hol.filled_by", "HOL hole filled by frame"),
+    hol_view             = ProtoField.string("tcpstall.hol.view", "HOL view", base.ASCII, "receiver: from arrivals; sender: from SACK/ACK"),
+    rwnd_window          = ProtoField.uint32("tcpstall.rwnd.window", "Receiver window (bytes)", base.DEC, nil, nil, "Advertised receive window, scaled"),
+    rwnd_scale           = ProtoField.int32("tcpstall.rwnd.scale", "Window shift", base.DEC, nil, nil, "Window scale shift used"),
+    rwnd_scale_inferred  = ProtoField.bool("tcpstall.rwnd.scale_inferred", "Window shift inferred"),
+    rwnd_cap_mbps        = ProtoField.double("tcpstall.rwnd.cap_mbps", "Window/RTT cap (Mbit/s)"),
+    rwnd_limited_ms      = ProtoField.double("tcpstall.rwnd.limited_ms", "Window-limited (ms)"),
+    retries_count        = ProtoField.uint32("tcpstall.retries.count", "Retransmission number", base.DEC, nil, nil, "Retransmission number of this data (1, 2, ...)"),
+    retries_elapsed_s    = ProtoField.double("tcpstall.retries.elapsed_s", "Since first send (s)"),
+    retries_abort_at_s   = ProtoField.double("tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
+    retrans_trigger      = ProtoField.string("tcpstall.retrans.trigger", "Retransmission trigger", base.ASCII, "rto / fast / tlp / rack / unknown"),
+    retrans_why          = ProtoField.string("tcpstall.retrans.why", "Trigger evidence", base.ASCII),
+}
+core.F = F
+proto.fields = {
+    F.hol_hold_ms, F.hol_released_bytes, F.hol_released_segments, F.hol_max_hold_ms,
+    F.hol_release_frame, F.hol_first_held_frame, F.hol_filled_by, F.hol_view,
+    F.rwnd_window, F.rwnd_scale, F.rwnd_scale_inferred, F.rwnd_cap_mbps, F.rwnd_limited_ms,
+    F.retries_count, F.retries_elapsed_s, F.retries_abort_at_s,
+    F.retrans_trigger, F.retrans_why,
+}
+
+local SEQ = expert.group.SEQUENCE
+local E = {
+    hol_blocked       = ProtoExpert.new("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole", SEQ, expert.severity.WARN),
+    hol_blocked_note  = ProtoExpert.new("tcpstall.hol.blocked_note", "HOL-blocked delivery (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
+    hol_released      = ProtoExpert.new("tcpstall.hol.released", "HOL-blocked delivery: held data released", SEQ, expert.severity.WARN),
+    hol_released_note = ProtoExpert.new("tcpstall.hol.released_note", "HOL-blocked delivery released (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
+    rwnd_throttling   = ProtoExpert.new("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
+    retries_approaching = ProtoExpert.new("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
+    retries_final     = ProtoExpert.new("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),
+    thin_stream       = ProtoExpert.new("tcpstall.thin_stream", "Thin stream: fast retransmit waited for duplicate ACKs", SEQ, expert.severity.NOTE),
+    retrans           = ProtoExpert.new("tcpstall.retrans", "Retransmission trigger", SEQ, expert.severity.CHAT),
+}
+core.E = E
+proto.experts = {
+    E.hol_blocked, E.hol_blocked_note, E.hol_released, E.hol_released_note, E.rwnd_throttling,
+    E.retries_approaching, E.retries_final, E.thin_stream, E.retrans,
+}
+
+---------------------------------------------------------------------------------------------------
+-- Field extractors: every field the core and the analyzers need, each called once per packet.
+
+local X = {
+    stream   = Field.new("tcp.stream"),
+    seq_raw  = Field.new("tcp.seq_raw"),
+    ack_raw  = Field.new("tcp.ack_raw"),
+    ack      = Field.new("tcp.ack"),          -- relative ACK: only to convert SACK edges to raw
+    len      = Field.new("tcp.len"),
+    flags    = Field.new("tcp.flags"),
+    win      = Field.new("tcp.window_size_value"),
+    win_scale = Field.new("tcp.window_size_scalefactor"),
+    wscale   = Field.new("tcp.options.wscale.shift"),
+    mss      = Field.new("tcp.options.mss_val"),
+    sack_le  = Field.new("tcp.options.sack_le"),
+    sack_re  = Field.new("tcp.options.sack_re"),
+    tsval    = Field.new("tcp.options.timestamp.tsval"),
+    tsecr    = Field.new("tcp.options.timestamp.tsecr"),
+    ws_retrans  = Field.new("tcp.analysis.retransmission"),
+    ws_fast     = Field.new("tcp.analysis.fast_retransmission"),
+    ws_spurious = Field.new("tcp.analysis.spurious_retransmission"),
+    ws_ooo      = Field.new("tcp.analysis.out_of_order"),
+    ws_lost     = Field.new("tcp.analysis.lost_segment"),
+    ws_dupack_num = Field.new("tcp.analysis.duplicate_ack_num"),
+    ws_zero_window = Field.new("tcp.analysis.zero_window"),
+    ws_window_full = Field.new("tcp.analysis.window_full"),
+    ws_keep_alive  = Field.new("tcp.analysis.keep_alive"),
+    icmp     = Field.new("icmp"),
+    icmpv6   = Field.new("icmpv6"),
+}
+core.X = X
+
+---------------------------------------------------------------------------------------------------
+-- prefs
+
+local P = proto.prefs
+P.hol_enabled     = Pref.bool("HOL-blocked delivery analyzer", true, "Detect data held behind a hole (HOL-blocked delivery)")
+P.rwnd_enabled    = Pref.bool("Receiver window analyzer", true, "Detect receiver window throttling")
+P.retries_enabled = Pref.bool("Retries analyzer", true, "Detect retransmissions approaching tcp_retries2")
+P.hol_warn_ms     = Pref.uint("HOL warn threshold (ms)", 20, "A hold at least this long is a warning, shorter ones a note")
+P.rwnd_min_episode_ms = Pref.uint("Minimum window-limited episode (ms)", 100, "Report receiver window throttling only for episodes at least this long")
+P.tcp_retries1    = Pref.uint("tcp_retries1", 3, "net.ipv4.tcp_retries1 of the sender")
+P.tcp_retries2    = Pref.uint("tcp_retries2", 15, "net.ipv4.tcp_retries2 of the sender")
+P.rto_min_ms      = Pref.uint("RTO min (ms)", 200, "Minimum retransmission timeout of the sender")
+P.rto_max_ms      = Pref.uint("RTO max (ms)", 120000, "Maximum retransmission timeout of the sender")
+P.user_timeout_ms = Pref.uint("TCP_USER_TIMEOUT (ms)", 0, "Socket option TCP_USER_TIMEOUT of the sender, 0 = unset")
+
+local settings = {}
+core.settings = settings
+local function read_prefs()
+    settings.hol_enabled = P.hol_enabled
+    settings.rwnd_enabled = P.rwnd_enabled
+    settings.retries_enabled = P.retries_enabled
+    settings.hol_warn_ms = P.hol_warn_ms
+    settings.rwnd_min_episode_ms = P.rwnd_min_episode_ms
+    settings.tcp_retries1 = P.tcp_retries1
+    settings.tcp_retries2 = P.tcp_retries2
+    settings.rto_min_ms = P.rto_min_ms
+    settings.rto_max_ms = P.rto_max_ms
+    settings.user_timeout_ms = P.user_timeout_ms
+end
+read_prefs()
+function proto.prefs_changed() read_prefs() end
+
+---------------------------------------------------------------------------------------------------
+-- modules
+
+local seqm = core.load("seq")
+local stream = core.load("stream")
+core.seq, core.stream = seqm, stream
+
+-- analyzers, in the order they run; each has a bool pref `<name>_enabled`
+local ANALYZERS = { "hol", "rwnd", "retries" }
+local analyzers = {}
+for _, name in ipairs(ANALYZERS) do
+    local m = core.load(name)
+    m.name = m.name or name
+    analyzers[#analyzers + 1] = m
+end
+core.analyzers = analyzers
+
+---------------------------------------------------------------------------------------------------
+-- state (reset in init)
+
+local state
+local function reset()
+    state = {
+        streams = {},        -- tcp.stream -> stream record (two direction records)
+        stream_order = {},
+        results = {},        -- frame number -> { rtx = ..., hol = ..., rwnd = ..., retries = ... }
+        errors = 0, first_error = nil,
+        packets = 0,
+    }
+    core.state = state
+    for _, a in ipairs(analyzers) do
+        if a.reset then a.reset() end
+    end
+end
+reset()
+function proto.init() reset() end
+
+---------------------------------------------------------------------------------------------------
+-- helpers for analyzers
+
+-- add an expert with a formatted text
+function core.expert(tree, ei, text)
+    tree:add_proto_expert_info(ei, text)
+end
+
+-- ms with one decimal
+function core.ms(sec)
+    return math.floor(sec * 10000 + 0.5) / 10
+end
+
+---------------------------------------------------------------------------------------------------
+-- per packet
+
+local band = bit32.band
+local FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+
+local function build_packet(pinfo)
+    local fi_stream = X.stream()
+    if fi_stream == nil then return nil end
+    if X.icmp() ~= nil or X.icmpv6() ~= nil then return nil end   -- TCP header quoted in ICMP error
+    local fi_seq, fi_flags = X.seq_raw(), X.flags()
+    if fi_seq == nil or fi_flags == nil then return nil end
+    local fi_ack, fi_len, fi_win, fi_sc = X.ack_raw(), X.len(), X.win(), X.win_scale()
+    local flags = fi_flags.value
+    local pkt = {
+        number = pinfo.number,
+        time = pinfo.abs_ts,
+        stream = fi_stream.value,
+        src = tostring(pinfo.src), dst = tostring(pinfo.dst),
+        sport = pinfo.src_port, dport = pinfo.dst_port,
+        seq_raw = fi_seq.value,
+        ack_raw = fi_ack and fi_ack.value or 0,
+        len = fi_len and fi_len.value or 0,
+        flags = flags,
+        syn = band(flags, SYN) ~= 0,
+        fin = band(flags, FIN) ~= 0,
+        rst = band(flags, RST) ~= 0,
+        ackf = band(flags, ACK) ~= 0,
+        win_raw = fi_win and fi_win.value or nil,
+        win_scale = fi_sc and fi_sc.value or nil,
+        ws_retrans = X.ws_retrans() ~= nil,
+        ws_fast = X.ws_fast() ~= nil,
+        ws_spurious = X.ws_spurious() ~= nil,
+        ws_ooo = X.ws_ooo() ~= nil,
+        ws_lost = X.ws_lost() ~= nil,
+        ws_zero_window = X.ws_zero_window() ~= nil,
+        ws_window_full = X.ws_window_full() ~= nil,
+        ws_keep_alive = X.ws_keep_alive() ~= nil,
+    }
+    if pkt.ws_fast or pkt.ws_spurious then pkt.ws_retrans = true end
+    local fi = X.ws_dupack_num()
+    if fi ~= nil then pkt.ws_dupack_num = fi.value end
+    fi = X.tsval()
+    if fi ~= nil then
+        pkt.tsval = fi.value
+        local fe = X.tsecr()
+        if fe ~= nil then pkt.tsecr = fe.value end
+    end
+    if pkt.syn then
+        fi = X.wscale()
+        if fi ~= nil then pkt.wscale_opt = fi.value end
+        fi = X.mss()
+        if fi ~= nil then pkt.mss_opt = fi.value end
+    end
+    local le = { X.sack_le() }
+    if le[1] ~= nil and pkt.ackf then
+        local re = { X.sack_re() }
+        local fa = X.ack()
+        -- SACK edges are shown relative like tcp.ack: convert with the same offset
+        local off = fa and (pkt.ack_raw - fa.value) or 0
+        local sack = {}
+        for i = 1, #le do
+            if re[i] ~= nil then
+                sack[#sack + 1] = { (le[i].value + off) % 4294967296, (re[i].value + off) % 4294967296 }
+            end
+        end
+        if sack[1] ~= nil then pkt.sack = sack end
+    end
+    return pkt
+end
+
+local function first_pass(pinfo)
+    local pkt = build_packet(pinfo)
+    if pkt == nil then return end
+    state.packets = state.packets + 1
+    local st, fwd, rev = stream.lookup(state, pkt)
+    if st == nil then return end
+    stream.ingest(pkt, fwd, rev)
+    local out = {}
+    if pkt.rtx ~= nil then out.rtx = pkt.rtx end
+    for i = 1, #analyzers do
+        local a = analyzers[i]
+        if settings[a.name .. "_enabled"] ~= false and a.on_packet then
+            a.on_packet(pkt, fwd, rev, out, st)
+        end
+    end
+    if next(out) ~= nil then state.results[pkt.number] = out end
+end
+
+local function render(tree, res)
+    local sub = tree:add(proto)
+    local rtx = res.rtx
+    if rtx ~= nil and rtx.trigger ~= nil then
+        local it = sub:add(F.retrans_trigger, rtx.trigger)
+        if rtx.why ~= nil then sub:add(F.retrans_why, rtx.why) end
+        sub:add_proto_expert_info(E.retrans, "Retransmission trigger: " .. rtx.trigger .. (rtx.why and (" (" .. rtx.why .. ")") or ""))
+    end
+    for i = 1, #analyzers do
+        local a = analyzers[i]
+        local r = res[a.name]
+        if r ~= nil and a.render and settings[a.name .. "_enabled"] ~= false then
+            a.render(sub, r, res)
+        end
+    end
+end
+
+local function dissect(tvb, pinfo, tree)
+    if not pinfo.visited then first_pass(pinfo) end
+    local res = state.results[pinfo.number]
+    if res ~= nil then render(tree, res) end
+end
+
+function proto.dissector(tvb, pinfo, tree)
+    local ok, err = pcall(dissect, tvb, pinfo, tree)
+    if not ok then
+        -- never a "Lua Error" in the tree: count it, show it in the -z summary
+        state.errors = state.errors + 1
+        if state.first_error == nil then
+            state.first_error = "frame " .. tostring(pinfo.number) .. ": " .. tostring(err)
+        end
+    end
+end
+
+register_postdissector(proto)
+
+---------------------------------------------------------------------------------------------------
+-- -z tcpstall: one row per stream
+
+local function stat_rows()
+    local cols = { "stream", "endpoints" }
+    for _, a in ipairs(analyzers) do
+        if a.columns and settings[a.name .. "_enabled"] ~= false then
+            for _, c in ipairs(a.columns) do cols[#cols + 1] = c.title end
+        end
+    end
+    local rows = {}
+    for _, id in ipairs(state.stream_order) do
+        local st = state.streams[id]
+        local c = st.client
+        local row = { tostring(id), c.src .. ":" .. c.sport .. " <-> " .. c.dst .. ":" .. c.dport }
+        for _, a in ipairs(analyzers) do
+            if a.columns and settings[a.name .. "_enabled"] ~= false then
+                for _, col in ipairs(a.columns) do
+                    local ok, v = pcall(col.get, st)
+                    row[#row + 1] = ok and tostring(v == nil and "-" or v) or "?"
+                end
+            end
+        end
+        rows[#rows + 1] = row
+    end
+    return cols, rows
+end
+
+function core.stat_text()
+    local cols, rows = stat_rows()
+    local w = {}
+    for i, c in ipairs(cols) do w[i] = #c end
+    for _, r in ipairs(rows) do
+        for i, v in ipairs(r) do if #v > w[i] then w[i] = #v end end
+    end
+    local lines = {}
+    local bar = string.rep("=", 80)
+    lines[#lines + 1] = bar
+    lines[#lines + 1] = "tcpstall: TCP stall diagnostics " .. VERSION .. " (" .. #rows .. " TCP streams)"
+    local function fmt(r)
+        local parts = {}
+        for i, v in ipairs(r) do
+            if i <= 2 then parts[i] = v .. string.rep(" ", w[i] - #v)
+            else parts[i] = string.rep(" ", w[i] - #v) .. v end
+        end
+        return table.concat(parts, "  ")
+    end
+    lines[#lines + 1] = fmt(cols)
+    for _, r in ipairs(rows) do lines[#lines + 1] = fmt(r) end
+    if state.errors > 0 then
+        lines[#lines + 1] = "internal errors: " .. state.errors .. " (first: " .. tostring(state.first_error) .. ")"
+    end
+    lines[#lines + 1] = bar
+    return table.concat(lines, "\n")
+end
+
+-- machine-readable form (`-z tcpstall,tsv`): one line per stream,
+-- "TCPSTALL<TAB>stream=N<TAB>src=...<TAB>key=value..." (values never contain tabs)
+function core.stat_tsv()
+    local lines = {}
+    for _, id in ipairs(state.stream_order) do
+        local st = state.streams[id]
+        local c = st.client
+        local parts = { "TCPSTALL", "stream=" .. id, "src=" .. c.src, "sport=" .. c.sport,
+            "dst=" .. c.dst, "dport=" .. c.dport,
+            string.format("first_t=%.6f", st.first_t), string.format("last_t=%.6f", st.last_t or st.first_t),
+            "first_frame=" .. st.first_f, "last_frame=" .. (st.last_f or st.first_f) }
+        for _, a in ipairs(analyzers) do
+            if a.columns and settings[a.name .. "_enabled"] ~= false then
+                for _, col in ipairs(a.columns) do
+                    if col.key ~= nil then
+                        local ok, v = pcall(col.get, st)
+                        if ok and v ~= nil then parts[#parts + 1] = col.key .. "=" .. tostring(v):gsub("[\t\n]", " ") end
+                    end
+                end
+            end
+        end
+        lines[#lines + 1] = table.concat(parts, "\t")
+    end
+    lines[#lines + 1] = "TCPSTALL_END\tstreams=" .. #state.stream_order .. "\terrors=" .. state.errors ..
+        (state.first_error and ("\tfirst_error=" .. tostring(state.first_error):gsub("[\t\n]", " ")) or "")
+    return table.concat(lines, "\n")
+end
+
+local function register_stat()
+    local function on_z(arg)
+        local mode = type(arg) == "string" and arg:match("^tcpstall,(%w+)") or nil
+        local tap = Listener.new("frame", nil)
+        if mode == "tsv" then
+            function tap.draw() print(core.stat_tsv()) end
+        else
+            function tap.draw() print(core.stat_text()) end
+        end
+        function tap.reset() end
+    end
+    if register_stat_cmd_arg ~= nil then
+        register_stat_cmd_arg("tcpstall", on_z)
+    end
+end
+register_stat()

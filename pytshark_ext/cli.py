@@ -127,11 +127,23 @@ def _not_implemented(name: str) -> None:
     fail(f"`{name}` is not implemented yet", EXIT_USAGE)
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def analyze(args):
-    """What stalled in one capture (not implemented yet)."""
-    _not_implemented("analyze")
+@main.command()
+@click.argument("capture", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="JSON with `streams` and `findings` instead of tables.")
+@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
+              help="tcpstall preference, repeatable (e.g. -o tcp_retries2:6 -o hol_warn_ms:50).")
+@tshark_option
+@friendly_errors
+def analyze(capture, as_json, prefs, tshark):
+    """What stalled in one capture: per stream HOL episodes (and the other analyzers' columns),
+    then one line per finding. Runs tshark two-pass with the tcpstall plugin."""
+    import json as _json
+
+    from .analyze import analyze_capture, render_table, to_json
+    from .tshark import parse_pref_option
+
+    result = analyze_capture(capture, tshark=tshark, prefs=dict(parse_pref_option(p) for p in prefs))
+    click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

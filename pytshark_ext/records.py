@@ -63,3 +63,73 @@ class Finding:
     @property
     def duration_ms(self) -> float:
         return (self.end - self.start) * 1000.0
+
+
+# --- two-capture correlation (pytshark_ext.correlate) -------------------------------------------
+# Times are epoch seconds in capture A's clock unless a field says otherwise; "A"/"B" name the
+# two captures in the order the user gave them.
+
+@dataclass(frozen=True)
+class DelayStats:
+    """One-way delay between the two capture points for one direction, in milliseconds."""
+    count: int
+    min: float
+    median: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The transmission that finally got a lost segment's bytes past the downstream capture point."""
+    up_frame: Optional[int]         # frame of that (re)transmission in the upstream capture
+    down_frame: int                 # frame where it arrived in the downstream capture
+    sent_at: Optional[float]        # upstream send time (A's clock)
+    arrived_at: float               # arrival at the downstream point (A's clock)
+    after_ms: float                 # arrived_at - the lost segment's original send time
+    transmission: int               # 2 = first retransmission, 3 = second, ...
+
+
+@dataclass(frozen=True)
+class LostSegment:
+    """A transmission seen at the upstream capture point and never at the downstream one
+    (or, with kind "unseen_upstream", the reverse: the upstream capture missed it)."""
+    flow: str                       # FlowPair.id
+    direction: str                  # "src:port -> dst:port" as addressed in capture A
+    upstream: str                   # "A" or "B": the capture nearer this direction's sender
+    seen_at: str                    # capture holding the packet ("A"/"B")
+    frame: int                      # its frame number there
+    seq_raw: int
+    seq_rel: int                    # as Wireshark shows it in that capture
+    len: int
+    tsval: Optional[int]
+    sent_at: float                  # when `seen_at` captured it, in A's clock
+    delivered_by: Optional[Delivery] = None
+    kind: str = "lost"              # lost | unseen_upstream
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class FlowDirection:
+    """One direction of a paired connection."""
+    direction: str                  # "src:port -> dst:port" in capture A
+    direction_b: str                # the same direction as addressed in capture B
+    upstream: Optional[str]         # "A"/"B": capture nearer this direction's sender (None: unknown)
+    matched: int
+    only_a: int
+    only_b: int
+    delay_ms: Optional[DelayStats]
+    ip_id_stable: Optional[bool]
+    reordered: int
+
+
+@dataclass(frozen=True)
+class FlowPair:
+    """One TCP connection seen in both captures, paired by segment content (NAT may differ)."""
+    id: str
+    a: Tuple[Tuple[str, int], Tuple[str, int]]    # endpoints in capture A (first = first sender seen)
+    b: Tuple[Tuple[str, int], Tuple[str, int]]    # the same endpoints as addressed in capture B
+    nat: bool
+    directions: Tuple[FlowDirection, ...]
+    a_streams: Tuple[int, ...] = ()               # tcp.stream numbers in A (display only)
+    b_streams: Tuple[int, ...] = ()

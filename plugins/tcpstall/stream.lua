@@ -61,8 +61,22 @@ local function new_dir(stream, src, sport, dst, dport)
         turn_min = nil, turn_s = nil, turn_n = 0,
         tsq = {}, tsq_head = 1, -- first-seen times of this side's TSvals {v, t}
         -- free slot for analyzers: d.a.hol, d.a.rwnd, d.a.retries ...
+        ackhist = {}, ackhist_n = 0,  -- ring of the last 16 ACKs from the peer {t, f, dup, sacked, sacked_n}
         a = {},
     }
+end
+
+-- The ACK from the peer that most plausibly triggered a transmission of d at time t: the newest
+-- ACK seen at least d.turn_min (capture point -> sender -> capture point) before t.
+function M.trigger_ack(d, t)
+    local turn = d.turn_min or 0
+    local n = d.ackhist_n
+    local m = n < 16 and n or 16
+    for i = 0, m - 1 do
+        local e = d.ackhist[(n - 1 - i) % 16 + 1]
+        if e.t <= t - turn + 0.001 then return e, turn end
+    end
+    return nil, turn
 end
 
 function M.lookup(state, pkt)
@@ -87,16 +101,26 @@ end
 ---------------------------------------------------------------------------------------------------
 -- RTT: turn samples
 
-local function turn_sample(d, s)
+-- `smooth`: the sample is a direct response (data -> ACK, handshake) and feeds the smoothed
+-- estimate; TS-echo samples may include the echoing host's idle time (a data packet sent much
+-- later echoes the same TSval), so they only feed the minimum.
+local function turn_sample(d, s, smooth)
     if s < 0 then return end
     d.turn_n = d.turn_n + 1
     if d.turn_min == nil or s < d.turn_min then d.turn_min = s end
-    if d.turn_s == nil then d.turn_s = s else d.turn_s = d.turn_s + (s - d.turn_s) / 8 end
+    if smooth then
+        if d.turn_s == nil then d.turn_s = s else d.turn_s = d.turn_s + (s - d.turn_s) / 8 end
+    end
 end
 
--- Smoothed RTT of the connection as seen by the sender `d` (seconds, or nil).
+local function turn_est(d)
+    return d.turn_s or d.turn_min
+end
+
+-- Smoothed RTT as the sender `d` measures it (data out -> ACK back, delayed ACKs included):
+-- the peer's smoothed turn plus d's own minimum turn (seconds, or nil).
 function M.srtt(d)
-    local a, b = d.turn_s, d.peer.turn_s
+    local a, b = d.turn_min, turn_est(d.peer)
     if a == nil and b == nil then return nil end
     return (a or 0) + (b or 0)
 end
@@ -218,7 +242,15 @@ local function on_arrival(d, pkt, ds, de)
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    pkt.hole = ds - nxt
+    local missing, cov = 0, nxt
+    for i = 1, #ooo do
+        local g = ooo[i]
+        if g.s >= ds then break end
+        if g.s > cov then missing = missing + (g.s - cov) end
+        if g.e > cov then cov = g.e end
+    end
+    if ds > cov then missing = missing + (ds - cov) end
+    pkt.hole = missing
     local h = { s = ds, e = de, t = pkt.time, f = pkt.number }
     local n = #ooo
     if n == 0 or ooo[n].s <= ds then
@@ -315,18 +347,30 @@ local function on_ack(d, pkt, ack)
             if d.sacked_bytes < 0 then d.sacked_bytes = 0 end
             pkt.sack_released = { bytes = bytes, first_t = first_t, first_f = first_f, entries = ents, from = una, to = ack }
         end
+        local sr = pkt.sack_released
         -- RTT sample (Karn: only segments sent once), then drop acknowledged segments
         local segs = d.segs
         local h = d.segs_head
         local sample_seg = nil
+        local held, j = nil, 1
         while segs[h] ~= nil and segs[h].e <= ack do
             local g = segs[h]
             if g.tx == 1 then sample_seg = g else sample_seg = nil end
+            if sr ~= nil then
+                -- segments that were SACKed (held at the receiver) before this ACK covered them
+                local ents = sr.entries
+                while ents[j] ~= nil and ents[j].e <= g.s do j = j + 1 end
+                if ents[j] ~= nil and ents[j].s < g.e then
+                    held = held or {}
+                    held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.lt, sack_t = ents[j].t, sack_f = ents[j].f }
+                end
+            end
             h = h + 1
         end
+        if sr ~= nil then sr.segments = held or {} end
         d.segs_head = h
         segs_compact(d)
-        if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg.t) end
+        if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg.t, true) end
     elseif ack == una and pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst
         and d.high ~= nil and d.high > ack then
         d.dupacks = d.dupacks + 1
@@ -385,7 +429,7 @@ local function ts_echo(d, echoer, v, t)
         h = h + 1
     end
     if q[h] ~= nil and q[h].v == v then
-        turn_sample(echoer, t - q[h].t)
+        turn_sample(echoer, t - q[h].t, false)
         q[h] = nil
         h = h + 1
     end
@@ -401,27 +445,32 @@ local function classify(d, pkt, rtx, last_send_t)
     local t = pkt.time
     if pkt.syn then return "rto", "SYN retransmission timer" end
     local srtt = M.srtt(d)
-    local turn = d.turn_min or 0
-    local react = (d.ack_t ~= nil) and (t - d.ack_t) or huge
-    local tol = turn * 1.5 + 0.004
+    local ta, turn = M.trigger_ack(d, t)
+    -- react: how long after the sender could have seen the triggering ACK it sent this
+    local react = ta and (t - ta.t - turn) or huge
+    if react < 0 then react = 0 end
+    local tol = 0.004 + turn * 0.25
     local mss = d.mss or d.peer.mss or 1460
-    local sacked_segs = d.sacked_bytes / (mss > 0 and mss or 1460)
-    local dup = d.dupacks
-    if pkt.ws_dupack_num and pkt.ws_dupack_num > dup then dup = pkt.ws_dupack_num end
-    local loss = dup >= 3 or sacked_segs >= 3 or pkt.ws_fast
+    if mss <= 0 then mss = 1460 end
+    local sacked_b = ta and ta.sacked or 0
+    local sacked_segs = math.max(ta and ta.sacked_n or 0, math.floor(sacked_b / mss))
+    local dup = ta and ta.dup or 0
+    pkt.trigger_ack_f = ta and ta.f or nil
+    rtx.ta_t, rtx.ta_f, rtx.ta_dup, rtx.ta_sacked_n = ta and ta.t, ta and ta.f, dup, sacked_segs
+    local loss = dup >= 3 or sacked_segs >= 3
     local gap_send = last_send_t and (t - last_send_t) or huge
     local gap_prev = rtx.prev_t and (t - rtx.prev_t) or huge
     if rtx.n >= 2 then
-        if loss and react <= tol and d.ack_t and rtx.prev_t and d.ack_t > rtx.prev_t then
+        if loss and react <= tol and ta and rtx.prev_t and ta.t > rtx.prev_t then
             return "rack", "retransmitted again right after new loss evidence"
         end
         return "rto", string.format("retransmission #%d, %.1f ms after the previous one (timer backoff)", rtx.n, gap_prev * 1000)
     end
     if loss and react <= tol then
-        return "fast", string.format("%d dupACKs / %.0f SACKed segments, sent %.1f ms after the triggering ACK", dup, sacked_segs, react * 1000)
+        return "fast", string.format("%d dupACKs / %d SACKed segments at the triggering ACK (frame %d), sent %.1f ms after it reached the sender", dup, sacked_segs, ta.f, react * 1000)
     end
-    if (d.sacked_bytes > 0 or dup >= 1) and react <= tol + math.max((srtt or 0) * 0.5, 0.004) then
-        return "rack", string.format("later data SACKed (%d dupACKs), sent %.1f ms after the ACK", dup, react * 1000)
+    if (sacked_b > 0 or dup >= 1) and react <= tol + math.max((srtt or 0) * 0.5, 0.004) then
+        return "rack", string.format("later data SACKed (%d dupACKs) at frame %d, sent %.1f ms after it reached the sender", dup, ta.f, react * 1000)
     end
     local is_tail = d.high ~= nil and pkt.nxt >= d.high
     if is_tail and d.sacked_bytes == 0 and dup == 0 then
@@ -482,11 +531,12 @@ function M.ingest(pkt, fwd, rev)
             -- the capture never saw the original (lost before this capture point)
             rtx = { first_t = nil, prev_t = nil, n = 1, unseen = true }
         end
-        if rtx ~= nil and pkt.ws_ooo and not pkt.ws_retrans then rtx = nil end
         if rtx ~= nil then
             if rtx.n < 1 then rtx.n = 1 end
             fwd.retrans = fwd.retrans + 1
             pkt.rtx = rtx
+            rtx.f, rtx.t, rtx.s, rtx.e = pkt.number, t, ds, de
+            fwd.last_rtx = rtx
             rtx.trigger, rtx.why = classify(fwd, pkt, rtx, last_send_t)
         elseif pkt.len > 0 then
             local r = fwd.new_times
@@ -514,6 +564,13 @@ function M.ingest(pkt, fwd, rev)
             pkt.sack_abs = blocks
             on_sack(rev, pkt, blocks)
         end
+        -- ACK history of rev's data (what the sender knew after each ACK), newest last
+        local hist = rev.ackhist
+        local k = rev.ackhist_n % 16 + 1
+        local e = hist[k]
+        if e == nil then e = {} hist[k] = e end
+        e.t, e.f, e.dup, e.sacked, e.sacked_n = t, pkt.number, rev.dupacks, rev.sacked_bytes, #rev.sacked
+        rev.ackhist_n = rev.ackhist_n + 1
     end
 
     -- window advertised by this side

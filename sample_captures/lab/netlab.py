@@ -209,6 +209,22 @@ class Lab:
         return {"min": float(m.group(1)), "avg": float(m.group(2)), "max": float(m.group(3)), "mdev": float(m.group(4)),
                 "count": count}
 
+    def tcp_counters(self, role: str) -> dict:
+        """Non-zero Tcp:/TcpExt: counters of a namespace (/proc/net/snmp, /proc/net/netstat are per netns)."""
+        out = {}
+        for f in ("/proc/net/snmp", "/proc/net/netstat"):
+            lines = self.ns_exec(role, "cat", f).stdout.splitlines()
+            for head, vals in zip(lines[::2], lines[1::2]):
+                prefix, names = head.split(":", 1)
+                if prefix not in ("Tcp", "TcpExt"):
+                    continue
+                for n, v in zip(names.split(), vals.split(":", 1)[1].split()):
+                    if prefix == "Tcp" and n in ("RtoAlgorithm", "RtoMin", "RtoMax", "MaxConn", "CurrEstab"):
+                        continue
+                    if int(v):
+                        out[f"{prefix}{n}" if prefix == "Tcp" else n] = int(v)
+        return out
+
     # ---- captures ------------------------------------------------------------------------
     def start_captures(self, snaplen: int | None = None):
         snap = snaplen or self.snaplen
@@ -241,6 +257,8 @@ class Lab:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+            if path.exists():
+                path.chmod(0o644)
             out[role] = path
         self.captures = {}
         return out

@@ -98,6 +98,11 @@ def serve_conn(conn, peer, log, thread):
 
 def client(args):
     log = BracketLog(args.log, "worker-1")
+    if args.connect_at:
+        while time.time() < args.connect_at - 0.002:
+            time.sleep(min(0.5, max(0.0, args.connect_at - time.time() - 0.002)))
+        while time.time() < args.connect_at:
+            pass
     if args.sport:
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -108,6 +113,8 @@ def client(args):
     s.settimeout(None)
     if args.linger0:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if args.user_timeout_ms:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, args.user_timeout_ms)
     local = s.getsockname()
     log(f"connected to {args.host}:{args.port} local {local[0]}:{local[1]}", event="connected",
         local_port=local[1])
@@ -167,7 +174,9 @@ def main():
     ap.add_argument("--bind", default="0.0.0.0")
     ap.add_argument("--port", type=int, default=9000)
     ap.add_argument("--sport", type=int, default=0)
+    ap.add_argument("--connect-at", type=float, default=0.0, help="epoch time to connect at (seq-wrap)")
     ap.add_argument("--rcvbuf", type=int, default=0)
+    ap.add_argument("--user-timeout-ms", type=int, default=0, help="TCP_USER_TIMEOUT on the client socket")
     ap.add_argument("--linger0", action="store_true")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--auto", type=int, default=0)

@@ -1,0 +1,245 @@
+-- tcpstall/hol.lua: HOL-blocked delivery analyzer.
+--
+-- Receiver-side view (the capture shows arrivals): a data segment arriving above the in-order
+-- point is *held* (the kernel cannot hand it to read()); the frame that fills the hole *releases*
+-- the held bytes. Sender-side view (the capture shows what was sent and the receiver's ACKs):
+-- data SACKed above the cumulative ACK is held at the receiver; the ACK that moves the cumulative
+-- ACK over it marks the release, the hold counted from the first SACK that covered the data.
+-- When the receiver view already reported a release (receiver-side capture, which also contains
+-- the receiver's SACKs), the sender view stays silent for the same data.
+--
+-- Held frames learn their hold time only when the release is seen: in one-pass tshark the held
+-- frames were already printed by then, so `tcpstall.hol.hold_ms` / `release_frame` /
+-- `tcpstall.hol.blocked` appear only with `-2 -Y ...` or in the GUI.
+--
+-- See README.md for the analyzer contract. Side-effect free when loaded without `core`.
+local core = ...
+if type(core) ~= "table" then return {} end
+
+local stream = core.load("stream")
+local F, E = core.F, core.E
+
+local M = { name = "hol" }
+
+function M.reset() end
+
+local function agg(st)
+    local a = st.a.hol
+    if a == nil then
+        a = { episodes = 0, total_ms = 0, worst_ms = 0, worst_frame = nil, bytes = 0 }
+        st.a.hol = a
+    end
+    return a
+end
+
+local function fmt_ms(x) return string.format("%.1f", x) end
+
+local function result_for(frame)
+    local r = core.state.results[frame]
+    if r == nil then
+        r = {}
+        core.state.results[frame] = r
+    end
+    return r
+end
+
+local function record_episode(st, dir, rel)
+    local a = agg(st)
+    a.episodes = a.episodes + 1
+    a.total_ms = a.total_ms + rel.max_hold_ms
+    a.bytes = a.bytes + rel.bytes
+    if rel.max_hold_ms > a.worst_ms then
+        a.worst_ms = rel.max_hold_ms
+        a.worst_frame = rel.frame
+    end
+    local list = dir.a.hol_episodes
+    if list == nil then list = {} dir.a.hol_episodes = list end
+    list[#list + 1] = rel
+end
+
+-- thin stream: a fast (or RACK) retransmit that had to wait for its dupACKs/SACKs because the sender
+-- sends rarely: the retransmission came >= 3 RTT after the original, and the sender's new data
+-- goes out at most every RTT/2. `held_t`: first held arrival (receiver view) when the capture never
+-- saw the original; the original's arrival is then estimated one send interval before it.
+local function thin_check(pkt, fwd, held_t)
+    local rtx = pkt.rtx
+    if rtx == nil or (rtx.trigger ~= "fast" and rtx.trigger ~= "rack") then return nil end
+    local interval = stream.send_interval(fwd)
+    if interval == nil or interval <= 0 then return nil end
+    local orig_t, est = rtx.first_t, false
+    if orig_t == nil then
+        if held_t == nil then return nil end
+        orig_t, est = held_t - interval, true
+    end
+    local took = pkt.time - orig_t
+    local rtt = stream.rtt_min(fwd)
+    if rtt == nil or rtt <= 0 then return nil end
+    if took < 3 * rtt or interval < rtt / 2 then return nil end
+    return {
+        took_ms = took * 1000, rtt_ms = rtt * 1000, interval_ms = interval * 1000,
+        dupacks = rtx.ta_dup or fwd.dupacks, sacked = rtx.ta_sacked_n or 0, trigger = rtx.trigger,
+        estimated = est,
+    }
+end
+
+---------------------------------------------------------------------------------------------------
+
+function M.on_packet(pkt, fwd, rev, out, st)
+    local t = pkt.time
+    -- receiver view: this packet's data (direction fwd)
+    if pkt.arrival == "held" then
+        local h = pkt.held_entry
+        h.hol = { held = true, hole = pkt.hole, bytes = pkt.de - pkt.ds }
+        out.hol = h.hol
+    end
+    if pkt.released ~= nil then
+        local ents = pkt.released
+        local first_t, first_f = math.huge, nil
+        local cov, segs = pkt.de, 0
+        for i = 1, #ents do
+            local h = ents[i]
+            if h.t < first_t or (h.t == first_t and h.f < first_f) then first_t, first_f = h.t, h.f end
+            if h.e > cov then segs = segs + 1 cov = h.e end
+            if h.hol ~= nil then
+                h.hol.hold_ms = (t - h.t) * 1000
+                h.hol.release_frame = pkt.number
+            end
+        end
+        local rel = {
+            view = "receiver", frame = pkt.number, time = t, bytes = pkt.released_bytes or 0,
+            segments = segs, frames = #ents, max_hold_ms = (t - first_t) * 1000,
+            first_held_frame = first_f, first_held_t = first_t,
+            filler_len = pkt.len,
+            trigger = pkt.rtx and pkt.rtx.trigger or nil,
+            late_original = pkt.rtx == nil,
+        }
+        out.hol = out.hol or {}
+        out.hol.rel = rel
+        fwd.a.hol_rv_upto = fwd.rcv_nxt
+        record_episode(st, fwd, rel)
+    end
+
+    -- thin stream (on the retransmission itself, either capture side)
+    local held_t = nil
+    if out.hol and out.hol.rel and out.hol.rel.view == "receiver" then held_t = out.hol.rel.first_held_t end
+    local thin = thin_check(pkt, fwd, held_t)
+    if thin ~= nil then
+        out.hol = out.hol or {}
+        out.hol.thin = thin
+    end
+
+    -- sender view: this packet's ACK moved the cumulative ACK over SACKed data of rev
+    local sr = pkt.sack_released
+    if sr ~= nil and sr.bytes > 0 then
+        local upto = rev.a.hol_rv_upto
+        if upto == nil or upto < sr.to then
+            local held = sr.segments or {}
+            local first_f = held[1] and held[1].first_f or sr.first_f
+            for i = 1, #held do
+                local g = held[i]
+                local r = result_for(g.f)
+                r.hol = r.hol or {}
+                r.hol.held = true
+                r.hol.bytes = g.e - g.s
+                r.hol.hold_ms = (t - g.sack_t) * 1000
+                r.hol.release_frame = pkt.number
+                r.hol.sender_view = true
+            end
+            local lr = rev.last_rtx
+            local by = nil
+            if lr ~= nil and lr.s <= sr.from and lr.e > sr.from then by = lr end
+            -- hold at the receiver estimated from send times (equal one-way delays assumed)
+            local by_send = nil
+            if by ~= nil and held[1] ~= nil then
+                local first_send = math.huge
+                for i = 1, #held do
+                    local g = held[i]
+                    local gt = g.send_t
+                    if gt ~= nil and gt < first_send then first_send = gt end
+                end
+                if first_send < by.t then by_send = (by.t - first_send) * 1000 end
+            end
+            local rel = {
+                view = "sender", frame = pkt.number, time = t, bytes = sr.bytes,
+                segments = #held > 0 and #held or #sr.entries, frames = #held,
+                max_hold_ms = (t - sr.first_t) * 1000,
+                first_held_frame = first_f, first_held_t = sr.first_t, first_sack_frame = sr.first_f,
+                trigger = by and by.trigger or nil, filler_frame = by and by.f or nil,
+                late_original = by == nil, by_send_ms = by_send,
+            }
+            out.hol = out.hol or {}
+            out.hol.rel = rel
+            record_episode(st, rev, rel)
+        end
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+
+function M.render(tree, r)
+    local warn_ms = core.settings.hol_warn_ms or 20
+    if r.held and r.hold_ms ~= nil then
+        tree:add(F.hol_hold_ms, r.hold_ms)
+        tree:add(F.hol_release_frame, r.release_frame)
+        local ei = (r.hold_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
+        local txt
+        if r.sender_view then
+            txt = string.format("HOL-blocked delivery: %d bytes SACKed, held at the receiver %s ms until frame %d",
+                r.bytes or 0, fmt_ms(r.hold_ms), r.release_frame)
+        else
+            txt = string.format("HOL-blocked delivery: %d bytes held %s ms behind a %d-byte hole, released by frame %d",
+                r.bytes or 0, fmt_ms(r.hold_ms), r.hole or 0, r.release_frame)
+        end
+        tree:add_proto_expert_info(ei, txt)
+    end
+    local rel = r.rel
+    if rel ~= nil then
+        tree:add(F.hol_released_bytes, rel.bytes)
+        tree:add(F.hol_released_segments, rel.segments)
+        tree:add(F.hol_max_hold_ms, rel.max_hold_ms)
+        if rel.first_held_frame ~= nil then tree:add(F.hol_first_held_frame, rel.first_held_frame) end
+        local filled_by = rel.view == "receiver" and rel.frame or rel.filler_frame
+        if filled_by ~= nil then tree:add(F.hol_filled_by, filled_by) end
+        tree:add(F.hol_view, rel.view)
+        local what
+        if rel.late_original then
+            what = rel.view == "receiver" and "late original (reordering, not a retransmission)" or "ACK without a retransmission (reordering)"
+        elseif rel.trigger ~= nil then
+            what = rel.trigger .. " retransmission" .. (rel.filler_frame and (" (frame " .. rel.filler_frame .. ")") or "")
+        end
+        local txt = string.format("HOL-blocked delivery: released %d bytes in %d segment%s held up to %s ms (first held frame %s)",
+            rel.bytes, rel.segments, rel.segments == 1 and "" or "s", fmt_ms(rel.max_hold_ms), tostring(rel.first_held_frame or "?"))
+        if rel.view == "sender" then
+            txt = txt .. " from the first SACK (frame " .. tostring(rel.first_sack_frame)
+            if rel.by_send_ms ~= nil then txt = txt .. string.format("; ~%s ms by send times", fmt_ms(rel.by_send_ms)) end
+            txt = txt .. ")"
+        end
+        if what ~= nil then txt = txt .. "; filled by " .. what end
+        local ei = (rel.max_hold_ms >= warn_ms) and E.hol_released or E.hol_released_note
+        tree:add_proto_expert_info(ei, txt)
+    end
+    local th = r.thin
+    if th ~= nil then
+        local what
+        if th.trigger == "fast" then
+            what = string.format("fast retransmit waited for %d dupACKs", th.dupacks)
+        else
+            what = "RACK waited for a later segment to be SACKed"
+        end
+        -- keep under Wireshark's 240-character label limit
+        tree:add_proto_expert_info(E.thin_stream, string.format(
+            "Thin stream: retransmitted %s ms after the original%s (RTT %s ms): %s; the sender sends one segment every ~%s ms. Helps: send more often, or an app timeout above the recovery delay",
+            fmt_ms(th.took_ms), th.estimated and " (est.)" or "", fmt_ms(th.rtt_ms), what, fmt_ms(th.interval_ms)))
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+-- -z tcpstall columns
+
+M.columns = {
+    { key = "hol_episodes", title = "HOL episodes", get = function(st) local a = st.a.hol return a and a.episodes or 0 end },
+    { key = "hol_total_ms", title = "HOL total ms", get = function(st) local a = st.a.hol return a and fmt_ms(a.total_ms) or "0.0" end },
+    { key = "hol_worst_ms", title = "HOL worst ms", get = function(st) local a = st.a.hol return a and fmt_ms(a.worst_ms) or "0.0" end },
+}
+
+return M

@@ -1,0 +1,336 @@
+"""`tcpstall analyze`: run tshark two-pass with the tcpstall plugin over one capture and collect
+what it found, per stream and as findings.
+
+One tshark run: `-2 -Y tcpstall -T fields -e <tcpstall fields> -z tcpstall,tsv`. Frames the plugin
+annotated come back as rows; the `-z tcpstall,tsv` summary (printed by the plugin after the last
+frame) lists every TCP stream with the analyzers' per-stream columns. The findings are built from
+the rows by pure functions (`findings_from_rows`), the renderers are separate (`render_table`,
+`to_json`). The plugin does the analysis; this module only gathers and presents it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .records import Finding
+from .tshark import FIELD_SEP, OCCURRENCE_SEP, TsharkFailed, run_lines
+
+# --- what we ask tshark for --------------------------------------------------------------------
+
+FIELDS: Tuple[str, ...] = (
+    "frame.number", "frame.time_epoch", "tcp.stream",
+    "tcpstall.hol.hold_ms", "tcpstall.hol.release_frame",
+    "tcpstall.hol.released_bytes", "tcpstall.hol.released_segments", "tcpstall.hol.max_hold_ms",
+    "tcpstall.hol.first_held_frame", "tcpstall.hol.filled_by", "tcpstall.hol.view",
+    "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
+    "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms",
+    "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
+    "tcpstall.retrans.trigger",
+    # expert infos, printed as a count when present
+    "tcpstall.hol.released", "tcpstall.hol.released_note",
+    "tcpstall.hol.blocked", "tcpstall.hol.blocked_note",
+    "tcpstall.rwnd.throttling", "tcpstall.retries.approaching", "tcpstall.retries.final",
+    "tcpstall.thin_stream",
+    "_ws.expert.message",
+)
+DISPLAY_FILTER = "tcpstall"
+STAT_ARG = "tcpstall,tsv"
+
+_NUMERIC_STREAM_KEYS = {"stream", "sport", "dport", "first_frame", "last_frame"}
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """One TCP stream as the plugin's `-z tcpstall,tsv` summary reports it."""
+    stream: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    first_t: float
+    last_t: float
+    columns: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def endpoints(self) -> str:
+        return f"{_host(self.src)}:{self.sport} <-> {_host(self.dst)}:{self.dport}"
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    capture: str
+    streams: Tuple[StreamSummary, ...]
+    findings: Tuple[Finding, ...]
+    plugin_errors: int = 0
+    first_plugin_error: Optional[str] = None
+
+    @property
+    def start(self) -> Optional[float]:
+        return min((s.first_t for s in self.streams), default=None)
+
+
+def _host(addr: str) -> str:
+    return f"[{addr}]" if ":" in addr else addr
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+Row = Dict[str, List[str]]
+
+
+def parse_output(lines: Iterable[str], fields: Sequence[str] = FIELDS):
+    """Split tshark's stdout into field rows (dicts field -> occurrences), stream summaries and
+    the plugin's error count. Pure: takes lines, returns data."""
+    rows: List[Row] = []
+    streams: List[StreamSummary] = []
+    errors, first_error = 0, None
+    n = len(fields)
+    for line in lines:
+        if line.startswith("TCPSTALL\t"):
+            kv = dict(p.split("=", 1) for p in line.split("\t")[1:] if "=" in p)
+            streams.append(_stream_from_kv(kv))
+        elif line.startswith("TCPSTALL_END"):
+            kv = dict(p.split("=", 1) for p in line.split("\t")[1:] if "=" in p)
+            errors = int(kv.get("errors", "0") or 0)
+            first_error = kv.get("first_error")
+        elif FIELD_SEP in line or (n == 1 and line):
+            cols = line.split(FIELD_SEP)
+            if len(cols) != n:
+                raise TsharkFailed(f"tshark printed a row with {len(cols)} columns, expected {n}")
+            rows.append({f: (c.split(OCCURRENCE_SEP) if c else []) for f, c in zip(fields, cols)})
+    return rows, streams, errors, first_error
+
+
+def _stream_from_kv(kv: Mapping[str, str]) -> StreamSummary:
+    cols = {k: v for k, v in kv.items()
+            if k not in _NUMERIC_STREAM_KEYS | {"src", "dst", "first_t", "last_t"}}
+    return StreamSummary(stream=int(kv["stream"]), src=kv.get("src", ""), sport=int(kv.get("sport", 0)),
+                         dst=kv.get("dst", ""), dport=int(kv.get("dport", 0)),
+                         first_t=float(kv.get("first_t", 0)), last_t=float(kv.get("last_t", 0)),
+                         columns=cols)
+
+
+def _f(row: Row, name: str) -> Optional[float]:
+    v = row.get(name) or []
+    return float(v[0]) if v and v[0] != "" else None
+
+
+def _i(row: Row, name: str) -> Optional[int]:
+    v = row.get(name) or []
+    if not v or v[0] == "":
+        return None
+    return int(v[0], 16) if v[0].startswith("0x") else int(float(v[0]))
+
+
+def _s(row: Row, name: str) -> Optional[str]:
+    v = row.get(name) or []
+    return v[0] if v else None
+
+
+def _has(row: Row, name: str) -> bool:
+    return bool(row.get(name))
+
+
+def _msg(row: Row, *needles: str) -> Optional[str]:
+    for m in row.get("_ws.expert.message") or []:
+        low = m.lower()
+        if any(n.lower() in low for n in needles):
+            return m
+    return None
+
+
+# --- findings ----------------------------------------------------------------------------------
+
+def findings_from_rows(rows: Sequence[Row]) -> List[Finding]:
+    """Findings from the plugin's per-frame output (rows of FIELDS). Pure."""
+    by_frame: Dict[int, Row] = {}
+    for r in rows:
+        n = _i(r, "frame.number")
+        if n is not None:
+            by_frame[n] = r
+    findings: List[Finding] = []
+    findings += _hol_findings(rows, by_frame)
+    findings += _rwnd_findings(rows)
+    findings += _retries_findings(rows)
+    findings.sort(key=lambda f: (f.start, f.stream if f.stream is not None else -1, f.kind))
+    return [Finding(kind=f.kind, summary=f.summary, start=f.start, end=f.end, stream=f.stream,
+                    frames=f.frames, evidence=f.evidence, caused_by=f.caused_by,
+                    id=f"{f.kind}-{i + 1}", numbers=f.numbers) for i, f in enumerate(findings)]
+
+
+def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Finding]:
+    held_by_release: Dict[int, List[int]] = {}
+    for r in rows:
+        rel = _i(r, "tcpstall.hol.release_frame")
+        if rel is not None:
+            held_by_release.setdefault(rel, []).append(_i(r, "frame.number"))
+    out = []
+    for r in rows:
+        if _i(r, "tcpstall.hol.released_bytes") is None:
+            continue
+        frame = _i(r, "frame.number")
+        end = _f(r, "frame.time_epoch")
+        max_hold = _f(r, "tcpstall.hol.max_hold_ms") or 0.0
+        filled_by = _i(r, "tcpstall.hol.filled_by")
+        filler = by_frame.get(filled_by) if filled_by is not None else None
+        trigger = _s(filler, "tcpstall.retrans.trigger") if filler else None
+        thin = _msg(filler, "thin stream") if filler else None
+        held = sorted(h for h in held_by_release.get(frame, []) if h is not None)
+        frames = tuple(sorted(set(held + [frame] + ([filled_by] if filled_by else []))))
+        numbers = {
+            "released_bytes": _i(r, "tcpstall.hol.released_bytes"),
+            "released_segments": _i(r, "tcpstall.hol.released_segments"),
+            "max_hold_ms": round(max_hold, 3),
+            "first_held_frame": _i(r, "tcpstall.hol.first_held_frame"),
+            "release_frame": frame,
+            "filled_by_frame": filled_by,
+            "trigger": trigger,
+            "view": _s(r, "tcpstall.hol.view"),
+            "severity": "warn" if _has(r, "tcpstall.hol.released") else "note",
+            "held_frames": held,
+        }
+        if thin:
+            numbers["thin_stream"] = thin
+        summary = _msg(r, "HOL-blocked delivery: released") or \
+            f"HOL-blocked delivery: released {numbers['released_bytes']} bytes held up to {max_hold:.1f} ms"
+        evidence = tuple(m for m in (thin,) if m)
+        out.append(Finding(kind="hol_blocked", summary=summary, start=end - max_hold / 1000.0, end=end,
+                           stream=_i(r, "tcp.stream"), frames=frames, evidence=evidence, numbers=numbers))
+    return out
+
+
+def _rwnd_findings(rows: Sequence[Row]) -> List[Finding]:
+    """One finding per `tcpstall.rwnd.throttling` expert (the rwnd analyzer reports an episode once)."""
+    out = []
+    for r in rows:
+        if not _has(r, "tcpstall.rwnd.throttling"):
+            continue
+        t = _f(r, "frame.time_epoch")
+        limited = _f(r, "tcpstall.rwnd.limited_ms") or 0.0
+        numbers = {
+            "window": _i(r, "tcpstall.rwnd.window"),
+            "scale": _i(r, "tcpstall.rwnd.scale"),
+            "scale_inferred": (_s(r, "tcpstall.rwnd.scale_inferred") or "").lower() in ("1", "true", "yes"),
+            "cap_mbps": _f(r, "tcpstall.rwnd.cap_mbps"),
+            "limited_ms": limited,
+        }
+        summary = _msg(r, "receiver window throttling") or "receiver window throttling"
+        out.append(Finding(kind="rwnd_throttling", summary=summary, start=t - limited / 1000.0, end=t,
+                           stream=_i(r, "tcp.stream"), frames=(_i(r, "frame.number"),), numbers=numbers))
+    return out
+
+
+def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
+    """One finding per stream with `tcpstall.retries.*` experts: the data's first send to the last
+    retransmission seen, the highest retransmission number and the predicted abort."""
+    per_stream: Dict[Optional[int], List[Row]] = {}
+    for r in rows:
+        if _has(r, "tcpstall.retries.approaching") or _has(r, "tcpstall.retries.final"):
+            per_stream.setdefault(_i(r, "tcp.stream"), []).append(r)
+    out = []
+    for stream, rs in per_stream.items():
+        last = rs[-1]
+        t_last = _f(last, "frame.time_epoch")
+        elapsed = _f(last, "tcpstall.retries.elapsed_s") or 0.0
+        start = t_last - elapsed
+        final = next((r for r in rs if _has(r, "tcpstall.retries.final")), None)
+        numbers = {
+            "count": max((_i(r, "tcpstall.retries.count") or 0) for r in rs),
+            "elapsed_s": elapsed,
+            "abort_at_s": _f(last, "tcpstall.retries.abort_at_s"),
+            "final_frame": _i(final, "frame.number") if final else None,
+        }
+        summary = (_msg(final, "retries") if final else None) or _msg(last, "retries approaching tcp_retries2") \
+            or "retries approaching tcp_retries2"
+        out.append(Finding(kind="retries", summary=summary, start=start, end=t_last, stream=stream,
+                           frames=tuple(_i(r, "frame.number") for r in rs), numbers=numbers))
+    return out
+
+
+# --- running -----------------------------------------------------------------------------------
+
+def analyze_capture(capture: str, *, tshark: Optional[str] = None,
+                    prefs: Optional[Mapping[str, object]] = None) -> AnalysisResult:
+    """Run tshark two-pass with the plugin over `capture`; raises tshark.TsharkError subclasses."""
+    run = run_lines(str(capture), tshark=tshark, fields=FIELDS, display_filter=DISPLAY_FILTER,
+                    two_pass=True, prefs=prefs, extra=["-z", STAT_ARG])
+    rows, streams, errors, first_error = parse_output(run)
+    return AnalysisResult(capture=str(capture), streams=tuple(streams),
+                          findings=tuple(findings_from_rows(rows)),
+                          plugin_errors=errors, first_plugin_error=first_error)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+def finding_to_dict(f: Finding) -> dict:
+    d = {"id": f.id, "kind": f.kind, "summary": f.summary, "stream": f.stream, "frames": list(f.frames),
+         "start": round(f.start, 6), "end": round(f.end, 6), "duration_ms": round(f.duration_ms, 3)}
+    for k, v in (f.numbers or {}).items():
+        d.setdefault(k, v)
+    if f.evidence:
+        d["evidence"] = list(f.evidence)
+    return d
+
+
+def _col_value(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def to_json(result: AnalysisResult) -> dict:
+    return {
+        "capture": result.capture,
+        "streams": [
+            {"stream": s.stream, "src": s.src, "sport": s.sport, "dst": s.dst, "dport": s.dport,
+             "start": s.first_t, "end": s.last_t,
+             **{k: _col_value(v) for k, v in s.columns.items()}}
+            for s in result.streams],
+        "findings": [finding_to_dict(f) for f in result.findings],
+        "plugin_errors": result.plugin_errors,
+    }
+
+
+_COLUMN_TITLES = {"hol_episodes": "HOL episodes", "hol_total_ms": "HOL total ms",
+                  "hol_worst_ms": "HOL worst ms"}
+
+
+def render_table(result: AnalysisResult) -> str:
+    from tabulate import tabulate
+
+    t0 = result.start or 0.0
+    keys: List[str] = []
+    for s in result.streams:
+        for k in s.columns:
+            if k not in keys:
+                keys.append(k)
+    headers = ["stream", "endpoints", "duration s"] + [_COLUMN_TITLES.get(k, k) for k in keys]
+    table = [[s.stream, s.endpoints, f"{s.last_t - s.first_t:.3f}"] + [s.columns.get(k, "") for k in keys]
+             for s in result.streams]
+    parts = [f"{result.capture}: {len(result.streams)} TCP stream(s), {len(result.findings)} finding(s)",
+             tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)]
+    if result.findings:
+        ft = [[f.kind, f.stream, f"{f.start - t0:.3f}", f"{f.duration_ms:.1f}",
+               _frames_text(f.frames), f.summary] for f in result.findings]
+        parts.append("")
+        parts.append(tabulate(ft, headers=["finding", "stream", "start s", "ms", "frames", "summary"],
+                              tablefmt="simple", disable_numparse=True))
+        for f in result.findings:
+            for e in f.evidence:
+                parts.append(f"  [{f.id}] {e}")
+    else:
+        parts.append("")
+        parts.append("no stalls found")
+    if result.plugin_errors:
+        parts.append(f"warning: the plugin hit {result.plugin_errors} internal error(s); first: "
+                     f"{result.first_plugin_error}")
+    return "\n".join(parts)
+
+
+def _frames_text(frames: Sequence[int], limit: int = 6) -> str:
+    fr = [str(x) for x in frames if x is not None]
+    return ",".join(fr) if len(fr) <= limit else ",".join(fr[:limit]) + f",… ({len(fr)})"

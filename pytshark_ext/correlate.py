@@ -1,0 +1,953 @@
+"""Two captures of the same connections, laid side by side: which segments were lost between
+the capture points, the clock offset between the capture hosts, one-way delays, reordering.
+
+Packets are matched by TCP content, never by `tcp.stream` (numbered per file) nor by addresses
+(NAT may rewrite them) nor by IP ID alone: one *transmission instance* is
+(seq_raw, ack_raw, len, TSval, TSecr) — a retransmission carries a new TSval, so it is a
+separate instance — with the IP ID as a tie-breaker where the flow shows it is preserved.
+
+Streaming: both tshark processes run in parallel and rows are consumed as they arrive, merged
+in (estimated) common time order. Unmatched transmissions wait in a window that is evicted as
+the other capture moves past them, so memory depends on packets in flight over the horizon,
+not on capture length. Per-packet statistics are kept as integer-microsecond histograms.
+
+Clock offset (NTP-style): for a direction where A is upstream, d = tB - tA = offset + delay;
+in the other direction d = offset - delay. With delays >= 0, offset lies in
+[max d_down, min d_up]; we report the midpoint and half the width as the bound (exact when
+the two one-way delays between the capture points are equal).
+
+Entry points: `correlate(segments_a, segments_b)` over iterables of `Segment` (pure), and
+`correlate_captures(path_a, path_b)` which streams both captures through tshark.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import queue
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
+                      Segment)
+from .tshark import (FIELD_SEP, OCCURRENCE_SEP, SEGMENT_FIELDS, SEGMENT_FILTER, SEGMENT_PREFS,
+                     TsharkError, TsharkFailed, run_lines)
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+SYN_FIN = 0x03
+
+
+class CorrelateError(TsharkError):
+    """The two captures cannot be correlated (e.g. they share no TCP segment); one line."""
+
+
+# Row layout used internally (a plain tuple: building a dataclass per packet would cost more than
+# tshark itself):
+# (frame, time, src, sport, dst, dport, seq, ack, len, flags, tsval, tsecr, ip_id, stream)
+Row = tuple
+
+
+# --- readers ---------------------------------------------------------------------------------
+
+def rows_from_segments(segments: Iterable[Segment]) -> Iterator[Row]:
+    for s in segments:
+        yield (s.frame, s.time, s.src, s.sport, s.dst, s.dport, s.seq_raw, s.ack_raw or 0,
+               s.length or 0, s.flags or 0, "" if s.tsval is None else str(s.tsval),
+               "" if s.tsecr is None else str(s.tsecr), "" if s.ip_id is None else str(s.ip_id),
+               s.stream)
+
+
+# extra prefs for the correlate tshark run: tshark's own sequence analysis is not needed here
+CORRELATE_PREFS = {"tcp.analyze_sequence_numbers": False}
+
+
+def correlate_command_kwargs(display_filter: Optional[str] = None) -> dict:
+    """Keyword arguments for `tshark.build_command`/`run_lines` as correlate runs tshark (the
+    benchmark times exactly this command bare)."""
+    flt = SEGMENT_FILTER if not display_filter else f"({SEGMENT_FILTER}) && ({display_filter})"
+    prefs = dict(SEGMENT_PREFS)
+    prefs.update(CORRELATE_PREFS)
+    return dict(fields=SEGMENT_FIELDS, display_filter=flt, prefs=prefs, with_plugin=False)
+
+
+def _innermost(line: str) -> str:
+    # several occurrences (tunnels): keep the last one of every column
+    return FIELD_SEP.join(c.rsplit(OCCURRENCE_SEP, 1)[-1] for c in line.split(FIELD_SEP))
+
+
+def rows_from_lines(lines: Iterable[str], capture: str = "") -> Iterator[Row]:
+    """Rows from tshark `-T fields` lines of SEGMENT_FIELDS (the fast path of iter_segments)."""
+    n = len(SEGMENT_FIELDS)
+    for line in lines:
+        if OCCURRENCE_SEP in line:
+            line = _innermost(line)
+        c = line.split(FIELD_SEP)
+        if len(c) != n:
+            raise TsharkFailed(f"{capture}: tshark printed a row with {len(c)} columns, expected {n}")
+        seq = c[8]
+        if not seq or not c[6] or not c[1]:
+            continue                    # truncated frame
+        fl = c[11]
+        try:
+            yield (int(c[0]), float(c[1]), c[2] or c[4], c[6], c[3] or c[5], c[7], int(seq),
+                   int(c[9] or 0), int(c[10] or 0), int(fl, 16) if fl else 0, c[13], c[14], c[15],
+                   c[18])
+        except ValueError:
+            continue
+
+
+# --- streaming engine -------------------------------------------------------------------------
+
+class _Dir:
+    """One direction (src:port -> dst:port) of one capture."""
+    __slots__ = ("side", "idx", "key", "count", "max_end", "base", "peer", "hist", "lo", "hi",
+                 "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_heap", "reo_max", "reordered",
+                 "reo_examples", "streams", "first_t", "conflicts", "retx")
+
+    def __init__(self, side: str, idx: int, key: tuple, stream):
+        self.side = side
+        self.idx = idx
+        self.key = key                  # (src, sport, dst, dport)
+        self.count = 0
+        self.max_end: Optional[int] = None
+        self.base: Optional[int] = None  # for relative seq (Wireshark's: ISN, or first seq - 1)
+        self.peer: Optional["_Dir"] = None
+        # statistics, kept on A's directions only (the match's "owner")
+        self.hist: Dict[int, int] = {}   # tB - tA in integer microseconds -> count
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.matched = 0
+        self.ip_eq = 0
+        self.ip_ne = 0
+        self.fills: List[tuple] = []     # matched transmissions that filled a hole (retransmissions)
+        self.buckets: Dict[int, list] = {}  # 100 ms of A time -> [min d, max d, tA@min, tA@max, fA@min, fA@max]
+        self.reo_heap: List[tuple] = []
+        self.reo_max = -1
+        self.reordered = 0
+        self.reo_examples: List[tuple] = []
+        self.streams = {stream} if stream not in (None, "") else set()
+        self.first_t: Optional[float] = None
+        self.conflicts = 0
+        self.retx: Dict[int, int] = {}   # seq -> transmissions seen (only for retransmitted seqs)
+
+    @property
+    def label(self) -> str:
+        s, sp, d, dp = self.key
+        return f"{_host(s)}:{sp} -> {_host(d)}:{dp}"
+
+
+def _host(addr: str) -> str:
+    return f"[{addr}]" if ":" in addr else addr
+
+
+class _Side:
+    __slots__ = ("name", "dirs", "pending", "queue", "first", "last", "count", "done", "unmatched",
+                 "outside_before", "outside_after", "dropped_nomatch")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dirs: Dict[tuple, _Dir] = {}
+        self.pending: Dict[tuple, object] = {}   # content key -> entry, or list of entries
+        self.queue: List[tuple] = []             # entries in arrival order (for eviction)
+        self.first: Optional[float] = None
+        self.last: Optional[float] = None
+        self.count = 0
+        self.done = False
+        self.unmatched: List[tuple] = []         # evicted entries the other side never had
+        self.outside_before = 0
+        self.outside_after = 0
+        self.dropped_nomatch = 0
+
+
+# entry tuple: (time, frame, dir, seq, len, ip_id, idx, fill, key, tsval)
+E_T, E_F, E_D, E_SEQ, E_LEN, E_IPID, E_IDX, E_FILL, E_KEY, E_TSV = range(10)
+
+BUCKET_S = 0.1
+REORDER_WINDOW = 256
+NO_MATCH_CAP = 500_000
+
+
+@dataclass
+class CorrelateOptions:
+    slack_s: float = 0.5                # extra wait before a transmission is declared unmatched
+    spike_min_ms: float = 10.0          # a delay spike exceeds the median by at least this...
+    spike_factor: float = 3.0           # ...and by this many times (median - min)
+    max_listed: int = 1000              # cap on listed lost/unseen segments (counts stay exact)
+
+
+class _Engine:
+    def __init__(self, options: CorrelateOptions):
+        self.opt = options
+        self.A = _Side("A")
+        self.B = _Side("B")
+        self.lo = math.inf      # min over all matches of tB - tA
+        self.hi = -math.inf
+        self.matches = 0
+        self._since_evict = 0
+
+    # -- per row ---------------------------------------------------------------------------
+    def ingest(self, side: _Side, other: _Side, row: Row) -> None:
+        frame, t, src, sp, dst, dp, seq, ack, ln, fl, tsv, tse, ipid, stream = row
+        side.count += 1
+        if side.first is None:
+            side.first = t
+        side.last = t
+        dk = (src, sp, dst, dp)
+        d = side.dirs.get(dk)
+        if d is None:
+            d = side.dirs[dk] = _Dir(side.name, len(side.dirs), dk, stream)
+            d.first_t = t
+            d.base = seq if fl & 0x02 else (seq - 1) & MASK
+        elif stream not in (None, "") and len(d.streams) < 8:
+            d.streams.add(stream)
+        if fl & 0x02:
+            d.base = seq                       # a SYN: relative numbering starts here
+        d.count += 1
+        fill = 0
+        if ln or fl & SYN_FIN:
+            end = (seq + ln + (1 if fl & SYN_FIN else 0)) & MASK
+            me = d.max_end
+            if me is None:
+                d.max_end = end
+            else:
+                if ((seq - me) & MASK) >= HALF:
+                    # starts below the highest sequence number seen: a retransmission (or reordering)
+                    fill = d.retx[seq] = d.retx.get(seq, 1) + 1
+                if ((end - me) & MASK) < HALF and end != me:
+                    d.max_end = end
+        # outside the other capture's span? (the other side finished before this time)
+        if other.done and self.matches and self._beyond_other(side, other, t):
+            side.outside_after += 1
+            return
+        # the content key, kept as its 64-bit hash: a collision between two different in-flight
+        # transmissions needs ~2^32 of them pending at once
+        key = hash((seq, ack, ln, tsv, tse))
+        entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv)
+        cand = other.pending.pop(key, None)
+        if cand is not None:
+            if type(cand) is list:
+                pick = None
+                if ipid:
+                    for i, c in enumerate(cand):
+                        if c[E_IPID] == ipid:
+                            pick = i
+                            break
+                if pick is None:
+                    pick = 0
+                    if ipid and cand[0][E_IPID] and self._ipid_strict(side, d, cand[0]):
+                        pick = None
+                if pick is None:
+                    other.pending[key] = cand
+                    cand = None
+                else:
+                    c = cand.pop(pick)
+                    if cand:
+                        other.pending[key] = cand if len(cand) > 1 else cand[0]
+                    cand = c
+            elif ipid and cand[E_IPID] and ipid != cand[E_IPID] and self._ipid_strict(side, d, cand):
+                other.pending[key] = cand
+                cand = None
+        if cand is None:
+            cur = side.pending.get(key)
+            if cur is None:
+                side.pending[key] = entry
+            elif type(cur) is list:
+                cur.append(entry)
+            else:
+                side.pending[key] = [cur, entry]
+            side.queue.append(entry)
+        elif side is self.A:
+            self._match(entry, cand)
+        else:
+            self._match(cand, entry)
+        self._since_evict += 1
+        if self._since_evict >= 512:
+            self._since_evict = 0
+            self.evict()
+
+    def _ipid_strict(self, side: _Side, d: _Dir, other_entry: tuple) -> bool:
+        """Refuse a match on differing IP IDs only where this flow preserves IP IDs."""
+        a = d if side is self.A else other_entry[E_D]
+        return a.ip_eq >= 8 and a.ip_ne * 20 <= a.ip_eq
+
+    def _beyond_other(self, side: _Side, other: _Side, t: float) -> bool:
+        if side is self.A:
+            return t + self.lo > other.last + self.opt.slack_s
+        return t - self.hi > other.last + self.opt.slack_s
+
+    def _match(self, a: tuple, b: tuple) -> None:
+        da: _Dir = a[E_D]
+        db: _Dir = b[E_D]
+        if da.peer is None and db.peer is None:
+            da.peer = db
+            db.peer = da
+        elif da.peer is not db:
+            da.conflicts += 1
+            return
+        ta = a[E_T]
+        delta = b[E_T] - ta
+        self.matches += 1
+        if delta < self.lo:
+            self.lo = delta
+        if delta > self.hi:
+            self.hi = delta
+        if delta < da.lo:
+            da.lo = delta
+        if delta > da.hi:
+            da.hi = delta
+        us = round(delta * 1e6)
+        h = da.hist
+        h[us] = h.get(us, 0) + 1
+        da.matched += 1
+        ia, ib = a[E_IPID], b[E_IPID]
+        if ia and ib:
+            if ia == ib:
+                da.ip_eq += 1
+            else:
+                da.ip_ne += 1
+        bk = int(ta / BUCKET_S)
+        bu = da.buckets.get(bk)
+        if bu is None:
+            da.buckets[bk] = [delta, delta, ta, ta, a[E_F], a[E_F]]
+        elif delta < bu[0]:
+            bu[0] = delta
+            bu[2] = ta
+            bu[4] = a[E_F]
+        elif delta > bu[1]:
+            bu[1] = delta
+            bu[3] = ta
+            bu[5] = a[E_F]
+        if a[E_FILL] or b[E_FILL]:
+            # (seq, len, A frame, A time, B frame, B time, A's transmission number, B's)
+            da.fills.append((a[E_SEQ], a[E_LEN], a[E_F], ta, b[E_F], b[E_T], a[E_FILL] or 1, b[E_FILL] or 1))
+        heap = da.reo_heap
+        heapq.heappush(heap, (b[E_IDX], a[E_IDX], a[E_F], b[E_F], ta))
+        if len(heap) > REORDER_WINDOW:
+            self._reorder_pop(da)
+
+    @staticmethod
+    def _reorder_pop(da: _Dir) -> None:
+        _, ia, fa, fb, ta = heapq.heappop(da.reo_heap)
+        if ia < da.reo_max:
+            da.reordered += 1
+            if len(da.reo_examples) < 20:
+                da.reo_examples.append((fa, fb, ta))
+        else:
+            da.reo_max = ia
+
+    # -- eviction --------------------------------------------------------------------------
+    def evict(self, final: bool = False) -> None:
+        A, B = self.A, self.B
+        if self.matches == 0:
+            if final:
+                return
+            for side in (A, B):    # no common segment yet: bound memory, keep the newest
+                if len(side.queue) > NO_MATCH_CAP:
+                    cut = len(side.queue) - NO_MATCH_CAP // 2
+                    for e in side.queue[:cut]:
+                        if self._unpend(side, e):
+                            side.dropped_nomatch += 1
+                    del side.queue[:cut]
+            return
+        spread = min(30.0, max(0.0, self.hi - self.lo))
+        slack = self.opt.slack_s + 2 * spread
+        # A entry at tA is due at B by tA + hi; B entry at tB was at A by tB - lo (A downstream)
+        # or is due there by tB - lo ... either way within [tB - hi, tB - lo].
+        horizon_a = (B.last - self.hi - slack) if (B.last is not None and not final) else math.inf
+        horizon_b = (A.last + self.lo - slack) if (A.last is not None and not final) else math.inf
+        if B.done and not final:
+            horizon_a = math.inf
+        if A.done and not final:
+            horizon_b = math.inf
+        for side, horizon in ((A, horizon_a), (B, horizon_b)):
+            q = side.queue
+            n = 0
+            ln = len(q)
+            # before the other capture started: not a loss, not worth keeping
+            if side is A:
+                before = (B.first - self.hi - slack) if B.first is not None else -math.inf
+            else:
+                before = (A.first + self.lo - slack) if A.first is not None else -math.inf
+            while n < ln and q[n][E_T] < horizon:
+                e = q[n]
+                if self._unpend(side, e):
+                    if e[E_T] < before:
+                        side.outside_before += 1
+                    else:
+                        side.unmatched.append(e)
+                n += 1
+            if n:
+                del q[:n]
+
+    @staticmethod
+    def _unpend(side: _Side, e: tuple) -> bool:
+        """Remove a still-pending entry; False when it was matched meanwhile."""
+        key = e[E_KEY]
+        cur = side.pending.get(key)
+        if cur is None:
+            return False
+        if cur is e:
+            del side.pending[key]
+            return True
+        if type(cur) is list:
+            for i, c in enumerate(cur):
+                if c is e:
+                    cur.pop(i)
+                    if len(cur) == 1:
+                        side.pending[key] = cur[0]
+                    elif not cur:
+                        del side.pending[key]
+                    return True
+        return False
+
+    # -- main loop ---------------------------------------------------------------------------
+    def run(self, rows_a: Iterator[Row], rows_b: Iterator[Row]) -> None:
+        A, B = self.A, self.B
+        ingest = self.ingest
+        ra = next(rows_a, None)
+        rb = next(rows_b, None)
+        if ra is None:
+            A.done = True
+        if rb is None:
+            B.done = True
+        while ra is not None or rb is not None:
+            theta = 0.0 if self.matches == 0 else (self.lo + self.hi) / 2
+            if rb is None or (ra is not None and ra[1] <= rb[1] - theta):
+                ingest(A, B, ra)
+                ra = next(rows_a, None)
+                if ra is None:
+                    A.done = True
+            else:
+                ingest(B, A, rb)
+                rb = next(rows_b, None)
+                if rb is None:
+                    B.done = True
+        self.evict(final=True)
+        for side in (A, B):
+            for e in side.queue:
+                if self._unpend(side, e):
+                    side.unmatched.append(e)
+            side.queue = []
+            for d in side.dirs.values():
+                while d.reo_heap:
+                    self._reorder_pop(d)
+
+
+# --- result ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CaptureSpan:
+    path: str
+    packets: int
+    first: Optional[float]          # this capture's own clock
+    last: Optional[float]
+
+
+@dataclass(frozen=True)
+class DelaySpike:
+    flow: str
+    direction: str
+    start: float                    # A's clock
+    end: float
+    peak_ms: float                  # worst one-way delay in the episode
+    baseline_ms: float              # the direction's median one-way delay
+    frame_a: int                    # A frame of the worst sample
+
+
+@dataclass(frozen=True)
+class Reordering:
+    flow: str
+    direction: str
+    count: int
+    examples: Tuple[Tuple[int, int, float], ...]   # (A frame, B frame, A time)
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    """Everything correlate found: pure data (a later diagnose step consumes it as is)."""
+    a: CaptureSpan
+    b: CaptureSpan
+    clock_offset_ms: Optional[float]           # B's clock minus A's
+    clock_offset_bound_ms: Optional[float]
+    one_way_delay_ms: Dict[str, DelayStats]    # "A->B" / "B->A" (all flows of that orientation)
+    flows: Tuple[FlowPair, ...]
+    lost: Tuple[LostSegment, ...]              # lost between the capture points
+    unseen_upstream: Tuple[LostSegment, ...]   # seen downstream only (upstream capture missed it)
+    lost_total: int
+    unseen_upstream_total: int
+    reordering: Tuple[Reordering, ...]
+    spikes: Tuple[DelaySpike, ...]
+    overlap: Dict[str, object]                 # start/end (A clock), duration_s, partial, outside counts
+    findings: Tuple[Finding, ...]
+    unpaired: Dict[str, int]                   # connections seen in one capture only
+    matched: int
+    notes: Tuple[str, ...] = ()
+
+    def to_b_clock(self, t_a: float) -> float:
+        return t_a + (self.clock_offset_ms or 0.0) / 1000.0
+
+    def to_a_clock(self, t_b: float) -> float:
+        return t_b - (self.clock_offset_ms or 0.0) / 1000.0
+
+
+def _stats_from_hist(hist: Dict[int, int], sign: int, offset_us: float) -> Optional[DelayStats]:
+    """Delay stats (ms) from a histogram of tB - tA (us): delay = sign * (d - offset)."""
+    if not hist:
+        return None
+    items = sorted(((sign * (k - offset_us)), n) for k, n in hist.items())
+    total = sum(n for _, n in items)
+
+    def pct(p: float) -> float:
+        rank = max(1, math.ceil(p * total))
+        acc = 0
+        for v, n in items:
+            acc += n
+            if acc >= rank:
+                return v
+        return items[-1][0]
+
+    return DelayStats(total, round(items[0][0] / 1000, 3), round(pct(0.5) / 1000, 3),
+                      round(pct(0.99) / 1000, 3), round(items[-1][0] / 1000, 3))
+
+
+def _merge_hists(hists: Iterable[Dict[int, int]]) -> Dict[int, int]:
+    out: Dict[int, int] = {}
+    for h in hists:
+        for k, n in h.items():
+            out[k] = out.get(k, 0) + n
+    return out
+
+
+def _seq_in(seq: int, start: int, length: int) -> bool:
+    return ((seq - start) & MASK) < max(length, 1)
+
+
+class _Builder:
+    """Turns the engine's state into a CorrelationResult (runs once, at the end)."""
+
+    def __init__(self, eng: _Engine, path_a: str, path_b: str, opt: CorrelateOptions):
+        self.e = eng
+        self.opt = opt
+        self.path_a = path_a
+        self.path_b = path_b
+        self.notes: List[str] = []
+
+    def build(self) -> CorrelationResult:
+        e = self.e
+        A, B = e.A, e.B
+        span_a = CaptureSpan(self.path_a, A.count, A.first, A.last)
+        span_b = CaptureSpan(self.path_b, B.count, B.first, B.last)
+        if A.count == 0:
+            raise CorrelateError(f"{self.path_a}: no TCP segments in this capture")
+        if B.count == 0:
+            raise CorrelateError(f"{self.path_b}: no TCP segments in this capture")
+        if e.matches == 0:
+            raise CorrelateError(f"{self.path_a} and {self.path_b} share no TCP segments: they are not "
+                                 "captures of the same connections (or do not overlap in time)")
+        # flows: A directions that matched, grouped into connections
+        pairs = [d for d in A.dirs.values() if d.peer is not None and d.matched]
+        conns: Dict[frozenset, List[_Dir]] = {}
+        for d in pairs:
+            s, sp, t, tp = d.key
+            conns.setdefault(frozenset([(s, sp), (t, tp)]), []).append(d)
+        # orientation + offset: flows with both directions give the NTP bound
+        up_min, down_max = math.inf, -math.inf
+        orient: Dict[int, str] = {}        # id(A dir) -> upstream capture
+        for ds in conns.values():
+            if len(ds) == 2:
+                d1, d2 = ds
+                if (d1.lo - d2.hi) >= (d2.lo - d1.hi):
+                    up, down = d1, d2
+                else:
+                    up, down = d2, d1
+                orient[id(up)] = "A"
+                orient[id(down)] = "B"
+                up_min = min(up_min, up.lo)
+                down_max = max(down_max, down.hi)
+        if up_min < math.inf:
+            theta = (up_min + down_max) / 2
+            bound = (up_min - down_max) / 2
+            if bound < 0:
+                self.notes.append("the minimum delays in the two directions overlap (negative RTT room): "
+                                  "the clock of one capture host jumped or drifted during the captures")
+                bound = abs(bound)
+            offset_ms: Optional[float] = theta * 1000
+            bound_ms: Optional[float] = bound * 1000
+        else:
+            theta = 0.0
+            offset_ms = bound_ms = None
+            self.notes.append("no connection was seen in both directions in both captures: the clock offset "
+                              "cannot be measured; one-way delays assume synchronised clocks")
+        for ds in conns.values():
+            for d in ds:
+                if id(d) not in orient:
+                    orient[id(d)] = "A" if (d.lo + d.hi) / 2 >= theta else "B"
+        self.theta = theta
+        theta_us = theta * 1e6
+
+        flows: List[FlowPair] = []
+        flow_of: Dict[int, Tuple[str, _Dir, str]] = {}   # id(dir) (either side) -> (flow id, A dir, upstream)
+        by_orient: Dict[str, List[Dict[int, int]]] = {"A->B": [], "B->A": []}
+        spikes: List[DelaySpike] = []
+        reorders: List[Reordering] = []
+        delay_of: Dict[int, DelayStats] = {}
+        conn_list = sorted(conns.values(), key=lambda ds: min(d.first_t for d in ds))
+        for n, ds in enumerate(conn_list, 1):
+            fid = f"f{n}"
+            ds = sorted(ds, key=lambda d: d.first_t)
+            fdirs = []
+            for d in ds:
+                up = orient[id(d)]
+                sign = 1 if up == "A" else -1
+                st = _stats_from_hist(d.hist, sign, theta_us)
+                delay_of[id(d)] = st
+                by_orient["A->B" if up == "A" else "B->A"].append(d.hist)
+                flow_of[id(d)] = (fid, d, up)
+                flow_of[id(d.peer)] = (fid, d, up)
+                stable = None
+                if d.ip_eq + d.ip_ne >= 8:
+                    stable = d.ip_ne * 20 <= d.ip_eq
+                fdirs.append([d, up, st, stable])
+                if d.reordered:
+                    reorders.append(Reordering(fid, d.label, d.reordered, tuple(d.reo_examples)))
+                spikes.extend(self._spikes(fid, d, sign, st))
+            flows.append((fid, ds, fdirs))
+        # unmatched entries -> lost / unseen upstream / outside overlap
+        self.delay_of = delay_of
+        lost, unseen, counts = self._classify(flow_of)
+        # flow records (with counts)
+        flow_recs = []
+        for fid, ds, fdirs in flows:
+            recs = []
+            for d, up, st, stable in fdirs:
+                recs.append(FlowDirection(d.label, d.peer.label, up, d.matched,
+                                          counts.get((id(d), "A"), 0), counts.get((id(d), "B"), 0),
+                                          st, stable, d.reordered))
+            first = ds[0]
+            s, sp, t, tp = first.key
+            bs, bsp, bt, btp = first.peer.key
+            nat = (s, str(sp), t, str(tp)) != (bs, str(bsp), bt, str(btp))
+            a_streams = tuple(sorted({int(x) for d in ds for x in d.streams if str(x).isdigit()}))
+            b_streams = tuple(sorted({int(x) for d in ds for x in d.peer.streams if str(x).isdigit()}))
+            flow_recs.append(FlowPair(fid, ((s, int(sp)), (t, int(tp))), ((bs, int(bsp)), (bt, int(btp))),
+                                      nat, tuple(recs), a_streams, b_streams))
+        one_way = {}
+        for k, hs in by_orient.items():
+            if hs:
+                st = _stats_from_hist(_merge_hists(hs), 1 if k == "A->B" else -1, theta_us)
+                if st:
+                    one_way[k] = st
+        # unpaired connections
+        def conn(d):
+            return frozenset([(d.key[0], d.key[1]), (d.key[2], d.key[3])])
+        unpaired_a = {conn(d) for d in A.dirs.values() if id(d) not in flow_of}
+        unpaired_a -= set(conns)
+        paired_b = {conn(d.peer) for d in pairs}
+        unpaired_b = {conn(d) for d in B.dirs.values() if id(d) not in flow_of} - paired_b
+        overlap = self._overlap(counts)
+        findings = self._findings(lost, unseen, spikes, reorders)
+        lost_total = len(lost)
+        unseen_total = len(unseen)
+        if lost_total > self.opt.max_listed:
+            self.notes.append(f"{lost_total} lost segments: only the first {self.opt.max_listed} are listed")
+        return CorrelationResult(
+            a=span_a, b=span_b,
+            clock_offset_ms=None if offset_ms is None else round(offset_ms, 3),
+            clock_offset_bound_ms=None if bound_ms is None else round(bound_ms, 3),
+            one_way_delay_ms=one_way, flows=tuple(flow_recs),
+            lost=tuple(lost[:self.opt.max_listed]), unseen_upstream=tuple(unseen[:self.opt.max_listed]),
+            lost_total=lost_total, unseen_upstream_total=unseen_total,
+            reordering=tuple(reorders), spikes=tuple(spikes), overlap=overlap, findings=tuple(findings),
+            unpaired={"A": len(unpaired_a), "B": len(unpaired_b)}, matched=e.matches,
+            notes=tuple(self.notes))
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _to_a(self, side: str, t: float) -> float:
+        return t if side == "A" else t - self.theta
+
+    def _classify(self, flow_of):
+        e = self.e
+        lost: List[LostSegment] = []
+        unseen: List[LostSegment] = []
+        counts: Dict[Tuple[int, str], int] = {}
+        self.outside = {"A": 0, "B": 0}
+        self.unpaired_packets = {"A": 0, "B": 0}
+        spans = {"A": (e.A.first, e.A.last), "B": (e.B.first, e.B.last)}
+        for side in (e.A, e.B):
+            other = "B" if side.name == "A" else "A"
+            ofirst, olast = spans[other]
+            ofirst_a, olast_a = self._to_a(other, ofirst), self._to_a(other, olast)
+            for ent in side.unmatched:
+                d: _Dir = ent[E_D]
+                info = flow_of.get(id(d))
+                if info is None:
+                    self.unpaired_packets[side.name] += 1
+                    continue
+                fid, adir, up = info
+                t_a = self._to_a(side.name, ent[E_T])
+                st = None
+                # expected time at the other point; outside the other capture's span -> not a loss
+                if side.name == up:
+                    ds = self.delay_of.get(id(adir))
+                    expect = t_a + (ds.min if ds else 0.0) / 1000
+                else:
+                    expect = t_a - 0.0
+                margin = 0.05
+                if expect < ofirst_a - margin or expect > olast_a + margin:
+                    self.outside[side.name] += 1
+                    continue
+                counts[(id(adir), side.name)] = counts.get((id(adir), side.name), 0) + 1
+                kind = "lost" if side.name == up else "unseen_upstream"
+                seq = ent[E_SEQ]
+                rec = LostSegment(
+                    flow=fid, direction=adir.label, upstream=up, seen_at=side.name, frame=ent[E_F],
+                    seq_raw=seq, seq_rel=(seq - d.base) & MASK if d.base is not None else seq,
+                    len=ent[E_LEN], tsval=int(ent[E_TSV]) if str(ent[E_TSV]).isdigit() else None,
+                    sent_at=t_a, kind=kind)
+                if kind == "lost":
+                    if rec.len == 0:
+                        kind = "lost"   # pure ACKs are listed too (a lost ACK can stall a sender)
+                    rec = replace(rec, delivered_by=self._delivery(adir, up, rec))
+                    lost.append(rec)
+                else:
+                    unseen.append(rec)
+        lost.sort(key=lambda r: r.sent_at)
+        unseen.sort(key=lambda r: r.sent_at)
+        lost = [replace(r, id=f"lost-{i}") for i, r in enumerate(lost, 1)]
+        unseen = [replace(r, id=f"unseen-{i}") for i, r in enumerate(unseen, 1)]
+        return lost, unseen, counts
+
+    def _delivery(self, adir: _Dir, up: str, rec: LostSegment) -> Optional[Delivery]:
+        """The first matched retransmission covering the lost segment's first byte that reached the
+        downstream point after the original was sent."""
+        if rec.len == 0:
+            return None
+        best = None
+        for (seq, ln, fa, ta, fb, tb, na, nb) in adir.fills:
+            if not _seq_in(rec.seq_raw, seq, ln):
+                continue
+            if up == "A":
+                sent, arrived, up_f, down_f, nth = ta, tb - self.theta, fa, fb, na
+            else:
+                sent, arrived, up_f, down_f, nth = tb - self.theta, ta, fb, fa, nb
+            if sent < rec.sent_at:
+                continue
+            if best is None or arrived < best.arrived_at:
+                best = Delivery(up_f, down_f, sent, arrived, round((arrived - rec.sent_at) * 1000, 3), nth)
+        return best
+
+    def _spikes(self, fid: str, d: _Dir, sign: int, st: Optional[DelayStats]) -> List[DelaySpike]:
+        if st is None or st.count < 20:
+            return []
+        thr_ms = st.median + max(self.opt.spike_min_ms, self.opt.spike_factor * (st.median - st.min))
+        out: List[DelaySpike] = []
+        cur = None
+        for bk in sorted(d.buckets):
+            mn, mx, tmn, tmx, fmn, fmx = d.buckets[bk]
+            if sign > 0:
+                worst, tw, fw = (mx - self.theta) * 1000, tmx, fmx
+            else:
+                worst, tw, fw = (self.theta - mn) * 1000, tmn, fmn
+            if worst < thr_ms:
+                continue
+            if cur is not None and tw - cur[1] <= 2 * BUCKET_S + 1e-9:
+                cur[1] = tw
+                if worst > cur[2]:
+                    cur[2], cur[3] = worst, fw
+            else:
+                if cur is not None:
+                    out.append(cur)
+                cur = [tw, tw, worst, fw]
+        if cur is not None:
+            out.append(cur)
+        return [DelaySpike(fid, d.label, s, e, round(p, 3), st.median, f) for s, e, p, f in out]
+
+    def _overlap(self, counts) -> Dict[str, object]:
+        e = self.e
+        a0, a1 = e.A.first, e.A.last
+        b0, b1 = self._to_a("B", e.B.first), self._to_a("B", e.B.last)
+        start, end = max(a0, b0), min(a1, b1)
+        partial = (abs(a0 - b0) > 1.0 or abs(a1 - b1) > 1.0)
+        outside_a = self.outside["A"] + e.A.outside_after + e.A.dropped_nomatch
+        outside_b = self.outside["B"] + e.B.outside_after + e.B.dropped_nomatch
+        if partial:
+            self.notes.append(
+                f"the captures overlap for {max(0.0, end - start):.3f} s only (A: {a1 - a0:.3f} s, B: {b1 - b0:.3f} s): "
+                f"{outside_a} packets of A and {outside_b} of B fall outside the other capture and are not "
+                "counted as lost")
+        return {"start": start, "end": end, "duration_s": round(max(0.0, end - start), 6), "partial": partial,
+                "outside_a": outside_a, "outside_b": outside_b,
+                "unpaired_packets_a": self.unpaired_packets["A"], "unpaired_packets_b": self.unpaired_packets["B"]}
+
+    def _findings(self, lost, unseen, spikes, reorders) -> List[Finding]:
+        out: List[Finding] = []
+        for r in lost[:self.opt.max_listed]:
+            down = "B" if r.upstream == "A" else "A"
+            what = f"{r.len}-byte segment" if r.len else "pure ACK"
+            if r.delivered_by:
+                dv = r.delivered_by
+                how = (f"delivered by transmission #{dv.transmission} ({r.upstream} frame {dv.up_frame}), "
+                       f"which reached {down} (frame {dv.down_frame}) {dv.after_ms:.1f} ms after the original send")
+                end = dv.arrived_at
+            else:
+                how = "never delivered within the captures" if r.len else "not retransmitted (ACKs are not)"
+                end = r.sent_at
+            ev = [f"{r.seen_at} frame {r.frame}: seq {r.seq_raw} (relative {r.seq_rel}) len {r.len}"
+                  + (f" TSval {r.tsval}" if r.tsval is not None else ""),
+                  f"no packet with this seq/len/TSval in capture {down}"]
+            if r.delivered_by:
+                ev.append(f"{down} frame {r.delivered_by.down_frame}: the retransmission arrived")
+            out.append(Finding(
+                kind="lost", id=r.id, start=r.sent_at, end=end,
+                summary=f"{what} {r.direction} (seq {r.seq_rel}) lost between {r.upstream} and {down}; {how}",
+                frames=(r.frame,), evidence=tuple(ev),
+                numbers={"seq_raw": r.seq_raw, "len": r.len, "seen_at": r.seen_at, "flow": r.flow,
+                         "delivered_after_ms": r.delivered_by.after_ms if r.delivered_by else None}))
+        for r in unseen[:self.opt.max_listed]:
+            down = "B" if r.upstream == "A" else "A"
+            out.append(Finding(
+                kind="unseen_upstream", id=r.id, start=r.sent_at, end=r.sent_at,
+                summary=(f"{r.len}-byte segment {r.direction} (seq {r.seq_rel}) seen at {down} (frame {r.frame}) "
+                         f"but never at {r.upstream}, which is nearer the sender: capture drop or another path"),
+                frames=(r.frame,), evidence=(f"{r.seen_at} frame {r.frame}: seq {r.seq_raw} len {r.len}",),
+                numbers={"seq_raw": r.seq_raw, "len": r.len, "seen_at": r.seen_at, "flow": r.flow}))
+        for i, s in enumerate(spikes, 1):
+            out.append(Finding(
+                kind="delay_spike", id=f"spike-{i}", start=s.start, end=s.end,
+                summary=(f"one-way delay {s.direction} peaked at {s.peak_ms:.1f} ms (median {s.baseline_ms:.1f} ms)"),
+                frames=(s.frame_a,), evidence=(f"A frame {s.frame_a}: {s.peak_ms:.1f} ms between the capture points",),
+                numbers={"peak_ms": s.peak_ms, "median_ms": s.baseline_ms, "flow": s.flow}))
+        for i, r in enumerate(reorders, 1):
+            t0 = min(x[2] for x in r.examples) if r.examples else 0.0
+            t1 = max(x[2] for x in r.examples) if r.examples else 0.0
+            out.append(Finding(
+                kind="reordering", id=f"reorder-{i}", start=t0, end=t1,
+                summary=f"{r.count} segments {r.direction} arrived in a different order than they were sent",
+                frames=tuple(x[0] for x in r.examples),
+                evidence=tuple(f"A frame {fa} / B frame {fb}" for fa, fb, _ in r.examples[:5]),
+                numbers={"count": r.count, "flow": r.flow}))
+        out.sort(key=lambda f: (f.start, f.kind))
+        return out
+
+
+# --- plugin findings per side, linked to the losses --------------------------------------------
+
+def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[Finding]) -> CorrelationResult:
+    """Add one capture's per-stream findings (tcpstall plugin: hol_blocked, rwnd_throttling, retries),
+    times moved to A's clock, each linked (`caused_by`) to the lost segments that explain it: a loss
+    in a flow that shares the finding's tcp.stream, sent before the finding ends and delivered (or
+    still missing) after it starts."""
+    if side not in ("A", "B"):
+        raise ValueError(f"side must be A or B, not {side!r}")
+    shift = 0.0 if side == "A" else -(result.clock_offset_ms or 0.0) / 1000.0
+    streams_of_flow = {f.id: set(f.a_streams if side == "A" else f.b_streams) for f in result.flows}
+    added = []
+    for n, f in enumerate(findings, 1):
+        start, end = f.start + shift, f.end + shift
+        causes = []
+        for r in result.lost:
+            if f.stream is not None and f.stream not in streams_of_flow.get(r.flow, {f.stream}):
+                continue
+            done = r.delivered_by.arrived_at if r.delivered_by else math.inf
+            if r.sent_at <= end + 1e-6 and done >= start - 1e-3:
+                causes.append(r.id)
+        added.append(replace(f, start=start, end=end, id=f.id or f"{side}-{f.kind}-{n}",
+                             caused_by=tuple(dict.fromkeys(tuple(f.caused_by) + tuple(causes))),
+                             evidence=tuple(f.evidence) + (f"capture {side}",),
+                             numbers={**(f.numbers or {}), "side": side}))
+    merged = sorted(list(result.findings) + added, key=lambda x: (x.start, x.kind))
+    return replace(result, findings=tuple(merged))
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+def correlate(segments_a: Iterable[Segment], segments_b: Iterable[Segment], *, name_a: str = "A",
+              name_b: str = "B", options: Optional[CorrelateOptions] = None) -> CorrelationResult:
+    """Correlate two streams of Segments (each in capture order)."""
+    return correlate_rows(rows_from_segments(segments_a), rows_from_segments(segments_b),
+                          name_a=name_a, name_b=name_b, options=options)
+
+
+def correlate_rows(rows_a: Iterable[Row], rows_b: Iterable[Row], *, name_a: str = "A", name_b: str = "B",
+                   options: Optional[CorrelateOptions] = None) -> CorrelationResult:
+    opt = options or CorrelateOptions()
+    eng = _Engine(opt)
+    eng.run(iter(rows_a), iter(rows_b))
+    return _Builder(eng, name_a, name_b, opt).build()
+
+
+def _threaded_lines(run, capture: str, batch: int = 1024, depth: int = 32) -> Iterator[str]:
+    """Lines of a TsharkRun read by a thread into a bounded queue, so that tshark keeps running
+    while the main thread works on the other capture (an OS pipe holds only 64 KB)."""
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump():
+        buf: List[str] = []
+        try:
+            for line in run:
+                buf.append(line)
+                if len(buf) >= batch:
+                    while not stop.is_set():
+                        try:
+                            q.put(buf, timeout=0.2)
+                            break
+                        except queue.Full:
+                            pass
+                    if stop.is_set():
+                        return
+                    buf = []
+            item: object = buf
+            tail: object = None
+        except BaseException as exc:     # handed to the consumer, raised there
+            item, tail = buf, exc
+        for x in (item, ("end", tail)):
+            while not stop.is_set():
+                try:
+                    q.put(x, timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
+
+    th = threading.Thread(target=pump, name=f"tshark-reader {capture}", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if type(item) is tuple:
+                if item[1] is not None:
+                    raise item[1]
+                return
+            yield from item
+    finally:
+        stop.set()
+
+
+def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None,
+                       display_filter: Optional[str] = None,
+                       options: Optional[CorrelateOptions] = None) -> CorrelationResult:
+    """Stream both captures through tshark (two processes in parallel) and correlate them."""
+    path_a, path_b = str(path_a), str(path_b)
+    kw = correlate_command_kwargs(display_filter)
+    run_a = run_lines(path_a, tshark=tshark, **kw)      # both processes start now
+    try:
+        run_b = run_lines(path_b, tshark=tshark, **kw)
+    except BaseException:
+        _close(run_a)
+        raise
+    try:
+        return correlate_rows(rows_from_lines(_threaded_lines(run_a, path_a), path_a),
+                              rows_from_lines(_threaded_lines(run_b, path_b), path_b),
+                              name_a=path_a, name_b=path_b, options=options)
+    finally:
+        _close(run_a)
+        _close(run_b)
+
+
+def _close(run) -> None:
+    """Stop a tshark run that may still be going (after an error on the other capture)."""
+    try:
+        run.close()
+    except TsharkError:
+        pass

@@ -1,0 +1,890 @@
+#!/usr/bin/env python3
+"""tcpstall incident lab: reproduce the incidents of DESIGN.md section 1 between network namespaces
+and capture them at two points (client eth0, server eth0). Run as root:
+
+    python3 sample_captures/lab/run.py --all                 # every committed capture -> sample_captures/
+    python3 sample_captures/lab/run.py heartbeat-loss        # one scenario
+    python3 sample_captures/lab/run.py bulk-loss --out bench/data   # benchmark data (not committed)
+
+Each scenario writes <name>-client.pcapng, <name>-server.pcapng, its application logs and
+<name>.truth.json (what the router did, the sysctls, what the apps measured). Stdlib only.
+"""
+from __future__ import annotations
+
+import argparse
+import calendar
+import datetime as dt
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import netlab  # noqa: E402
+from netlab import CLIENT_IP, SERVER_IP, Lab, LabError  # noqa: E402
+import pcaptools as pt  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE.parent
+APP_TZ = "CST-8"           # POSIX TZ: UTC+8, no tzdata needed. Heartbeat logs have no zone: use this offset.
+APP_UTC_OFFSET_S = 8 * 3600
+HB_PORT = 7000
+RPC_PORT = 9000
+SYSCTLS = ["net.ipv4.tcp_retries1", "net.ipv4.tcp_retries2", "net.ipv4.tcp_sack", "net.ipv4.tcp_timestamps",
+           "net.ipv4.tcp_window_scaling", "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_recovery",
+           "net.ipv4.tcp_thin_linear_timeouts", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control",
+           "net.ipv4.tcp_rto_min_us", "net.ipv4.tcp_rto_max_ms", "net.ipv4.tcp_syn_retries", "net.core.rmem_max",
+           "net.ipv4.tcp_min_tso_segs", "net.ipv4.tcp_no_metrics_save"]
+
+
+def log(msg: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def abort_budget_s(retries2: int, rto_min=0.2, rto_max=120.0) -> float:
+    """tcp_model_timeout() of net/ipv4/tcp_timer.c (DESIGN.md section 2)."""
+    import math
+    thresh = int(math.log2(rto_max / rto_min))
+    if retries2 <= thresh:
+        return ((2 << retries2) - 1) * rto_min
+    return ((2 << thresh) - 1) * rto_min + (retries2 - thresh) * rto_max
+
+
+# ---------------------------------------------------------------------------------------------
+# log parsing (apps write local time in APP_TZ)
+GO_RE = re.compile(r"^(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) (\S+): (.*)$")
+BR_RE = re.compile(r"^\[(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})([+-])(\d\d)(\d\d)\]\[([^\]]+)\] (.*)$")
+
+
+def parse_go_log(path: Path) -> list[tuple[float, str, str]]:
+    out = []
+    for line in path.read_text().splitlines():
+        m = GO_RE.match(line)
+        if m:
+            y, mo, d, h, mi, s, us = map(int, m.groups()[:7])
+            t = calendar.timegm((y, mo, d, h, mi, s)) - APP_UTC_OFFSET_S + us / 1e6
+            out.append((t, m.group(8), m.group(9)))
+    return out
+
+
+def parse_bracket_log(path: Path) -> list[tuple[float, str, str]]:
+    out = []
+    for line in path.read_text().splitlines():
+        m = BR_RE.match(line)
+        if m:
+            y, mo, d, h, mi, s, ms = map(int, m.groups()[:7])
+            off = (int(m.group(9)) * 3600 + int(m.group(10)) * 60) * (1 if m.group(8) == "+" else -1)
+            out.append((calendar.timegm((y, mo, d, h, mi, s)) - off + ms / 1000, m.group(11), m.group(12)))
+    return out
+
+
+def read_events(proc: subprocess.Popen) -> list[dict]:
+    out = []
+    for line in (proc.stdout.read() if proc.stdout else "").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+class Scenario:
+    """Base: builds the lab, runs `body`, then writes the truth file."""
+    name = ""
+    description = ""
+    mtu = 1500
+    delay_ms = 0.0
+    snaplen = 160
+    client_sysctls: dict = {}
+    server_sysctls: dict = {}
+    committed = True
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.truth: dict = {}
+        self.logs: dict[str, str] = {}
+
+    def logpath(self, role: str) -> Path:
+        p = self.out / f"{self.name}-{role}.log"
+        p.unlink(missing_ok=True)
+        self.logs[role] = p.name
+        return p
+
+    def run(self) -> dict:
+        t0 = time.time()
+        log(f"{self.name}: building topology (mtu {self.mtu}, one-way delay {self.delay_ms} ms)")
+        with Lab(self.name, self.out, mtu=self.mtu, delay_ms=self.delay_ms, client_sysctls=self.client_sysctls,
+                 server_sysctls=self.server_sysctls, snaplen=self.snaplen) as lab:
+            self.lab = lab
+            ping = lab.measure_rtt()
+            sysctls = {role: {k: lab.read_sysctl(role, k) for k in SYSCTLS
+                              if lab.ns_exec(role, "sysctl", "-n", k, check=False).returncode == 0}
+                       for role in ("client", "server")}
+            self.prepare(lab)
+            lab.start_captures()
+            app = self.body(lab)
+            caps = lab.stop_captures()
+            counters = {role: lab.tcp_counters(role) for role in ("client", "server")}
+            faults = lab.fault_report()
+            fwd = lab.forwarder_stats()
+        client_cap, server_cap = caps["client"], caps["server"]
+        csegs = pt.segments(client_cap, payload=self.want_payload())
+        ssegs = pt.segments(server_cap, payload=self.want_payload())
+        hs = pt.handshake(csegs)
+        self.truth = {
+            "scenario": self.name,
+            "description": self.description,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "lab_command": f"sudo python3 sample_captures/lab/run.py {self.name}",
+            "run_seconds": round(time.time() - t0, 1),
+            "kernel": platform.release(),
+            "sysctls": sysctls,
+            "topology": {
+                "client": f"{CLIENT_IP}", "server": f"{SERVER_IP}", "router": "198.18.1.1 / 198.18.2.1 (r1, nftables)",
+                "capture_points": {"client": "client ns eth0", "server": "server ns eth0"},
+                "mtu": self.mtu, "mss": hs.get("client_mss"), "snaplen": self.snaplen,
+                "one_way_delay_ms": {"configured": self.delay_ms,
+                                     "measured_ping_rtt_ms": ping,
+                                     "measured_handshake_rtt_ms": hs.get("rtt_ms")},
+                "delay_mechanism": lab.delay_mechanism,
+                "delay_forwarder": fwd,
+                "clock": "both captures use the same host clock (namespaces share it): no offset between them",
+            },
+            "handshake": hs,
+            "faults": [self.describe_fault(f) for f in faults],
+            "dropped_segments": [s.to_json() for s in pt.missing(csegs, ssegs, CLIENT_IP)]
+                                + [s.to_json() for s in pt.missing(ssegs, csegs, SERVER_IP)],
+            "kernel_counters": counters,
+            "app": dict(app, tz=APP_TZ, utc_offset_s=APP_UTC_OFFSET_S, logs=self.logs),
+            "captures": {role: {"file": p.name, "packets": len(segs), "bytes": p.stat().st_size}
+                         for role, p, segs in (("client", client_cap, csegs), ("server", server_cap, ssegs))},
+            "notes": list(lab.notes),
+        }
+        self.analyse(csegs, ssegs)
+        path = self.out / f"{self.name}.truth.json"
+        try:
+            self.check(csegs, ssegs)
+        except LabError:
+            path.with_suffix(".failed.json").write_text(json.dumps(self.truth, indent=2) + "\n")
+            raise
+        path.write_text(json.dumps(self.truth, indent=2) + "\n")
+        log(f"{self.name}: wrote {path.name} ({self.truth['captures']['client']['packets']} / "
+            f"{self.truth['captures']['server']['packets']} packets client/server)")
+        self.extra_outputs(client_cap, server_cap, csegs, ssegs)
+        return self.truth
+
+    # hooks
+    def want_payload(self) -> bool:
+        return False
+
+    def prepare(self, lab: Lab) -> None:
+        """Runs before the captures start."""
+
+    def body(self, lab: Lab) -> dict:
+        raise NotImplementedError
+
+    def describe_fault(self, f: dict) -> dict:
+        return {"type": f["label"], "nft_rule": f["rule"], "added_at": round(f["added_at"], 6),
+                "removed_at": round(f["removed_at"], 6) if f["removed_at"] else None,
+                "nft_counter": f.get("counter", {})}
+
+    def analyse(self, csegs, ssegs) -> None:
+        pass
+
+    def check(self, csegs, ssegs) -> None:
+        pass
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs) -> None:
+        pass
+
+    def wait(self, p: subprocess.Popen, timeout: float, what: str) -> None:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"{self.name}: {what} did not finish within {timeout} s")
+
+
+def expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise LabError(f"ground truth check failed: {msg}")
+
+
+# ---------------------------------------------------------------------------------------------
+class Heartbeat(Scenario):
+    count = 60
+    drop_seq: int | None = None
+    description = "21-byte heartbeats every 60 ms with a 50 ms app timeout"
+
+    def want_payload(self):
+        return True
+
+    def body(self, lab):
+        rlog, slog = self.logpath("receiver"), self.logpath("sender")
+        recv = lab.app("server", "hb.py", "receiver", "--port", HB_PORT, log=rlog, tz=APP_TZ)
+        time.sleep(0.5)
+        if self.drop_seq is not None:
+            pattern = b"HB%08d" % self.drop_seq
+            # TCP header with timestamps = 32 bytes -> payload at bit 256. The quota makes it drop the
+            # first transmission only (73 bytes < 100); the retransmission (sum >= 100) passes.
+            lab.nft_add(f"drop heartbeat #{self.drop_seq}",
+                        f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {HB_PORT} "
+                        f"@th,256,80 0x{pattern.hex()} quota until 100 bytes")
+        snd = lab.app("client", "hb.py", "sender", "--host", SERVER_IP, "--port", HB_PORT, "--count", self.count,
+                      log=slog, tz=APP_TZ)
+        self.wait(snd, 30 + self.count * 0.1, "heartbeat sender")
+        self.wait(recv, 10, "heartbeat receiver")
+        ev_s, ev_r = parse_go_log(slog), parse_go_log(rlog)
+        timeouts = [{"seq": int(re.search(r"seq=(\d+)", m).group(1)), "time": round(t, 6)}
+                    for t, _, m in ev_s if "heartbeat timeout" in m]
+        oks = [float(re.search(r"rtt=([\d.]+)ms", m).group(1)) for t, _, m in ev_s if "heartbeat ok" in m]
+        late = [{"seq": int(re.search(r"seq=(\d+)", m).group(1)), "time": round(t, 6),
+                 "rtt_ms": float(re.search(r"rtt=([\d.]+)ms", m).group(1))} for t, _, m in ev_s if "late heartbeat" in m]
+        costs = [{"seq": int(re.search(r"seq=(\d+)", m).group(1)), "time": round(t, 6),
+                  "cost_ms": int(re.search(r"cost (\d+)ms", m).group(1))} for t, _, m in ev_r if "read cost" in m]
+        sends = [t for t, _, m in ev_s if "send heartbeat" in m]
+        return {"sender_log": slog.name, "receiver_log": rlog.name, "heartbeats_sent": len(sends),
+                "interval_ms": 60, "timeout_ms": 50, "heartbeat_len": 21,
+                "timeouts": timeouts, "late_replies": late,
+                "ok_count": len(oks), "ok_rtt_ms_median": sorted(oks)[len(oks) // 2] if oks else None,
+                "read_cost_ms_max": max((c["cost_ms"] for c in costs), default=None),
+                "read_costs_over_100ms": [c for c in costs if c["cost_ms"] > 100]}
+
+    def analyse(self, csegs, ssegs):
+        if self.drop_seq is None:
+            return
+        pattern = b"HB%08d" % self.drop_seq
+        orig = next(s for s in csegs if s.src == CLIENT_IP and s.payload.startswith(pattern))
+        tx = pt.transmissions(csegs, CLIENT_IP, orig.seq)
+        rx = pt.transmissions(ssegs, CLIENT_IP, orig.seq)
+        f = self.truth["faults"][0]
+        f.update({"direction": "client->server", "heartbeat_seq": self.drop_seq, "seq_raw": orig.seq, "len": orig.len,
+                  "tsval": orig.tsval, "sent_at": round(orig.t, 6), "client_frame": orig.frame,
+                  "retransmissions": [dict(s.to_json(), after_ms=round((s.t - orig.t) * 1000, 3)) for s in tx[1:]],
+                  "arrived_at_server": [dict(s.to_json(), after_ms=round((s.t - orig.t) * 1000, 3)) for s in rx]})
+        # held segments: later heartbeats that reached the server before the hole was filled
+        fill = rx[0].t if rx else None
+        held = [s for s in ssegs if s.src == CLIENT_IP and s.len > 0 and pt.seq_after(s.seq, orig.seq)
+                and fill is not None and s.t < fill]
+        f["held_at_server"] = [dict(s.to_json(), hold_ms=round((fill - s.t) * 1000, 3)) for s in held]
+        # what kind of retransmission repaired the hole, by the sender's kernel counters (one loss per run)
+        k = self.truth["kernel_counters"]["client"]
+        kinds = {"tlp": k.get("TCPLossProbes", 0), "rto": k.get("TCPTimeouts", 0), "fast": k.get("TCPFastRetrans", 0)}
+        f["retransmission_trigger"] = next(iter(n for n, v in kinds.items() if v)) if sum(kinds.values()) == 1 \
+            else "unknown"
+
+    def check(self, csegs, ssegs):
+        if self.drop_seq is None:
+            expect(not self.truth["dropped_segments"], "clean run lost packets")
+            return
+        f = self.truth["faults"][0]
+        expect(f["nft_counter"].get("packets") == 1, f"nft dropped {f['nft_counter']} (want exactly 1 packet)")
+        d = self.truth["dropped_segments"]
+        expect(len(d) == 1 and d[0]["seq_raw"] == f["seq_raw"] and d[0]["len"] == 21,
+               f"capture diff {d} does not match the dropped heartbeat")
+        expect(f["retransmissions"] and f["arrived_at_server"], "the dropped heartbeat was never retransmitted")
+
+
+class HeartbeatLoss(Heartbeat):
+    name = "heartbeat-loss"
+    delay_ms = 10.0
+    drop_seq = 30
+    description = ("incident A: one 21-byte heartbeat (#30) dropped in the router; later heartbeats are SACKed "
+                   "but held in the receiver's queue until the retransmission fills the hole")
+
+
+class HeartbeatLossNoSack(HeartbeatLoss):
+    name = "heartbeat-loss-nosack"
+    client_sysctls = {"net.ipv4.tcp_sack": 0, "net.ipv4.tcp_recovery": 0, "net.ipv4.tcp_early_retrans": 0}
+    description = ("incident A without SACK/RACK/TLP on the sender (tcp_sack=0, tcp_recovery=0, "
+                   "tcp_early_retrans=0 in its namespace): same drop of heartbeat #30; the thin stream cannot "
+                   "collect three duplicate ACKs before the RTO, so the hole is repaired by an RTO retransmission")
+
+
+class CleanHeartbeat(Heartbeat):
+    name = "clean-heartbeat"
+    delay_ms = 10.0
+    count = 40
+    description = "incident A programs, no fault (false-positive check)"
+
+
+# ---------------------------------------------------------------------------------------------
+class RpcScenario(Scenario):
+    server_args: list = []
+    client_args: list = []
+
+    def start_pair(self, lab, *, stdin=True, server_extra=(), client_extra=()):
+        self.slog_path, self.clog_path = self.logpath("server"), self.logpath("client")
+        self.server = lab.app("server", "rpc.py", "server", "--port", RPC_PORT, *self.server_args, *server_extra,
+                              log=self.slog_path, tz=APP_TZ)
+        time.sleep(0.5)
+        argv = [sys.executable, str(netlab.APPS / "rpc.py"), "client", "--host", SERVER_IP, "--port", str(RPC_PORT),
+                *map(str, self.client_args), *map(str, client_extra), "--log", str(self.clog_path)]
+        env = dict(os.environ, TZ=APP_TZ, PYTHONUNBUFFERED="1")
+        self.client = subprocess.Popen(["ip", "netns", "exec", lab.ns["client"], *argv],
+                                       stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                       start_new_session=True)
+        lab.procs.append(self.client)
+
+    def send(self, size=None):
+        self.client.stdin.write(f"send {size or ''}\n")
+        self.client.stdin.flush()
+
+    def quit(self):
+        try:
+            self.client.stdin.write("quit\n")
+            self.client.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def client_events(self, timeout=120):
+        self.wait(self.client, timeout, "rpc client")
+        return read_events(self.client)
+
+    def wait_event(self, kind: str, n: int, timeout=30):
+        """Wait until the client log has its n-th `kind` line (done/failed)."""
+        deadline = time.time() + timeout
+        word = {"done": "proc_time=", "failed": " failed "}[kind]
+        while time.time() < deadline:
+            if self.clog_path.exists():
+                lines = [l for l in self.clog_path.read_text().splitlines() if word in l and "failed" not in l] \
+                    if kind == "done" else [l for l in self.clog_path.read_text().splitlines() if word in l]
+                if len(lines) >= n:
+                    return
+            time.sleep(0.02)
+        raise LabError(f"{self.name}: client did not log {kind} #{n} within {timeout} s")
+
+
+class SmallRcvbuf(RpcScenario):
+    name = "small-rcvbuf"
+    mtu = 614
+    delay_ms = 0.7
+    snaplen = 96
+    message = 2_079_208
+    rcvbuf = 1024
+    description = ("incident B: the server's listening socket has SO_RCVBUF=1024 (set before listen), MSS 574; the "
+                   "client sends one 2 079 208-byte message and waits for the reply (app timeout 3 s)")
+
+    @property
+    def server_args(self):
+        return ["--rcvbuf", self.rcvbuf] if self.rcvbuf else []
+
+    client_args = ["--timeout-ms", 3000]
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.message)
+        self.wait_event("done", 1, timeout=60)
+        time.sleep(0.2)
+        self.quit()
+        ev = self.client_events()
+        done = next(e for e in ev if e.get("event") == "done")
+        listen = [l for l in self.slog_path.read_text().splitlines() if "SO_RCVBUF" in l]
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "app_timeout_ms": 3000,
+                "server_so_rcvbuf_requested": self.rcvbuf or None,
+                "server_log_rcvbuf_lines": listen,
+                "request_start": round(done["start"], 6), "request_sent": round(done["sent"], 6),
+                "proc_time_ms": round(done["proc_ms"], 3), "status": done["status"]}
+
+    def analyse(self, csegs, ssegs):
+        hs = self.truth["handshake"]
+        data = [s for s in csegs if s.src == CLIENT_IP and s.len > 0]
+        acks = [s for s in csegs if s.src == SERVER_IP and not s.syn]
+        shift = hs.get("server_wscale") or 0
+        wins = sorted(s.win << shift for s in acks)
+        self.truth["app"]["transfer"] = {
+            "data_segments_client_capture": len(data),
+            "first_data": round(data[0].t, 6), "last_data": round(data[-1].t, 6),
+            "duration_ms": round((data[-1].t - data[0].t) * 1000, 3),
+            "payload_bytes": sum(s.len for s in data),
+            "server_window_scale": shift,
+            "server_advertised_window_bytes": {"median": wins[len(wins) // 2], "max": wins[-1], "min": wins[0]},
+            "max_segment_len": max(s.len for s in data),
+        }
+
+    def check(self, csegs, ssegs):
+        expect(not self.truth["dropped_segments"], f"{self.name}: packets lost without a fault")
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        if not self.rcvbuf:
+            return
+        # The same capture without its first packets (no handshake): a long-lived connection captured late.
+        cut = 200
+        name = f"{self.name}-nohs"
+        out = {}
+        for role, cap, segs in (("client", client_cap, csegs), ("server", server_cap, ssegs)):
+            dst = self.out / f"{name}-{role}.pcapng"
+            subprocess.run(["editcap", "-F", "pcapng", str(cap), str(dst), f"1-{cut}"], check=True,
+                           capture_output=True)
+            first = segs[cut] if len(segs) > cut else None
+            out[role] = {"file": dst.name, "packets": pt.packet_count(dst), "bytes": dst.stat().st_size,
+                         "cut_packets": cut, "source": cap.name,
+                         "first_packet_time": round(first.t, 6) if first else None}
+        t = dict(self.truth)
+        t.update({"scenario": name, "derived_from": self.name,
+                  "description": self.description + f"; copy without the first {cut} packets of each capture "
+                  "(handshake, and with it the window scale options, is missing)",
+                  "lab_command": f"sudo python3 sample_captures/lab/run.py {self.name}  (editcap {{src}} {{dst}} 1-{cut})",
+                  "captures": out,
+                  "lost_handshake": {"client_wscale": self.truth["handshake"].get("client_wscale"),
+                                     "server_wscale": self.truth["handshake"].get("server_wscale"),
+                                     "mss": self.truth["handshake"].get("client_mss")}})
+        (self.out / f"{name}.truth.json").write_text(json.dumps(t, indent=2) + "\n")
+        log(f"{name}: wrote {name}.truth.json")
+
+
+class CleanRpc(SmallRcvbuf):
+    name = "clean-rpc"
+    rcvbuf = 0
+    description = ("incident B programs with the server's default SO_RCVBUF (false-positive check for window "
+                   "throttling): same 2 079 208-byte message, MSS 574")
+
+
+class CleanBulk(RpcScenario):
+    name = "clean-bulk"
+    mtu = 1500
+    delay_ms = 0.0
+    snaplen = 96
+    size = 3_000_000
+    description = "a healthy 3 MB bulk transfer, default buffers, no fault (false-positive check)"
+    client_args = []
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.size)
+        self.wait_event("done", 1, timeout=120)
+        self.quit()
+        ev = self.client_events()
+        done = next(e for e in ev if e.get("event") == "done")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name, "message_bytes": self.size,
+                "proc_time_ms": round(done["proc_ms"], 3), "status": done["status"]}
+
+    def check(self, csegs, ssegs):
+        expect(not self.truth["dropped_segments"], f"{self.name}: packets lost without a fault")
+
+
+class BulkLoss(CleanBulk):
+    name = "bulk-loss"
+    committed = False
+    size = 300_000_000
+    loss_pct = 1
+    rate = "400mbit"
+    description = ("benchmark data (not committed): 300 MB bulk transfer client->server with 1 % random loss of "
+                   "client->server packets (nft numgen random) and a 400 Mbit/s tbf on the router")
+
+    def body(self, lab):
+        lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", self.rate, "burst", "64kb",
+                    "latency", "50ms")
+        lab.nft_add(f"random loss {self.loss_pct}%",
+                    f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {RPC_PORT} "
+                    f"numgen random mod 100 < {self.loss_pct}")
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.size)
+        self.wait_event("done", 1, timeout=600)
+        self.quit()
+        ev = self.client_events()
+        done = next(e for e in ev if e.get("event") == "done")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name, "message_bytes": self.size,
+                "proc_time_ms": round(done["proc_ms"], 3), "status": done["status"], "tbf_rate": self.rate}
+
+    def check(self, csegs, ssegs):
+        f = self.truth["faults"][0]
+        n = len([d for d in self.truth["dropped_segments"] if d["src"].startswith(CLIENT_IP)])
+        self.truth["faults"][0]["capture_diff_packets"] = n
+        # summary instead of a list of thousands of segments
+        self.truth["dropped_segments_count"] = len(self.truth["dropped_segments"])
+        self.truth["dropped_segments"] = self.truth["dropped_segments"][:50]
+        self.truth["dropped_segments_truncated_to"] = 50
+        expect(f["nft_counter"].get("packets", 0) == n,
+               f"nft dropped {f['nft_counter']} but the captures differ by {n} client packets")
+
+
+# ---------------------------------------------------------------------------------------------
+BLACKHOLE = f"ip saddr {{ {CLIENT_IP}, {SERVER_IP} }} ip daddr {{ {CLIENT_IP}, {SERVER_IP} }}"
+
+
+class Outage(RpcScenario):
+    """Request 1 succeeds, then the router blackholes both directions, then request 2 is sent."""
+    snaplen = 160
+    delay_ms = 0.0
+
+    def outage_segments(self, csegs, req_start):
+        """Transmissions of request 2's first byte in the client capture."""
+        first = next(s for s in csegs if s.src == CLIENT_IP and s.len > 0 and s.t >= req_start - 0.001)
+        return first, pt.transmissions(csegs, CLIENT_IP, first.seq)
+
+
+class PeerVanishes(Outage):
+    name = "peer-vanishes"
+    retries2 = 6
+    user_timeout_ms = 0
+    client_sysctls = {"net.ipv4.tcp_retries2": 6}
+    description = ("incident C: one request outstanding when the router starts to blackhole both directions for "
+                   "good; the client (tcp_retries2=6 in its namespace) retransmits with exponential backoff until "
+                   "the kernel aborts the connection with ETIMEDOUT")
+
+    def body(self, lab):
+        self.start_pair(lab, client_extra=["--user-timeout-ms", self.user_timeout_ms] if self.user_timeout_ms else [])
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 1)
+        time.sleep(0.5)
+        lab.nft_add("blackhole", BLACKHOLE)
+        time.sleep(0.5)
+        self.send(64)
+        limit = self.user_timeout_ms / 1000 if self.user_timeout_ms else abort_budget_s(self.retries2)
+        self.wait_event("failed", 1, timeout=limit + 60)
+        time.sleep(1.0)
+        self.quit()
+        ev = self.client_events()
+        err = next(e for e in ev if e.get("event") == "error")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "request_start": round(err["start"], 6), "error": err["error"], "errno": err["errno"],
+                "error_time": round(err["t"], 6),
+                "error_time_from_log": round(next(t for t, _, m in parse_bracket_log(self.clog_path)
+                                                  if "failed" in m), 3)}
+
+    def analyse(self, csegs, ssegs):
+        app = self.truth["app"]
+        first, tx = self.outage_segments(csegs, app["request_start"])
+        t_err = app["error_time"]
+        budget = abort_budget_s(self.retries2)
+        rts = [s.t for s in tx[1:]]
+        tlp = self.truth["kernel_counters"]["client"].get("TCPLossProbes", 0)
+        self.truth["retries"] = {
+            "tcp_retries2": self.retries2, "model_timeout_s": round(budget, 3),
+            "tcp_user_timeout_ms": self.user_timeout_ms or None,
+            "tail_loss_probes": tlp, "rto_retransmissions": len(rts) - tlp,
+            "data": {"seq_raw": first.seq, "len": first.len},
+            "first_send": round(first.t, 6), "first_send_frame": first.frame,
+            "retransmissions": [{"n": i + 1, "time": round(s.t, 6), "frame": s.frame,
+                                 "since_first_send_s": round(s.t - first.t, 6),
+                                 "gap_s": round(s.t - (tx[i].t), 6)} for i, s in enumerate(tx[1:])],
+            "retransmission_count": len(rts),
+            "etimedout_time": t_err,
+            "etimedout_since_first_send_s": round(t_err - first.t, 6),
+            "etimedout_since_first_retransmission_s": round(t_err - rts[0], 6) if rts else None,
+            "etimedout_since_last_retransmission_s": round(t_err - rts[-1], 6) if rts else None,
+            # the TLP (if any) is the first retransmission; the RTO retransmissions follow it
+            "first_rto_retransmission": round(rts[tlp], 6) if len(rts) > tlp else None,
+            "etimedout_since_first_rto_retransmission_s": round(t_err - rts[tlp], 6) if len(rts) > tlp else None,
+        }
+
+    def check(self, csegs, ssegs):
+        r = self.truth["retries"]
+        expect(self.truth["app"]["error"] == "ETIMEDOUT", f"client error {self.truth['app']['error']}")
+        cnt = self.truth["kernel_counters"]["client"]
+        expect(cnt.get("TCPAbortOnTimeout") == 1, f"client TCPAbortOnTimeout {cnt.get('TCPAbortOnTimeout')}")
+        if self.user_timeout_ms == 0:
+            expect(r["rto_retransmissions"] == self.retries2,
+                   f"{r['rto_retransmissions']} RTO retransmissions, want tcp_retries2={self.retries2}")
+
+
+class PeerVanishesUserTimeout(PeerVanishes):
+    name = "peer-vanishes-usertimeout"
+    retries2 = 15
+    client_sysctls = {}
+    user_timeout_ms = 3000
+    description = ("incident C with TCP_USER_TIMEOUT=3000 ms on the client socket (tcp_retries2 default 15): "
+                   "the kernel clamps the RTO to the time left and aborts exactly user_timeout after its "
+                   "reference instant, which shows whether that instant is the original send or the first "
+                   "retransmission")
+
+class CableBack(Outage):
+    name = "cable-back"
+    blackhole_s = 20.0
+    description = ("incident C variant: one request outstanding when the router blackholes both directions for "
+                   "~20 s, then the path comes back; the next retransmission is ACKed, the request completes and "
+                   "the connection survives (a third request succeeds)")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 1)
+        time.sleep(0.5)
+        h = lab.nft_add("blackhole", BLACKHOLE)
+        t_bh = time.time()
+        time.sleep(0.5)
+        self.send(64)
+        time.sleep(max(0, t_bh + self.blackhole_s - time.time()))
+        lab.nft_del(h)
+        log(f"{self.name}: path restored after {time.time() - t_bh:.1f} s")
+        self.wait_event("done", 2, timeout=150)
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 3)
+        time.sleep(0.3)
+        self.quit()
+        ev = self.client_events()
+        done = [e for e in ev if e.get("event") == "done"]
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "requests": [{"id": e["id"], "start": round(e["start"], 6), "done": round(e["t"], 6),
+                              "proc_time_ms": round(e["proc_ms"], 3)} for e in done]}
+
+    def analyse(self, csegs, ssegs):
+        req2 = self.truth["app"]["requests"][1]
+        first, tx = self.outage_segments(csegs, req2["start"])
+        bh = self.truth["faults"][0]
+        delivered = next((s for s in ssegs if s.src == CLIENT_IP and pt.covers(s, first.seq)), None)
+        self.truth["retries"] = {
+            "data": {"seq_raw": first.seq, "len": first.len}, "first_send": round(first.t, 6),
+            "retransmissions": [{"n": i + 1, "time": round(s.t, 6), "since_first_send_s": round(s.t - first.t, 6)}
+                                for i, s in enumerate(tx[1:])],
+            "blackhole_s": round(bh["removed_at"] - bh["added_at"], 3),
+            "delivered_to_server_at": round(delivered.t, 6) if delivered else None,
+            "recovered_after_s": round(delivered.t - first.t, 6) if delivered else None,
+        }
+
+    def check(self, csegs, ssegs):
+        expect(len(self.truth["app"]["requests"]) == 3, "the connection did not survive")
+        expect(self.truth["retries"]["delivered_to_server_at"] is not None, "request 2 never reached the server")
+
+
+class PeerRestarts(Outage):
+    name = "peer-restarts"
+    server_args = ["--linger0"]
+    description = ("incident C variant: one request outstanding when the router blackholes both directions; the "
+                   "server process is killed (its sockets have SO_LINGER 0, so the connection state is discarded as "
+                   "on a host restart; its RST is lost in the blackhole) and a new server listens on the same port; "
+                   "when the path is restored the next retransmission is answered with RST")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 1)
+        time.sleep(0.5)
+        h = lab.nft_add("blackhole", BLACKHOLE)
+        t_bh = time.time()
+        time.sleep(0.5)
+        self.send(64)
+        time.sleep(2.0)
+        t_kill = time.time()
+        lab.stop_proc(self.server, signal.SIGKILL)
+        slog2 = self.logpath("server2")
+        self.server2 = lab.app("server", "rpc.py", "server", "--port", RPC_PORT, "--linger0", log=slog2, tz=APP_TZ)
+        time.sleep(max(0, t_bh + 8.0 - time.time()))
+        lab.nft_del(h)
+        t_restore = time.time()
+        self.wait_event("failed", 1, timeout=150)
+        time.sleep(0.5)
+        self.quit()
+        ev = self.client_events()
+        err = next(e for e in ev if e.get("event") == "error")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name, "server2_log": slog2.name,
+                "server_killed_at": round(t_kill, 6), "path_restored_at": round(t_restore, 6),
+                "request_start": round(err["start"], 6), "error": err["error"], "errno": err["errno"],
+                "error_time": round(err["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        app = self.truth["app"]
+        first, tx = self.outage_segments(csegs, app["request_start"])
+        rst_c = [s for s in csegs if s.rst and s.src == SERVER_IP]
+        rst_s = [s for s in ssegs if s.rst and s.src == SERVER_IP]
+        self.truth["retries"] = {
+            "data": {"seq_raw": first.seq, "len": first.len}, "first_send": round(first.t, 6),
+            "retransmissions": [{"n": i + 1, "time": round(s.t, 6), "since_first_send_s": round(s.t - first.t, 6)}
+                                for i, s in enumerate(tx[1:])],
+            "rst_seen_by_client": [s.to_json() for s in rst_c],
+            "rst_sent_by_server": [s.to_json() for s in rst_s],
+        }
+
+    def check(self, csegs, ssegs):
+        r = self.truth["retries"]
+        expect(self.truth["app"]["error"] == "ECONNRESET", f"client error {self.truth['app']['error']}")
+        expect(len(r["rst_seen_by_client"]) >= 1, "client never saw a RST")
+        expect(len(r["rst_sent_by_server"]) > len(r["rst_seen_by_client"]),
+               "the killed server's RST should be in the server capture only (lost in the blackhole)")
+
+
+class SeqWrap(RpcScenario):
+    name = "seq-wrap"
+    delay_ms = 1.0
+    snaplen = 96
+    size = 1_000_000
+    bytes_before_wrap = 300_000
+    description = ("client->server sequence numbers cross 2**32: the 4-tuple was chosen (ISN probe, see "
+                   "apps/isnprobe.py) so the ISN is ~300 kB below 2**32; a 1 MB request; the first full-size data "
+                   "segment after the wrap point (as planned) is dropped in the router")
+
+    def prepare(self, lab):
+        r = lab.ns_exec("client", sys.executable, str(netlab.APPS / "isnprobe.py"), "--host", SERVER_IP,
+                        "--port", str(RPC_PORT), "--bytes-before-wrap", str(self.bytes_before_wrap), timeout=120)
+        plan = json.loads(r.stdout)
+        self.plan = plan
+        p = plan["plan"]
+        log(f"{self.name}: source port {p['sport']}, connecting in {p['wait_s']:.1f} s")
+        # full-size data segment number whose first byte is just past the wrap (1-based; first byte = ISN+1)
+        mss = 1448
+        self.drop_n = self.bytes_before_wrap // mss + 2
+        lab.nft_add(f"drop data segment #{self.drop_n}",
+                    f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {RPC_PORT} ip length > 500 "
+                    f"numgen inc mod 1000000000 == {self.drop_n - 1}")
+
+    def body(self, lab):
+        p = self.plan["plan"]
+        self.start_pair(lab, client_extra=["--sport", p["sport"], "--connect-at", p["connect_at"]])
+        self.send(self.size)
+        self.wait_event("done", 1, timeout=p["wait_s"] + 60)
+        time.sleep(0.2)
+        self.quit()
+        ev = self.client_events()
+        done = next(e for e in ev if e.get("event") == "done")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name, "message_bytes": self.size,
+                "proc_time_ms": round(done["proc_ms"], 3), "isn_plan": self.plan}
+
+    def analyse(self, csegs, ssegs):
+        hs = self.truth["handshake"]
+        isn = hs["client_isn"]
+        data = [s for s in csegs if s.src == CLIENT_IP and s.len > 0]
+        wrapped = [s for s in data if s.seq < isn]
+        crossing = next((s for s in data if s.seq >= isn and s.seq + s.len > 1 << 32), None)
+        d = [x for x in self.truth["dropped_segments"] if x["src"].startswith(CLIENT_IP)]
+        self.truth["seq_wrap"] = {
+            "client_isn": isn, "bytes_before_wrap": (1 << 32) - isn - 1,
+            "predicted_isn": self.plan["plan"]["predicted_isn"],
+            "isn_prediction_error": ((isn - self.plan["plan"]["predicted_isn"] + (1 << 31)) % (1 << 32)) - (1 << 31),
+            "data_segments": len(data), "data_segments_after_wrap": len(wrapped),
+            "segment_crossing_2_32": crossing.to_json() if crossing else None,
+            "first_segment_after_wrap": wrapped[0].to_json() if wrapped else None,
+        }
+        f = self.truth["faults"][0]
+        f["nth_data_segment"] = self.drop_n
+        if d:
+            seq = d[0]["seq_raw"]
+            tx = pt.transmissions(csegs, CLIENT_IP, seq)
+            f.update({"direction": "client->server", "seq_raw": seq, "len": d[0]["len"], "sent_at": d[0]["time"],
+                      "client_frame": d[0]["frame"], "after_wrap": seq < isn,
+                      "retransmissions": [dict(s.to_json(), after_ms=round((s.t - tx[0].t) * 1000, 3))
+                                          for s in tx[1:]]})
+
+    def check(self, csegs, ssegs):
+        w = self.truth["seq_wrap"]
+        f = self.truth["faults"][0]
+        expect(w["data_segments_after_wrap"] > 0, "no data segment after 2**32")
+        expect(f["nft_counter"].get("packets") == 1, f"nft dropped {f['nft_counter']}")
+        expect(len(self.truth["dropped_segments"]) == 1, f"capture diff {self.truth['dropped_segments']}")
+
+
+SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, SmallRcvbuf, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss)}
+
+
+def truth_in_words(t: dict) -> str:
+    """One sentence of ground truth per capture, from its truth file."""
+    n, app, f = t["scenario"], t["app"], (t["faults"][0] if t["faults"] else {})
+    if n.startswith("heartbeat-loss"):
+        r = f["retransmissions"][0]
+        return (f"router dropped heartbeat #{f['heartbeat_seq']} (seq_raw {f['seq_raw']}, len {f['len']}, client frame "
+                f"{f['client_frame']}); retransmitted {r['after_ms']:.0f} ms later; sender logged timeout of "
+                f"#{', #'.join(str(x['seq']) for x in app['timeouts'])}; receiver Read cost max {app['read_cost_ms_max']} ms")
+    if n.startswith("small-rcvbuf"):
+        tr = app["transfer"]
+        s = (f"server SO_RCVBUF 1024 -> window {tr['server_advertised_window_bytes']['max']} B (wscale 0), MSS 574; "
+             f"{tr['payload_bytes']} B in {tr['duration_ms'] / 1000:.2f} s; client proc_time {app['proc_time_ms']:.0f} ms "
+             f"({app['status']}, timeout 3000 ms)")
+        if n.endswith("nohs"):
+            s += f"; first {t['captures']['client']['cut_packets']} packets cut (no SYN: window scales unknown)"
+        return s
+    if n.startswith("peer-vanishes"):
+        r = t["retries"]
+        how = (f"TCP_USER_TIMEOUT {r['tcp_user_timeout_ms']} ms" if r["tcp_user_timeout_ms"]
+               else f"tcp_retries2={r['tcp_retries2']} (budget {r['model_timeout_s']} s)")
+        return (f"blackhole from {f['added_at'] - r['first_send']:+.1f} s; {how}; {r['retransmission_count']} "
+                f"retransmissions ({r['tail_loss_probes']} TLP + {r['rto_retransmissions']} RTO); ETIMEDOUT "
+                f"{r['etimedout_since_first_send_s']:.3f} s after the original send, "
+                f"{r['etimedout_since_first_rto_retransmission_s']:.3f} s after the first RTO retransmission")
+    if n == "cable-back":
+        r = t["retries"]
+        return (f"blackhole {r['blackhole_s']:.1f} s; request 2 retransmitted {len(r['retransmissions'])} times, "
+                f"delivered {r['recovered_after_s']:.2f} s after its first send; a 3rd request succeeds")
+    if n == "peer-restarts":
+        r = t["retries"]
+        return (f"blackhole, server killed {app['server_killed_at'] - r['first_send']:.1f} s after the request "
+                f"(its RST lost), new server, path restored at +{app['path_restored_at'] - r['first_send']:.1f} s; "
+                f"retransmission #{len(r['retransmissions'])} answered by RST; client error {app['error']}")
+    if n == "seq-wrap":
+        w = t["seq_wrap"]
+        return (f"client ISN {w['client_isn']} ({w['bytes_before_wrap']} B before 2^32); "
+                f"{w['data_segments_after_wrap']} of {w['data_segments']} data segments after the wrap; "
+                f"router dropped data segment #{f.get('nth_data_segment')} (seq_raw {f.get('seq_raw')}), "
+                f"retransmitted {f['retransmissions'][0]['after_ms']:.1f} ms later" if f.get("retransmissions") else "")
+    if n == "bulk-loss":
+        return f"nft dropped {f['nft_counter'].get('packets')} client->server packets (1 % random)"
+    if n.startswith("clean"):
+        extra = f", proc_time {app['proc_time_ms']:.0f} ms" if "proc_time_ms" in app else ""
+        if "timeouts" in app:
+            extra = f", {len(app['timeouts'])} heartbeat timeouts, max Read cost {app['read_cost_ms_max']} ms"
+        return f"no fault, no packet lost between the capture points{extra}"
+    return ""
+
+
+def readme_table(out: Path) -> str:
+    rows = ["| capture (`-client` / `-server.pcapng`) | what happened | packets c/s | size c/s (kB) | RTT ms | "
+            "lab command | ground truth |", "|---|---|---|---|---|---|---|"]
+    for p in sorted(Path(out).glob("*.truth.json")):
+        t = json.loads(p.read_text())
+        c, s = t["captures"]["client"], t["captures"]["server"]
+        rtt = t["topology"]["one_way_delay_ms"]["measured_handshake_rtt_ms"]
+        desc = t["description"].replace("|", "/")
+        cmd = f"`run.py {t.get('derived_from', t['scenario'])}`"
+        rows.append(f"| `{t['scenario']}` | {desc} | {c['packets']} / {s['packets']} | {c['bytes'] // 1000} / "
+                    f"{s['bytes'] // 1000} | {rtt} | {cmd} | {truth_in_words(t).replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
+    ap.add_argument("--all", action="store_true", help="every committed scenario")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the README table from the truth files in --out")
+    args = ap.parse_args(argv)
+    if args.list:
+        for n, c in SCENARIOS.items():
+            print(f"{n:16s} {'committed' if c.committed else 'on demand'}  {c.description}")
+        return 0
+    if args.table:
+        print(readme_table(args.out))
+        return 0
+    names = [n for n, c in SCENARIOS.items() if c.committed] if args.all else args.scenarios
+    unknown = [n for n in names if n not in SCENARIOS]
+    if not names or unknown:
+        ap.error(f"unknown scenario {unknown}" if unknown else "name a scenario or --all")
+    ok, why = netlab.lab_available()
+    if not ok:
+        print(f"run.py: {why}", file=sys.stderr)
+        return 2
+    stale = netlab.cleanup_stale()
+    if stale:
+        log(f"removed stale namespaces {stale}")
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for n in names:
+        try:
+            SCENARIOS[n](args.out).run()
+        except LabError as e:
+            log(f"{n}: FAILED: {e}")
+            failed.append(n)
+    if failed:
+        log(f"failed: {' '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

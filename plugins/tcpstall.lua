@@ -82,9 +82,18 @@ local F = {
     rwnd_scale_inferred  = ProtoField.bool("tcpstall.rwnd.scale_inferred", "Window shift inferred"),
     rwnd_cap_mbps        = ProtoField.double("tcpstall.rwnd.cap_mbps", "Window/RTT cap (Mbit/s)"),
     rwnd_limited_ms      = ProtoField.double("tcpstall.rwnd.limited_ms", "Window-limited (ms)"),
+    rwnd_rtt_ms          = ProtoField.double("tcpstall.rwnd.rtt_ms", "RTT used for the cap (ms)"),
+    rwnd_bytes           = ProtoField.uint64("tcpstall.rwnd.bytes", "Bytes sent in the window-limited episode"),
+    rwnd_start_frame     = ProtoField.framenum("tcpstall.rwnd.start_frame", "Window-limited episode starts at frame"),
+    rwnd_end_frame       = ProtoField.framenum("tcpstall.rwnd.end_frame", "Window-limited episode ends at frame"),
+    rwnd_cause           = ProtoField.string("tcpstall.rwnd.cause", "Likely cause", base.ASCII, "small_rcvbuf / app_not_reading / delayed_ack / window_limited"),
     retries_count        = ProtoField.uint32("tcpstall.retries.count", "Retransmission number", base.DEC, nil, nil, "Retransmission number of this data (1, 2, ...)"),
     retries_elapsed_s    = ProtoField.double("tcpstall.retries.elapsed_s", "Since first send (s)"),
     retries_abort_at_s   = ProtoField.double("tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
+    retries_rto_count    = ProtoField.uint32("tcpstall.retries.rto_count", "RTO retransmissions", base.DEC, nil, nil, "Retransmission-timer retransmissions of this data so far (the kernel's icsk_retransmits)"),
+    retries_budget_s     = ProtoField.double("tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, rto_min, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
+    retries_first_frame  = ProtoField.framenum("tcpstall.retries.first_frame", "Data first sent in frame"),
+    retries_outcome      = ProtoField.string("tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset"),
     retrans_trigger      = ProtoField.string("tcpstall.retrans.trigger", "Retransmission trigger", base.ASCII, "rto / fast / tlp / rack / unknown"),
     retrans_why          = ProtoField.string("tcpstall.retrans.why", "Trigger evidence", base.ASCII),
 }
@@ -93,7 +102,9 @@ proto.fields = {
     F.hol_hold_ms, F.hol_released_bytes, F.hol_released_segments, F.hol_max_hold_ms,
     F.hol_release_frame, F.hol_first_held_frame, F.hol_filled_by, F.hol_view,
     F.rwnd_window, F.rwnd_scale, F.rwnd_scale_inferred, F.rwnd_cap_mbps, F.rwnd_limited_ms,
+    F.rwnd_rtt_ms, F.rwnd_bytes, F.rwnd_start_frame, F.rwnd_end_frame, F.rwnd_cause,
     F.retries_count, F.retries_elapsed_s, F.retries_abort_at_s,
+    F.retries_rto_count, F.retries_budget_s, F.retries_first_frame, F.retries_outcome,
     F.retrans_trigger, F.retrans_why,
 }
 
@@ -106,13 +117,14 @@ local E = {
     rwnd_throttling   = ProtoExpert.new("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
     retries_approaching = ProtoExpert.new("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
     retries_final     = ProtoExpert.new("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),
+    retries_ended     = ProtoExpert.new("tcpstall.retries.ended", "Retries episode ended (recovered / reset)", SEQ, expert.severity.NOTE),
     thin_stream       = ProtoExpert.new("tcpstall.thin_stream", "Thin stream: fast retransmit waited for duplicate ACKs", SEQ, expert.severity.NOTE),
     retrans           = ProtoExpert.new("tcpstall.retrans", "Retransmission trigger", SEQ, expert.severity.CHAT),
 }
 core.E = E
 proto.experts = {
     E.hol_blocked, E.hol_blocked_note, E.hol_released, E.hol_released_note, E.rwnd_throttling,
-    E.retries_approaching, E.retries_final, E.thin_stream, E.retrans,
+    E.retries_approaching, E.retries_final, E.retries_ended, E.thin_stream, E.retrans,
 }
 
 ---------------------------------------------------------------------------------------------------
@@ -235,6 +247,18 @@ end
 local band = bit32.band
 local FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
+-- tcp.window_size_scalefactor holds the multiplier (1, 2, ... 16384), or -1 (unknown: no
+-- handshake) / -2 (no scaling); pkt.win_scale is the shift (README), so convert.
+local sf_last_v, sf_last_s = 1, 0
+local function sf_shift(v)
+    if v == sf_last_v then return sf_last_s end
+    if v == nil or v < 1 then return v end
+    local s, m = 0, v
+    while m > 1 and s < 14 do m = m / 2 s = s + 1 end
+    sf_last_v, sf_last_s = v, s
+    return s
+end
+
 local function build_packet(pinfo)
     local fi_stream = X.stream()
     if fi_stream == nil then return nil end
@@ -258,7 +282,7 @@ local function build_packet(pinfo)
         rst = band(flags, RST) ~= 0,
         ackf = band(flags, ACK) ~= 0,
         win_raw = fi_win and fi_win.value or nil,
-        win_scale = fi_sc and fi_sc.value or nil,
+        win_scale = fi_sc and sf_shift(fi_sc.value) or nil,   -- field is the multiplier 2^shift
         ws_retrans = X.ws_retrans() ~= nil,
         ws_fast = X.ws_fast() ~= nil,
         ws_spurious = X.ws_spurious() ~= nil,

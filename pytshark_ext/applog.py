@@ -53,7 +53,7 @@ time-only   16:45:47.750 [main] INFO  c.x.Foo - msg   (log4j2 / logback default 
 epoch-s / epoch-ms / epoch-us / epoch-ns   1708418747.123456 msg, 1708418747123 msg ...
 custom      --log-format REGEX with named groups `ts` (parsed as any format above), optional
             `msg` (the message; without it the whole line) and `duration` ("239ms", "1.2 s";
-            a bare number is milliseconds).
+            a bare integer is milliseconds, a bare decimal number seconds).
 
 Dates and zones
 ---------------
@@ -400,9 +400,15 @@ _ERROR_HINTS = ("error", "fatal", "panic", "critical", "fail", "reset", "refused
                 "broken pipe", "unreach", "no route", "econn", "epipe", "exception")
 
 
+def _bare_number_scale(num: str) -> float:
+    """A number without a unit: integers are milliseconds ("cost=239"), numbers with a fraction
+    are seconds ("proc_time=950.003713" was the 15-minute hang of incident C, not 0.95 s)."""
+    return 1.0 if "." in num else 1e-3
+
+
 def _seconds(num: str, unit: Optional[str], hours: Optional[str], minutes: Optional[str],
-             unitless: float) -> float:
-    scale = _UNITS[unit.lower()] if unit else unitless
+             unitless: Optional[float] = None) -> float:
+    scale = _UNITS[unit.lower()] if unit else (unitless if unitless is not None else _bare_number_scale(num))
     value = float(num) * scale
     return value + int(hours or 0) * 3600 + int(minutes or 0) * 60
 
@@ -418,7 +424,8 @@ def _key_before(msg: str, at: int) -> Tuple[str, bool]:
 
 
 def _find_duration(msg: str) -> Optional[float]:
-    """"cost 239ms" -> 0.239; a bare number counts only after `key=`/`key:` (milliseconds)."""
+    """"cost 239ms" -> 0.239; a bare number counts only after `key=`/`key:` (see
+    _bare_number_scale for its unit)."""
     for m in _NUMBER.finditer(msg):
         unit = m.group("unit")
         key, separated = _key_before(msg, m.start())
@@ -426,17 +433,18 @@ def _find_duration(msg: str) -> Optional[float]:
             continue
         if unit is None and not separated:
             continue                                  # "after 3 retries", "in 5 chunks"
-        unitless = next((s for suffix, s in _KEY_UNITS if key.endswith(suffix)), 1e-3)
+        unitless = next((s for suffix, s in _KEY_UNITS if key.endswith(suffix)), None)
         return _seconds(m.group("num"), unit, m.group("h"), m.group("min"), unitless)
     return None
 
 
 def parse_duration(text: str) -> Optional[float]:
-    """A `duration` group's text: "239ms", "1.2 s", "1m2.5s"; a bare number is milliseconds."""
+    """A `duration` group's text: "239ms", "1.2 s", "1m2.5s"; a bare integer is milliseconds,
+    a bare number with a fraction seconds."""
     m = _DURATION_TEXT.fullmatch(text)
     if not m:
         return None
-    return _seconds(m.group("num"), m.group("unit"), m.group("h"), m.group("min"), 1e-3)
+    return _seconds(m.group("num"), m.group("unit"), m.group("h"), m.group("min"))
 
 
 def _marker_words(msg: str) -> List[str]:

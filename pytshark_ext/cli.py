@@ -146,11 +146,46 @@ def analyze(capture, as_json, prefs, tshark):
     click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def correlate(args):
-    """Lay a sender and a receiver capture side by side (not implemented yet)."""
-    _not_implemented("correlate")
+@main.command()
+@click.argument("capture_a", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("capture_b", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="JSON (clock offset, delays, flows, lost, findings).")
+@click.option("--annotate", "annotate", metavar="OUT.pcapng", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="Write capture A with frame comments saying what happened to each packet.")
+@click.option("--filter", "display_filter", metavar="DISPLAY_FILTER", default=None,
+              help="Wireshark display filter applied to both captures (mind NAT: addresses may differ).")
+@click.option("--plugin/--no-plugin", "plugin", default=True, show_default=True,
+              help="Also run the tcpstall plugin over each capture and link its HOL/rwnd/retries findings "
+                   "to the losses.")
+@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
+              help="tcpstall plugin preference, repeatable (with --plugin).")
+@tshark_option
+@friendly_errors
+def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, prefs, tshark):
+    """Lay two captures of the same connections side by side (e.g. sender and receiver).
+
+    Pairs connections by TCP content (sequence numbers, lengths, TCP timestamps; NAT may change
+    addresses and ports), matches every transmission, measures the clock offset between the
+    capture hosts and the one-way delays, and lists the segments lost between the two capture
+    points with the retransmission that finally delivered them. Exit status 1 when the captures
+    share no TCP segment.
+    """
+    import json as _json
+
+    from .correlate import analyze_both, correlate_captures, with_plugin_findings
+    from .render.json import correlate_json
+    from .render.table import correlate_table
+    from .tshark import parse_pref_option
+
+    plugin_prefs = dict(parse_pref_option(p) for p in prefs)
+    result = correlate_captures(capture_a, capture_b, tshark=tshark, display_filter=display_filter)
+    if plugin:
+        result = with_plugin_findings(result, *analyze_both(capture_a, capture_b, tshark=tshark, prefs=plugin_prefs))
+    if annotate:
+        from .render.pcapng import correlate_comments, write_annotated
+        n = write_annotated(capture_a, annotate, correlate_comments(result))
+        click.echo(f"tcpstall: wrote {annotate} ({n} frame comments)", err=True)
+    click.echo(_json.dumps(correlate_json(result), indent=2) if as_json else correlate_table(result))
 
 
 if __name__ == "__main__":

@@ -687,14 +687,17 @@ class _Builder:
                 fid, adir, up = info
                 t_a = self._to_a(side.name, ent[E_T])
                 st = None
-                # expected time at the other point; outside the other capture's span -> not a loss
+                # Only a claim when the other capture was certainly running when the packet was due
+                # there: its arrival (or, seen downstream only, its send) time, over the whole range of
+                # delays seen in this direction, must fall inside the other capture's span.
+                ds = self.delay_of.get(id(adir))
+                dmin = (ds.min if ds else 0.0) / 1000
+                dmax = (ds.max if ds else 0.0) / 1000
                 if side.name == up:
-                    ds = self.delay_of.get(id(adir))
-                    expect = t_a + (ds.min if ds else 0.0) / 1000
+                    lo_t, hi_t = t_a + dmin, t_a + dmax
                 else:
-                    expect = t_a - 0.0
-                margin = 0.05
-                if expect < ofirst_a - margin or expect > olast_a + margin:
+                    lo_t, hi_t = t_a - dmax, t_a - dmin
+                if lo_t < ofirst_a or hi_t > olast_a:
                     self.outside[side.name] += 1
                     continue
                 counts[(id(adir), side.name)] = counts.get((id(adir), side.name), 0) + 1
@@ -704,7 +707,7 @@ class _Builder:
                     flow=fid, direction=adir.label, upstream=up, seen_at=side.name, frame=ent[E_F],
                     seq_raw=seq, seq_rel=(seq - d.base) & MASK if d.base is not None else seq,
                     len=ent[E_LEN], tsval=int(ent[E_TSV]) if str(ent[E_TSV]).isdigit() else None,
-                    sent_at=t_a, kind=kind)
+                    sent_at=t_a, kind=kind, transmission=ent[E_FILL] or 1)
                 if kind == "lost":
                     if rec.len == 0:
                         kind = "lost"   # pure ACKs are listed too (a lost ACK can stall a sender)
@@ -785,6 +788,8 @@ class _Builder:
         for r in lost[:self.opt.max_listed]:
             down = "B" if r.upstream == "A" else "A"
             what = f"{r.len}-byte segment" if r.len else "pure ACK"
+            if r.transmission > 1:
+                what += f" (transmission #{r.transmission})"
             if r.delivered_by:
                 dv = r.delivered_by
                 how = (f"delivered by transmission #{dv.transmission} ({r.upstream} frame {dv.up_frame}), "
@@ -833,31 +838,82 @@ class _Builder:
 
 # --- plugin findings per side, linked to the losses --------------------------------------------
 
+LINKED_KINDS = ("hol_blocked", "retries")     # rwnd throttling is not caused by a loss
+
+
 def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[Finding]) -> CorrelationResult:
-    """Add one capture's per-stream findings (tcpstall plugin: hol_blocked, rwnd_throttling, retries),
-    times moved to A's clock, each linked (`caused_by`) to the lost segments that explain it: a loss
-    in a flow that shares the finding's tcp.stream, sent before the finding ends and delivered (or
-    still missing) after it starts."""
+    """Add one capture's findings (tcpstall plugin: hol_blocked, rwnd_throttling, retries), times
+    moved to A's clock and ids prefixed with the side, each HOL/retries finding linked
+    (`caused_by`) to the lost segments that explain it:
+      - hol_blocked: the loss whose delivering retransmission is the frame that filled the hole
+        (`numbers["filled_by_frame"]` in that capture); without it, a loss of the same flow sent
+        before the hold ended and delivered at or after the hold started;
+      - retries: losses of the same flow between the first send and the last retransmission.
+    Pure: returns a new result."""
     if side not in ("A", "B"):
         raise ValueError(f"side must be A or B, not {side!r}")
     shift = 0.0 if side == "A" else -(result.clock_offset_ms or 0.0) / 1000.0
-    streams_of_flow = {f.id: set(f.a_streams if side == "A" else f.b_streams) for f in result.flows}
+    flows_of_stream: Dict[int, set] = {}
+    for f in result.flows:
+        for st in (f.a_streams if side == "A" else f.b_streams):
+            flows_of_stream.setdefault(st, set()).add(f.id)
     added = []
     for n, f in enumerate(findings, 1):
         start, end = f.start + shift, f.end + shift
-        causes = []
-        for r in result.lost:
-            if f.stream is not None and f.stream not in streams_of_flow.get(r.flow, {f.stream}):
-                continue
-            done = r.delivered_by.arrived_at if r.delivered_by else math.inf
-            if r.sent_at <= end + 1e-6 and done >= start - 1e-3:
-                causes.append(r.id)
-        added.append(replace(f, start=start, end=end, id=f.id or f"{side}-{f.kind}-{n}",
+        flows = flows_of_stream.get(f.stream) if f.stream is not None else None
+        causes: List[str] = []
+        if f.kind in LINKED_KINDS:
+            filled = (f.numbers or {}).get("filled_by_frame")
+            for r in result.lost:
+                if flows is not None and r.flow not in flows:
+                    continue
+                dv = r.delivered_by
+                if f.kind == "hol_blocked" and filled is not None and dv is not None:
+                    down = "B" if r.upstream == "A" else "A"
+                    if (side == down and dv.down_frame == filled) or (side == r.upstream and dv.up_frame == filled):
+                        causes.append(r.id)
+                    continue
+                done = dv.arrived_at if dv else math.inf
+                if r.len and r.sent_at <= end + 1e-6 and done >= start - 1e-3:
+                    causes.append(r.id)
+        base_id = f.id or f"{f.kind}-{n}"
+        added.append(replace(f, start=start, end=end, id=f"{side}:{base_id}",
                              caused_by=tuple(dict.fromkeys(tuple(f.caused_by) + tuple(causes))),
-                             evidence=tuple(f.evidence) + (f"capture {side}",),
-                             numbers={**(f.numbers or {}), "side": side}))
+                             evidence=tuple(f.evidence) + (f"capture {side}, tcp.stream {f.stream}",),
+                             numbers={**(f.numbers or {}), "side": side,
+                                      "flow": ",".join(sorted(flows)) if flows else None}))
     merged = sorted(list(result.findings) + added, key=lambda x: (x.start, x.kind))
     return replace(result, findings=tuple(merged))
+
+
+def analyze_both(path_a: str, path_b: str, *, tshark: Optional[str] = None,
+                 prefs=None) -> Tuple[object, object]:
+    """Run the tcpstall plugin (`analyze.analyze_capture`) over both captures, in parallel."""
+    from .analyze import analyze_capture
+
+    results: Dict[str, object] = {}
+
+    def job(name: str, path: str) -> None:
+        try:
+            results[name] = analyze_capture(path, tshark=tshark, prefs=prefs)
+        except BaseException as exc:   # re-raised in the caller's thread
+            results[name] = exc
+
+    threads = [threading.Thread(target=job, args=("A", path_a)), threading.Thread(target=job, args=("B", path_b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in ("A", "B"):
+        if isinstance(results[name], BaseException):
+            raise results[name]
+    return results["A"], results["B"]
+
+
+def with_plugin_findings(result: CorrelationResult, analysis_a, analysis_b) -> CorrelationResult:
+    """`result` plus both captures' plugin findings, linked to the losses (pure)."""
+    result = link_side_findings(result, "A", analysis_a.findings)
+    return link_side_findings(result, "B", analysis_b.findings)
 
 
 # --- entry points -------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ class LostSegment:
     delivered_by: Optional[Delivery] = None
     kind: str = "lost"              # lost | unseen_upstream
     id: str = ""
+    transmission: int = 1           # 1 = original send, 2 = first retransmission, ... (at `seen_at`)
 
 
 @dataclass(frozen=True)

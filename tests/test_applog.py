@@ -102,8 +102,8 @@ def test_message_text_follows_timestamp(tmp_path):
     event, _ = one(tmp_path, "[2024-02-20T16:45:47.750+0800][worker-1] proc_time=950.003713")
     assert event.text == "[worker-1] proc_time=950.003713"
     assert event.kind == "duration"
-    assert event.duration_s == pytest.approx(0.950003713, abs=1e-12)
-    assert us(event.start) == T_2024 + 750000 - 950004
+    assert event.duration_s == pytest.approx(950.003713, abs=1e-9)   # incident C: the 15-min hang
+    assert us(event.start) == T_2024 + 750000 - 950003713
 
 
 def test_yearless_lines_cross_new_year(tmp_path):
@@ -163,7 +163,8 @@ def test_go_log_pairs_into_a_span(tmp_path):
     ("cost 239ms", 0.239),
     ("took 1.2s", 1.2),
     ("elapsed 30 s", 30.0),
-    ("proc_time=950.003713", 0.950003713),
+    ("proc_time=950.003713", 950.003713),      # a fraction: seconds
+    ("proc_time=239", 0.239),                   # an integer: milliseconds
     ("rpc done, took 1m2.5s", 62.5),
     ("latency_us=1500", 0.0015),
     ("wait_sec: 2", 2.0),
@@ -386,7 +387,8 @@ def test_log_format_errors(tmp_path, fmt, message):
 
 
 @pytest.mark.parametrize("text, seconds", [("239ms", 0.239), ("1.2 s", 1.2), ("1m2.5s", 62.5),
-                                           ("950.003713", 0.950003713), ("fast", None)])
+                                           ("950.003713", 950.003713), ("239", 0.239),
+                                           ("fast", None)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == (None if seconds is None else pytest.approx(seconds))
 

@@ -30,14 +30,22 @@ def truth(name: str) -> dict:
     return json.loads((CAPS / f"{name}.truth.json").read_text())
 
 
-_seg_cache: dict = {}
+_reads: dict = {}
 
 
-def segs(name: str, role: str, payload=False) -> list[pt.Seg]:
-    key = (name, role, payload)
-    if key not in _seg_cache:
-        _seg_cache[key] = pt.segments(CAPS / truth(name)["captures"][role]["file"], payload=payload)
-    return _seg_cache[key]
+def read(path: Path):
+    """One tshark read per file for the whole module: (returncode, stderr, frames, segments)."""
+    if path not in _reads:
+        try:
+            n, segs_ = pt.read_capture(path, payload=True)
+            _reads[path] = (0, "", n, segs_)
+        except subprocess.CalledProcessError as e:
+            _reads[path] = (e.returncode, e.stderr, 0, [])
+    return _reads[path]
+
+
+def segs(name: str, role: str, payload=True) -> list[pt.Seg]:
+    return read(CAPS / truth(name)["captures"][role]["file"])[3]
 
 
 def all_capture_files():
@@ -60,11 +68,17 @@ def test_sizes_stay_small():
     assert sum(f.stat().st_size for f in CAPS.iterdir() if f.is_file()) < 10_000_000
 
 
+def tshark_read(path: Path):
+    rc, err, n, _ = read(path)
+    return rc, err, n
+
+
 @pytest.mark.parametrize("path", all_capture_files(), ids=lambda p: p.name)
 def test_capture_opens_cleanly_in_tshark(path):
-    res = subprocess.run(["tshark", "-n", "-r", str(path), "-q", "-z", "io,stat,0"], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert "cut short" not in res.stderr and "appears to be damaged" not in res.stderr, res.stderr
+    rc, err, frames = tshark_read(path)
+    assert rc == 0, err
+    assert "cut short" not in err and "damaged" not in err and "rror" not in err, err
+    assert frames > 0
     assert path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a", "not pcapng"
 
 
@@ -73,7 +87,7 @@ def test_truth_packet_counts_match_captures(name):
     t = truth(name)
     for role in ("client", "server"):
         c = t["captures"][role]
-        assert pt.packet_count(CAPS / c["file"]) == c["packets"]
+        assert tshark_read(CAPS / c["file"])[2] == c["packets"]
     for key in ("scenario", "created", "kernel", "sysctls", "topology", "faults", "app", "captures"):
         assert key in t, key
 

@@ -117,7 +117,10 @@ def test_lab_heartbeat_loss_regenerates_same_truth(tmp_path):
     assert committed["faults"][0]["heartbeat_seq"] == f["heartbeat_seq"]
     assert committed["faults"][0]["nft_counter"] == f["nft_counter"]
     assert [t["seq"] for t in committed["app"]["timeouts"]] == [30]
-    assert abs(committed["captures"]["client"]["packets"] - truth["captures"]["client"]["packets"]) <= 6
+    # packet totals vary with delayed-ACK timing; the data segments do not: 60 heartbeats + 1 retransmission
+    committed_c = pt.segments(ROOT / "sample_captures" / "heartbeat-loss-client.pcapng")
+    for segs_ in (c, committed_c):
+        assert len([x for x in segs_ if x.src == netlab.CLIENT_IP and x.len > 0]) == 61
     assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
                 if n.startswith(f"tsl-{os.getpid()}-")], "namespaces left behind"
 

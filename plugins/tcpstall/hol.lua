@@ -63,7 +63,11 @@ end
 -- saw the original; the original's arrival is then estimated one send interval before it.
 local function thin_check(pkt, fwd, held_t)
     local rtx = pkt.rtx
-    if rtx == nil or (rtx.trigger ~= "fast" and rtx.trigger ~= "rack") then return nil end
+    if rtx == nil then return nil end
+    local trig = rtx.trigger
+    if trig ~= "fast" and trig ~= "rack" and not (trig == "rto" and rtx.n == 1 and (rtx.ta_dup or 0) >= 1) then
+        return nil
+    end
     local interval = stream.send_interval(fwd)
     if interval == nil or interval <= 0 then return nil end
     local orig_t, est = rtx.first_t, false
@@ -95,11 +99,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
     if pkt.released ~= nil then
         local ents = pkt.released
         local first_t, first_f = math.huge, nil
-        local cov, segs = pkt.de, 0
+        local segs = pkt.released_segments or 0
         for i = 1, #ents do
             local h = ents[i]
             if h.t < first_t or (h.t == first_t and h.f < first_f) then first_t, first_f = h.t, h.f end
-            if h.e > cov then segs = segs + 1 cov = h.e end
             if h.hol ~= nil then
                 h.hol.hold_ms = (t - h.t) * 1000
                 h.hol.release_frame = pkt.number
@@ -137,13 +140,14 @@ function M.on_packet(pkt, fwd, rev, out, st)
             local first_f = held[1] and held[1].first_f or sr.first_f
             for i = 1, #held do
                 local g = held[i]
-                local r = result_for(g.f)
+                local r = result_for(g.first_f)
                 r.hol = r.hol or {}
                 r.hol.held = true
                 r.hol.bytes = g.e - g.s
                 r.hol.hold_ms = (t - g.sack_t) * 1000
                 r.hol.release_frame = pkt.number
                 r.hol.sender_view = true
+                r.hol.dupack_based = sr.dupack_based
             end
             local lr = rev.last_rtx
             local by = nil
@@ -164,6 +168,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
                 segments = #held > 0 and #held or #sr.entries, frames = #held,
                 max_hold_ms = (t - sr.first_t) * 1000,
                 first_held_frame = first_f, first_held_t = sr.first_t, first_sack_frame = sr.first_f,
+                dupack_based = sr.dupack_based,
                 trigger = by and by.trigger or nil, filler_frame = by and by.f or nil,
                 late_original = by == nil, by_send_ms = by_send,
             }
@@ -184,8 +189,8 @@ function M.render(tree, r)
         local ei = (r.hold_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
         local txt
         if r.sender_view then
-            txt = string.format("HOL-blocked delivery: %d bytes SACKed, held at the receiver %s ms until frame %d",
-                r.bytes or 0, fmt_ms(r.hold_ms), r.release_frame)
+            txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
+                r.bytes or 0, r.dupack_based and "reported by a dupACK" or "SACKed", fmt_ms(r.hold_ms), r.release_frame)
         else
             txt = string.format("HOL-blocked delivery: %d bytes held %s ms behind a %d-byte hole, released by frame %d",
                 r.bytes or 0, fmt_ms(r.hold_ms), r.hole or 0, r.release_frame)
@@ -210,7 +215,7 @@ function M.render(tree, r)
         local txt = string.format("HOL-blocked delivery: released %d bytes in %d segment%s held up to %s ms (first held frame %s)",
             rel.bytes, rel.segments, rel.segments == 1 and "" or "s", fmt_ms(rel.max_hold_ms), tostring(rel.first_held_frame or "?"))
         if rel.view == "sender" then
-            txt = txt .. " from the first SACK (frame " .. tostring(rel.first_sack_frame)
+            txt = txt .. (rel.dupack_based and " from the first dupACK (frame " or " from the first SACK (frame ") .. tostring(rel.first_sack_frame)
             if rel.by_send_ms ~= nil then txt = txt .. string.format("; ~%s ms by send times", fmt_ms(rel.by_send_ms)) end
             txt = txt .. ")"
         end
@@ -223,6 +228,8 @@ function M.render(tree, r)
         local what
         if th.trigger == "fast" then
             what = string.format("fast retransmit waited for %d dupACKs", th.dupacks)
+        elseif th.trigger == "rto" then
+            what = string.format("only %d dupACK%s had come, the timer fired first", th.dupacks, th.dupacks == 1 and "" or "s")
         else
             what = "RACK waited for a later segment to be SACKed"
         end

@@ -1,21 +1,584 @@
--- tcpstall/rwnd.lua: STUB (not implemented yet). Loaded by plugins/tcpstall.lua; does nothing.
--- The rwnd analyzer is written on top of the core; see README.md for the contract.
--- Side-effect free when loaded without `core` (Wireshark's recursive plugin-folder scan).
+-- tcpstall/rwnd.lua: receiver window throttling analyzer (DESIGN.md section 1 B).
+--
+-- Per data direction S (the sender) and its receiver R = S.peer:
+--
+-- * R's window in bytes. The shift comes from the handshake when it is in the capture, else from
+--   Wireshark's `tcp.default_window_scaling` pref when the user set it (tcp.window_size_scalefactor
+--   is then known without a handshake), else it is INFERRED: the bytes S has in flight can never
+--   exceed the window S knows, so flight <= raw * 2^k for every sample gives a lower bound k_min,
+--   and a plateau of the flight AT raw * 2^k_min (within one segment, at least 4 times, on at least
+--   2 different ACKs, never above) fixes k = k_min. Until then the scale is reported as unknown
+--   (`tcpstall.rwnd.scale` = -1), never guessed.
+--
+-- * "The window S knew" when it sent a segment: R's ACKs are kept in a small ring
+--   {time, ack, raw window, frame}; a data segment seen at time t was sent knowing the ACKs seen
+--   up to t - turn(S) (turn = capture point -> S -> capture point, ~0 at a sender-side capture,
+--   ~RTT at a receiver-side capture), so the same code works at both capture points.
+--
+-- * Window-limited sending: a new-data segment whose end reaches the known right edge
+--   (ack + window) minus one segment is a "hit" (S has filled the window). When an ACK moves the
+--   edge at least one segment beyond what S has sent, the window is "open"; S then either fills it
+--   again promptly (waiting for ACKs: window-limited) or leaves it open (congestion window,
+--   application, idle). An episode is a run of hits in which no open period lasted longer than
+--   max(2 x RTT, 2 ms) and in which S spent at most half the time with an open window. It ends at
+--   the ACK that opened the window S then did not fill (reported on the first frame that shows
+--   this, or never if the capture ends first).
+--
+-- * Reported (expert `tcpstall.rwnd.throttling`, warn) once when the episode has lasted
+--   `rwnd_min_episode_ms` (and >= 3 refills, scale known or inferred), on that frame, and once on
+--   the frame that ends it, with window, shift, RTT (the core's data->ACK and TS-echo turns), cap
+--   = window / RTT, duration, bytes, the rule of thumb "time ~ bytes / window x RTT", and the likely
+--   cause (steady small window + prompt ACKs: small receive buffer; shrinking window: application
+--   not reading; rounds much longer than the RTT: slow/delayed ACKs).
+--
+-- Per-frame fields: window-limited data frames of an episode carry window / scale / inferred /
+-- cap / limited_ms so far; R's frames carry window and scale when the window or the scale changes.
+--
+-- See README.md for the analyzer contract. Side-effect free when loaded without `core`.
 local core = ...
 if type(core) ~= "table" then return {} end
 
+local stream = core.load("stream")
+local F, E = core.F, core.E
+
 local M = { name = "rwnd" }
+
+local RING = 256               -- R's ACKs remembered per direction (only those not yet known to S)
+local MAX_SHIFT = 14
+local huge = math.huge
+local floor = math.floor
+local format = string.format
 
 function M.reset() end
 
--- first pass only: read pkt / fwd / rev, write out.rwnd = {...} when there is something to show
-function M.on_packet(pkt, fwd, rev, out, st) end
+---------------------------------------------------------------------------------------------------
+-- formatting
 
--- every pass: render out.rwnd into the tcpstall subtree
-function M.render(tree, r, res) end
+local function fmt_int(n)
+    local s = tostring(floor(n + 0.5))
+    local neg = s:sub(1, 1) == "-"
+    if neg then s = s:sub(2) end
+    local out = s:reverse():gsub("(%d%d%d)", "%1 "):reverse()
+    if out:sub(1, 1) == " " then out = out:sub(2) end
+    return (neg and "-" or "") .. out
+end
 
--- -z tcpstall columns: { {key = "rwnd_x", title = "...", get = function(st) return value end}, ... }
--- (key: machine name used by `-z tcpstall,tsv` and tcpstall analyze; title: the text table)
-M.columns = {}
+local function fmt_ms(sec)
+    if sec == nil then return "?" end
+    local ms = sec * 1000
+    if ms >= 100 then return format("%.0f", ms) end
+    if ms >= 10 then return format("%.1f", ms) end
+    return format("%.2f", ms)
+end
+
+local function fmt_dur(sec)
+    if sec >= 1 then return format("%.2f s", sec) end
+    return format("%.1f ms", sec * 1000)
+end
+
+local function round3(x) return floor(x * 1000 + 0.5) / 1000 end
+
+---------------------------------------------------------------------------------------------------
+-- per sender-direction state: S.a.rwnd
+
+local function state(S)
+    local A = S.a.rwnd
+    if A == nil then
+        A = {
+            -- ring of R's window advertisements (for S's data), newest at index n
+            qt = {}, qa = {}, qr = {}, qu = {}, qf = {},
+            n = 0, ptr = 0,           -- entries 1..n pushed; 1..ptr known to S
+            last_ack = nil, last_raw = nil,
+            -- what S knew at the last data segment: ack, raw window, unscaled (SYN) flag
+            kack = nil, kraw = nil, kuns = false, kedge = nil, kf = nil,
+            -- scale of R's window: k (shift), src = "handshake" / "pref" / "inferred" / nil
+            k = nil, src = nil, kmin = 0, touches = 0, touch_acks = 0, touch_last_ack = nil,
+            unknown_noted = false, shown_w = nil, shown_k = nil,
+            -- S's sending
+            high = nil, mss = 0, bytes = 0,
+            open_since = nil, open_t = nil, open_f = nil,
+            ep = nil, tol = 0.002,
+            episodes = 0, limited_s = 0, min_w = nil,
+        }
+        S.a.rwnd = A
+    end
+    return A
+end
+
+local function mult(A)
+    return 2 ^ (A.k or A.kmin)
+end
+
+local function rtt_of(S)
+    local r = stream.srtt(S)
+    if r == nil or r <= 0 then r = stream.rtt_min(S) end
+    if r ~= nil and r <= 0 then r = nil end
+    return r
+end
+
+-- shift of R's advertisement in this packet: shift, source (nil when unknown)
+local function pkt_shift(pkt, R)
+    local sc = pkt.win_scale
+    if sc == nil then return nil, nil end
+    local hs = R.isn ~= nil or R.peer.isn ~= nil
+    if sc == -2 then return 0, "handshake" end
+    if sc >= 0 then return sc, hs and "handshake" or "pref" end
+    return nil, nil
+end
+
+-- Move S's knowledge forward: R's ACKs seen up to now - turn(S) (+ a small margin: including an
+-- ACK too early only makes the known edge higher, which is the safe side for the inference).
+local function advance(A, S, now)
+    local n = A.n
+    local p = A.ptr
+    if p >= n then return end
+    local turn = S.turn_min or 0
+    local lim = now - turn + (turn * 0.2 > 0.0002 and turn * 0.2 or 0.0002)
+    if n - p > RING then p = n - RING end          -- overwritten: skip to the oldest kept
+    local qt, qa, qr, qu, qf = A.qt, A.qa, A.qr, A.qu, A.qf
+    local m = mult(A)
+    local high, mss = A.high, A.mss
+    while p < n do
+        local i = p % RING + 1                       -- slot of entry p + 1
+        local t = qt[i]
+        if t > lim then break end
+        p = p + 1
+        local ack, raw = qa[i], qr[i]
+        local edge = ack + (qu[i] and raw or raw * m)
+        A.kack, A.kraw, A.kuns, A.kf = ack, raw, qu[i], qf[i]
+        if A.kedge == nil or edge > A.kedge then A.kedge = edge end
+        if A.open_since == nil and high ~= nil and mss > 0 and A.kedge - high >= mss then
+            A.open_since = t + turn
+            A.open_t, A.open_f = t, qf[i]
+        end
+    end
+    A.ptr = p
+end
+
+---------------------------------------------------------------------------------------------------
+-- episodes
+
+local function result(out)
+    local r = out.rwnd
+    if r == nil then
+        r = {}
+        out.rwnd = r
+    end
+    return r
+end
+
+-- steady: at least 80 % of the window-limited sends saw the current window
+local function steady(ep)
+    return ep.same >= 0.8 * ep.hits
+end
+
+local function typical_w(ep)
+    if steady(ep) or ep.decreases >= 2 then return ep.w_last end
+    return ep.hits > 0 and floor(ep.w_sum / ep.hits + 0.5) or ep.w_last
+end
+
+-- likely cause: code, short phrase (for the expert), advice (for the cause item)
+local function cause_of(ep, rtt, mss)
+    local w = typical_w(ep)
+    local rounds = w > 0 and ep.bytes_now / w or 0
+    local per_round = rounds >= 1 and ep.dur / rounds or nil
+    if not steady(ep) and ep.decreases >= 2 and ep.w_last <= 0.5 * ep.w_max then
+        return "app_not_reading", "likely the receiving application not reading",
+            format("window shrank from %s B to %s B as the receive buffer filled: the receiving application reads slower than the data arrives (zero window itself: Wireshark's zero-window flags)",
+                fmt_int(ep.w_max), fmt_int(ep.w_last))
+    end
+    if per_round ~= nil and rtt ~= nil and per_round > 2 * rtt + 0.005 then
+        return "delayed_ack", "likely slow (delayed) ACKs",
+            format("each window took %s ms to be acknowledged, RTT %s ms: delayed ACKs or a busy receiver",
+                fmt_ms(per_round), fmt_ms(rtt))
+    end
+    if steady(ep) then
+        return "small_rcvbuf", "likely a small receive buffer (SO_RCVBUF / tcp_rmem)",
+            format("window steady at %s B, receiver ACKs promptly (a window per %s ms): small receive buffer; check the receiver's SO_RCVBUF (disables autotuning), net.ipv4.tcp_rmem, net.core.rmem_max",
+                fmt_int(ep.w_last), fmt_ms(per_round or rtt))
+    end
+    return "window_limited", nil,
+        format("the receiver's window (%s..%s B) limits the sender", fmt_int(ep.w_min), fmt_int(ep.w_max))
+end
+
+-- snapshot of an episode for rendering (start report or end report)
+local function report(A, S, ep, final)
+    local rtt = rtt_of(S)
+    local w = final and typical_w(ep) or ep.w_last
+    local mss = A.mss > 0 and A.mss or (S.mss or 0)
+    local cause, cause_short, cause_txt = cause_of(ep, rtt, mss)
+    return {
+        final = final,
+        w = w, w_min = ep.w_min, w_max = ep.w_max, k = A.k, inf = A.src == "inferred", src = A.src,
+        mss = mss, rtt = rtt, cap = rtt and (w * 8 / rtt / 1e6) or nil,
+        dur = ep.dur, bytes = ep.bytes_now, start_f = ep.start_f, start_t = ep.start_t,
+        end_f = final and ep.end_f or nil, hits = ep.hits,
+        open_frac = ep.dur > 0 and ep.open_total / ep.dur or 0,
+        cause = cause, cause_short = cause_short, cause_txt = cause_txt,
+    }
+end
+
+local function agg(st)
+    local a = st.a.rwnd
+    if a == nil then
+        a = { episodes = 0, limited_s = 0, min_w = nil }
+        st.a.rwnd = a
+    end
+    return a
+end
+
+local function end_episode(A, S, st, out, now)
+    local ep = A.ep
+    A.ep = nil
+    if ep == nil then return end
+    if not ep.confirmed then return end
+    ep.end_t = A.open_t or ep.last_t
+    ep.end_f = A.open_f or ep.last_f
+    if ep.end_t < ep.last_t then ep.end_t = ep.last_t end
+    ep.dur = ep.end_t - ep.start_t
+    ep.bytes_now = ep.high - ep.una0
+    local rep = report(A, S, ep, true)
+    result(out).fin = rep
+    local a = agg(st)
+    a.episodes = a.episodes + 1
+    a.limited_s = a.limited_s + ep.dur
+    if a.min_w == nil or ep.w_min < a.min_w then a.min_w = ep.w_min end
+    a.open = nil
+end
+
+-- every packet of the stream: has S left an open window unused for too long?
+local function tick(A, S, st, out, now)
+    if A.n > A.ptr then advance(A, S, now) end
+    local ep = A.ep
+    if ep ~= nil and A.open_since ~= nil and now - A.open_since > A.tol then
+        end_episode(A, S, st, out, now)
+    end
+end
+
+-- scale inference from one new-data segment (flight = de - known ack, raw = known raw window)
+local function infer(A, pkt, flight, raw, out)
+    if raw <= 0 or A.kuns then return end
+    local k = A.kmin
+    local changed = false
+    while k < MAX_SHIFT and flight > raw * 2 ^ k do
+        k = k + 1
+        changed = true
+    end
+    if changed then
+        A.kmin = k
+        A.touches, A.touch_acks, A.touch_last_ack = 0, 0, nil
+        A.ep, A.open_since = nil, nil              -- episodes under a smaller shift were not real
+        A.kedge = nil
+        if A.src == "inferred" then
+            A.src, A.k = nil, nil                  -- revise: infer again at the new lower bound
+            result(out).note = format("window scale revised: %s B in flight exceeds raw window %d x 2^%d; shift is at least %d",
+                fmt_int(flight), raw, k - 1, k)
+        end
+    end
+    local w = raw * 2 ^ k
+    local tol = A.mss
+    if tol > w / 4 then tol = w / 4 end
+    if flight >= w - tol and flight > raw * 2 ^ (k - 1) then
+        A.touches = A.touches + 1
+        if A.touch_last_ack ~= A.kack then
+            A.touch_acks = A.touch_acks + 1
+            A.touch_last_ack = A.kack
+        end
+        if A.src == nil and A.touches >= 4 and A.touch_acks >= 2 then
+            A.src, A.k = "inferred", k
+            A.kedge = nil
+            local r = result(out)
+            r.infer_note = format(
+                "window scale inferred: shift %d (x%d): bytes in flight reach raw window %d x %d = %s B (%d times, on %d ACKs) and never exceed it",
+                k, 2 ^ k, raw, 2 ^ k, fmt_int(w), A.touches, A.touch_acks)
+            r.w, r.k, r.inf = w, k, true
+        end
+    end
+end
+
+local function on_data(A, S, pkt, out, st)
+    local t = pkt.time
+    advance(A, S, t)
+    local de = pkt.de
+    local len = pkt.len
+    if len > A.mss then A.mss = len end
+    if A.first == nil then A.first = pkt.ds end
+    if A.high == nil or de > A.high then A.high = de end
+    if A.kack == nil then return end                -- no ACK from R known yet
+    local ack, raw = A.kack, A.kraw
+    local flight = de - ack
+    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns then
+        infer(A, pkt, flight, raw, out)
+    end
+    local m = A.kuns and 1 or mult(A)
+    local w = raw * m
+    local edge = ack + w
+    if A.kedge ~= nil and A.kedge > edge then edge = A.kedge end
+    A.kedge = edge
+    local mss = A.mss
+    local hit = de >= edge - mss
+    local ep = A.ep
+    if hit then
+        local gap = 0
+        if A.open_since ~= nil then
+            gap = t - A.open_since
+            if gap < 0 then gap = 0 end
+        end
+        if ep ~= nil and gap > A.tol then
+            end_episode(A, S, st, out, t)
+            ep = nil
+        end
+        A.open_since, A.open_t, A.open_f = nil, nil, nil
+        local rtt = rtt_of(S)
+        local tol = rtt and 2 * rtt or 0
+        if tol < 0.002 then tol = 0.002 end
+        if (S.turn_min or 0) > (S.peer.turn_min or 0) then
+            -- receiver-side capture: an ACK delayed on its way to the sender looks like a pause
+            -- of the sender; allow for path jitter
+            local jt = rtt and 8 * rtt or 0
+            if jt < 0.025 then jt = 0.025 end
+            if jt > tol then tol = jt end
+        end
+        A.tol = tol
+        if ep == nil then
+            ep = {
+                start_t = t, start_f = pkt.number, una0 = ack, high = de,
+                hits = 0, refills = 0, open_total = 0, last_t = t, last_f = pkt.number,
+                w_min = w, w_max = w, w_first = w, w_last = w, w_sum = 0, same = 0, decreases = 0,
+                confirmed = false, dur = 0, bytes_now = 0,
+            }
+            A.ep = ep
+        else
+            ep.refills = ep.refills + 1
+            ep.open_total = ep.open_total + gap
+        end
+        ep.hits = ep.hits + 1
+        ep.w_sum = ep.w_sum + w
+        if w == ep.w_last then ep.same = ep.same + 1
+        else
+            if w < ep.w_last then ep.decreases = ep.decreases + 1 end
+            ep.same = 1
+        end
+        if w < ep.w_min then ep.w_min = w end
+        if w > ep.w_max then ep.w_max = w end
+        ep.w_last = w
+        if de > ep.high then ep.high = de end
+        ep.last_t, ep.last_f = t, pkt.number
+        ep.dur = t - ep.start_t
+        ep.bytes_now = ep.high - ep.una0
+        if A.src ~= nil then
+            local r = result(out)
+            r.w, r.k, r.inf = w, A.k, A.src == "inferred"
+            r.ms = ep.dur * 1000
+            r.cap = rtt and (w * 8 / rtt / 1e6) or nil
+            if not ep.confirmed then
+                local min_s = (core.settings.rwnd_min_episode_ms or 100) / 1000
+                if ep.dur >= min_s and ep.refills >= 3 and ep.open_total <= 0.5 * ep.dur then
+                    ep.confirmed = true
+                    r.start = report(A, S, ep, false)
+                    agg(st).open = true
+                end
+            end
+        end
+    else
+        if A.open_since == nil and edge - de >= mss then
+            A.open_since, A.open_t, A.open_f = t, t, pkt.number
+        end
+        if ep ~= nil and A.open_since ~= nil and t - A.open_since > A.tol then
+            end_episode(A, S, st, out, t)
+        end
+    end
+end
+
+-- R (= fwd) advertises a window for S (= rev)
+local function on_advert(A, R, pkt, out)
+    local raw = pkt.win_raw
+    local ack = pkt.ack
+    if raw == nil or ack == nil then return end
+    local uns = pkt.syn
+    if uns then
+        -- SYN-ACK after the peer's SYN: the shift is known from the handshake now
+        if R.peer.isn ~= nil and A.src == nil then
+            A.src = "handshake"
+            A.k = (R.wscale ~= nil and R.peer.wscale ~= nil) and R.wscale or 0
+        end
+    else
+        local k, src = pkt_shift(pkt, R)
+        if src ~= nil and A.src ~= src and A.src ~= "handshake" then
+            A.src, A.k = src, k
+            A.kedge = nil
+        elseif src == nil and A.src == nil and not A.unknown_noted then
+            A.unknown_noted = true
+            local r = result(out)
+            r.unknown_note = true
+        end
+    end
+    if ack ~= A.last_ack or raw ~= A.last_raw then
+        local n = A.n + 1
+        local i = (n - 1) % RING + 1
+        A.qt[i], A.qa[i], A.qr[i], A.qu[i], A.qf[i] = pkt.time, ack, raw, uns, pkt.number
+        A.n = n
+        A.last_ack, A.last_raw = ack, raw
+    end
+    -- show R's window when it (or what we know of the scale) changes
+    if not uns then
+        local k = A.src ~= nil and A.k or nil
+        local w = k and raw * 2 ^ k or nil
+        if w ~= A.shown_w or k ~= A.shown_k then
+            A.shown_w, A.shown_k = w, k
+            if k ~= nil then
+                local r = result(out)
+                r.aw, r.ak, r.ainf = w, k, A.src == "inferred"
+            end
+        end
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+
+function M.on_packet(pkt, fwd, rev, out, st)
+    local t = pkt.time
+    local Af = fwd.a.rwnd
+    -- fwd as the data sender
+    if pkt.len > 0 and pkt.rtx == nil and not pkt.ws_keep_alive and not pkt.ws_retrans then
+        if Af == nil then Af = state(fwd) end
+        if Af.high == nil or pkt.de > Af.high then
+            on_data(Af, fwd, pkt, out, st)
+        else
+            tick(Af, fwd, st, out, t)
+        end
+    elseif Af ~= nil and Af.ep ~= nil then
+        tick(Af, fwd, st, out, t)
+    end
+    -- fwd as the receiver of rev's data: its window advertisement
+    if pkt.ackf and pkt.win_raw ~= nil then
+        local Ar = rev.a.rwnd
+        if Ar == nil then Ar = state(rev) end
+        on_advert(Ar, fwd, pkt, out)
+        if Ar.ep ~= nil or Ar.high ~= nil then tick(Ar, rev, st, out, t) end
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+
+local function add(tree, f, v)
+    return tree:add(f, v)
+end
+
+local function render_report(tree, rep)
+    add(tree, F.rwnd_window, rep.w)
+    add(tree, F.rwnd_scale, rep.k or -1)
+    add(tree, F.rwnd_scale_inferred, rep.inf and true or false)
+    if rep.cap ~= nil then add(tree, F.rwnd_cap_mbps, round3(rep.cap)) end
+    if rep.rtt ~= nil then add(tree, F.rwnd_rtt_ms, round3(rep.rtt * 1000)) end
+    add(tree, F.rwnd_limited_ms, core.ms(rep.dur))
+    local b = rep.bytes > 0 and rep.bytes or 0
+    add(tree, F.rwnd_bytes, UInt64.new(b % 4294967296, floor(b / 4294967296)))
+    add(tree, F.rwnd_start_frame, rep.start_f)
+    if rep.end_f ~= nil then add(tree, F.rwnd_end_frame, rep.end_f) end
+    add(tree, F.rwnd_cause, rep.cause):append_text(": " .. rep.cause_txt)
+    -- the expert text (Wireshark cuts item labels at 240 bytes): the numbers that matter
+    local segtxt = ""
+    if rep.mss > 0 then
+        local segs = rep.w / rep.mss
+        segtxt = format(" (%s×MSS %d)", (segs == floor(segs)) and tostring(floor(segs)) or format("%.1f", segs), rep.mss)
+    end
+    local captxt = rep.cap ~= nil and format("caps throughput at %.1f Mbit/s at RTT %s ms", rep.cap, fmt_ms(rep.rtt))
+        or "(RTT not measured)"
+    local shift = rep.inf and format(", shift %d inferred", rep.k or -1) or ""
+    local txt
+    if rep.final then
+        local thumb = ""
+        if rep.rtt ~= nil and rep.w > 0 then
+            thumb = format(" (≈ bytes / window × RTT = %s)", fmt_dur(rep.bytes / rep.w * rep.rtt))
+        end
+        txt = format("receiver window throttling: rwnd %s B%s%s %s; window-limited for %s, %s B sent%s",
+            fmt_int(rep.w), segtxt, shift, captxt, fmt_dur(rep.dur), fmt_int(rep.bytes), thumb)
+    else
+        local thumb = ""
+        if rep.rtt ~= nil and rep.w > 0 then
+            thumb = format("; time ≈ bytes / window × RTT (1 MB: %s)", fmt_dur(1e6 / rep.w * rep.rtt))
+        end
+        txt = format("receiver window throttling: rwnd %s B%s%s %s; window-limited since frame %d (%s)%s",
+            fmt_int(rep.w), segtxt, shift, captxt, rep.start_f, fmt_dur(rep.dur), thumb)
+    end
+    if rep.cause_short ~= nil and #txt + #rep.cause_short + 2 <= 240 then txt = txt .. "; " .. rep.cause_short end
+    tree:add_proto_expert_info(E.rwnd_throttling, txt)
+end
+
+function M.render(tree, r)
+    if r.fin ~= nil then render_report(tree, r.fin) end
+    if r.start ~= nil then render_report(tree, r.start) end
+    if r.fin == nil and r.start == nil then
+        if r.w ~= nil then
+            add(tree, F.rwnd_window, r.w)
+            local it = add(tree, F.rwnd_scale, r.k or -1)
+            if r.infer_note ~= nil then it:append_text(" — " .. r.infer_note) end
+            add(tree, F.rwnd_scale_inferred, r.inf and true or false)
+            if r.cap ~= nil then add(tree, F.rwnd_cap_mbps, round3(r.cap)) end
+            if r.ms ~= nil then add(tree, F.rwnd_limited_ms, core.ms(r.ms / 1000)) end
+        elseif r.aw ~= nil then
+            add(tree, F.rwnd_window, r.aw)
+            add(tree, F.rwnd_scale, r.ak)
+            add(tree, F.rwnd_scale_inferred, r.ainf and true or false)
+        end
+    end
+    if r.unknown_note then
+        local it = add(tree, F.rwnd_scale, -1)
+        it:append_text(" — window scale unknown: the handshake is not in the capture (inferring it from the bytes in flight)")
+    end
+    if r.note ~= nil then
+        local it = add(tree, F.rwnd_scale, -1)
+        it:append_text(" — " .. r.note)
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+-- -z tcpstall columns
+
+-- the direction of the stream that sent the most data
+local function bulk_dir(st)
+    local best, bytes = nil, -1
+    for _, d in pairs(st.dirs) do
+        local A = d.a.rwnd
+        if A ~= nil and A.high ~= nil then
+            local b = A.high - (A.first or A.high)
+            if b > bytes then best, bytes = d, b end
+        end
+    end
+    return best
+end
+
+local function episodes_of(st)
+    local a = st.a.rwnd
+    local n, s, w = 0, 0, nil
+    if a ~= nil then n, s, w = a.episodes, a.limited_s, a.min_w end
+    -- a confirmed episode still running when the capture ended
+    for _, d in pairs(st.dirs) do
+        local A = d.a.rwnd
+        local ep = A and A.ep
+        if ep ~= nil and ep.confirmed then
+            n, s = n + 1, s + ep.dur
+            if w == nil or ep.w_min < w then w = ep.w_min end
+        end
+    end
+    return n, s, w
+end
+
+M.columns = {
+    { key = "rwnd_episodes", title = "RWND episodes", get = function(st) local n = episodes_of(st) return n end },
+    { key = "rwnd_limited_ms", title = "RWND limited ms", get = function(st)
+        local _, s = episodes_of(st) return format("%.1f", s * 1000) end },
+    { key = "rwnd_window", title = "RWND window", get = function(st)
+        local _, _, w = episodes_of(st) return w and tostring(floor(w)) or "-" end },
+    { key = "rwnd_scale", title = "RWND scale", get = function(st)
+        local d = bulk_dir(st)
+        local A = d and d.a.rwnd
+        if A == nil then return "-" end
+        if A.src == nil then return "unknown" end
+        if A.src == "inferred" then return tostring(A.k) .. " inferred" end
+        return tostring(A.k)
+    end },
+}
 
 return M

@@ -178,13 +178,16 @@ local function on_send(d, pkt, s, e)
         local segs = d.segs
         local i = seg_find(d, s)
         local covered_to = s
-        local first_t, prev_t, prev_f, tx = huge, nil, nil, 0
+        local first_t, prev_t, prev_f, tx = nil, nil, nil, 0
         local gaps = {}
+        local start_seen = segs[i] ~= nil and segs[i].s <= s
         while i <= #segs and segs[i].s < e do
             local g = segs[i]
             if g.s > covered_to then gaps[#gaps + 1] = { covered_to, g.s } end
-            if g.t < first_t then first_t = g.t end
-            if prev_t == nil or g.lt > prev_t then prev_t, prev_f = g.lt, g.lf end
+            -- first send and previous transmission of the data at `s` (a collapsed retransmission
+            -- also carries later, recently sent segments; when the capture never saw `s` sent,
+            -- both stay unknown)
+            if start_seen and first_t == nil then first_t, prev_t, prev_f = g.t, g.lt, g.lf end
             g.tx = g.tx + 1
             g.lt, g.lf = t, f
             if g.tx > tx then tx = g.tx end
@@ -198,7 +201,7 @@ local function on_send(d, pkt, s, e)
             if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f) end
         end
         if tx > 0 then
-            info = { first_t = first_t, prev_t = prev_t, prev_f = prev_f, n = tx - 1 }
+            info = { first_t = first_t, prev_t = prev_t, prev_f = prev_f, n = tx - 1, unseen = not start_seen }
         end
         if e > high then seg_insert(d, high, e, t, f) end
     end
@@ -235,8 +238,23 @@ local function on_arrival(d, pkt, ds, de)
         end
         d.rcv_nxt = new
         if rel ~= nil then
+            -- held bytes delivered: the union of the held entries within [old rcv_nxt, new rcv_nxt).
+            -- Normally that is everything above this packet's payload; when the sender collapsed the
+            -- held data into the retransmission, the held copies still count (they waited).
+            local cov, bytes, segs = nxt, 0, 0
+            for i = 1, #rel do
+                local h = rel[i]
+                local s0 = h.s > cov and h.s or cov
+                if h.e > s0 then
+                    bytes = bytes + (h.e - s0)
+                    segs = segs + 1
+                    h.contrib = true
+                end
+                if h.e > cov then cov = h.e end
+            end
             pkt.released = rel                 -- held entries delivered by this packet
-            pkt.released_bytes = new - de      -- held bytes beyond this packet's own payload
+            pkt.released_bytes = bytes
+            pkt.released_segments = segs
         end
         return
     end
@@ -348,6 +366,27 @@ local function on_ack(d, pkt, ack)
             pkt.sack_released = { bytes = bytes, first_t = first_t, first_f = first_f, entries = ents, from = una, to = ack }
         end
         local sr = pkt.sack_released
+        if sr == nil and not d.sack_seen and d.dup_times ~= nil and d.dup_times[1] ~= nil then
+            -- no SACK on this connection: each duplicate ACK reported one segment held above the
+            -- hole; take the segments sent after the missing one, one per dupACK
+            local segs, h = d.segs, d.segs_head
+            local held, bytes, k = {}, 0, 1
+            while segs[h] ~= nil and segs[h].s <= una do h = h + 1 end
+            while segs[h] ~= nil and segs[h].e <= ack and d.dup_times[k] ~= nil do
+                local g = segs[h]
+                held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.t,
+                                    sack_t = d.dup_times[k], sack_f = d.dup_frames[k] }
+                bytes = bytes + (g.e - g.s)
+                k = k + 1
+                h = h + 1
+            end
+            if held[1] ~= nil then
+                sr = { bytes = bytes, first_t = d.dup_times[1], first_f = d.dup_frames[1], entries = {},
+                       segments = held, from = una, to = ack, dupack_based = true }
+                pkt.sack_released = sr
+            end
+        end
+        d.dup_times, d.dup_frames = nil, nil
         -- RTT sample (Karn: only segments sent once), then drop acknowledged segments
         local segs = d.segs
         local h = d.segs_head
@@ -356,25 +395,32 @@ local function on_ack(d, pkt, ack)
         while segs[h] ~= nil and segs[h].e <= ack do
             local g = segs[h]
             if g.tx == 1 then sample_seg = g else sample_seg = nil end
-            if sr ~= nil then
+            if sr ~= nil and not sr.dupack_based then
                 -- segments that were SACKed (held at the receiver) before this ACK covered them
                 local ents = sr.entries
                 while ents[j] ~= nil and ents[j].e <= g.s do j = j + 1 end
                 if ents[j] ~= nil and ents[j].s < g.e then
                     held = held or {}
-                    held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.lt, sack_t = ents[j].t, sack_f = ents[j].f }
+                    held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.t, sack_t = ents[j].t, sack_f = ents[j].f }
                 end
             end
             h = h + 1
         end
-        if sr ~= nil then sr.segments = held or {} end
+        if sr ~= nil and not sr.dupack_based then sr.segments = held or {} end
         d.segs_head = h
         segs_compact(d)
         if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg.t, true) end
     elseif ack == una and pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst
         and d.high ~= nil and d.high > ack then
         d.dupacks = d.dupacks + 1
-        if d.dupacks == 1 then d.dup_first_t, d.dup_first_f = t, f end
+        if d.dupacks == 1 then
+            d.dup_first_t, d.dup_first_f = t, f
+            d.dup_times, d.dup_frames = {}, {}
+        end
+        if d.dup_times ~= nil and #d.dup_times < 256 then
+            d.dup_times[#d.dup_times + 1] = t
+            d.dup_frames[#d.dup_frames + 1] = f
+        end
         pkt.dupack = d.dupacks
     end
     if d.high ~= nil and ack > d.high then d.high = ack end
@@ -383,6 +429,7 @@ local function on_ack(d, pkt, ack)
 end
 
 local function on_sack(d, pkt, blocks)
+    d.sack_seen = true
     local una = d.snd_una or -huge
     local t, f = pkt.time, pkt.number
     local added = 0
@@ -459,7 +506,9 @@ local function classify(d, pkt, rtx, last_send_t)
     rtx.ta_t, rtx.ta_f, rtx.ta_dup, rtx.ta_sacked_n = ta and ta.t, ta and ta.f, dup, sacked_segs
     local loss = dup >= 3 or sacked_segs >= 3
     local gap_send = last_send_t and (t - last_send_t) or huge
-    local gap_prev = rtx.prev_t and (t - rtx.prev_t) or huge
+    -- since the previous transmission of this data; unknown original (lost before a receiver-side
+    -- capture point): since the first duplicate ACK, i.e. since the receiver noticed the hole
+    local gap_prev = rtx.prev_t and (t - rtx.prev_t) or (d.dup_first_t and (t - d.dup_first_t)) or huge
     if rtx.n >= 2 then
         if loss and react <= tol and ta and rtx.prev_t and ta.t > rtx.prev_t then
             return "rack", "retransmitted again right after new loss evidence"
@@ -481,7 +530,10 @@ local function classify(d, pkt, rtx, last_send_t)
         end
     end
     if gap_send >= rto_min * 0.8 or gap_prev >= rto_min * 0.8 then
-        return "rto", string.format("%.1f ms after the previous transmission (retransmission timer)", gap_prev * 1000)
+        if rtx.prev_t ~= nil then
+            return "rto", string.format("%.1f ms after the previous transmission (retransmission timer)", gap_prev * 1000)
+        end
+        return "rto", string.format("%.1f ms after the first dupACK, no fast-retransmit evidence (retransmission timer)", gap_prev * 1000)
     end
     return "unknown", nil
 end

@@ -58,22 +58,30 @@ def _int(v, base=10):
     return int(v, base) if v else None
 
 
-def segments(path, payload: bool = False, display_filter: str = "tcp") -> list[Seg]:
-    args = ["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-E", "separator=\t",
-            "-E", "occurrence=f"]
+def read_capture(path, payload: bool = False) -> tuple[int, list[Seg]]:
+    """Read every frame of a capture once: (frame count, TCP segments). Raises CalledProcessError."""
+    args = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
     fields = FIELDS + (["tcp.payload"] if payload else [])
     for f in fields:
         args += ["-e", f]
     res = subprocess.run(args, capture_output=True, text=True, check=True)
     out = []
-    for line in res.stdout.splitlines():
+    lines = res.stdout.splitlines()
+    for line in lines:
         c = line.split("\t")
         c += [""] * (len(fields) - len(c))
+        if not c[6]:  # not TCP
+            continue
         out.append(Seg(frame=int(c[0]), t=float(c[1]), src=c[2], dst=c[3], sport=int(c[4]), dport=int(c[5]),
                        seq=int(c[6]), ack=int(c[7] or 0), len=int(c[8] or 0), flags=int(c[9], 16),
                        tsval=_int(c[10]), win=int(c[11] or 0), mss=_int(c[12]), wscale=_int(c[13]),
                        frame_len=int(c[14]), payload=bytes.fromhex(c[15].replace(":", "")) if payload and c[15] else b""))
-    return out
+    return len(lines), out
+
+
+def segments(path, payload: bool = False) -> list[Seg]:
+    """TCP segments of a capture, in frame order."""
+    return read_capture(path, payload)[1]
 
 
 def packet_count(path) -> int:

@@ -1,0 +1,1 @@
+"""Renderers: turn result records into text, JSON and annotated captures (no analysis here)."""

@@ -1,0 +1,294 @@
+"""`tcpstall correlate` on the committed two-point lab captures (ground truth in *.truth.json)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import sample, truth
+from pytshark_ext.cli import main
+from pytshark_ext.correlate import (CorrelateError, correlate, correlate_captures, link_side_findings,
+                                    with_plugin_findings, analyze_both)
+from pytshark_ext.records import Finding
+from pytshark_ext.render.json import correlate_json
+from pytshark_ext.render.pcapng import correlate_comments, write_annotated
+from pytshark_ext.render.table import correlate_table
+from pytshark_ext.tshark import iter_segments
+
+
+def pair(scenario: str):
+    return str(sample(f"{scenario}-client.pcapng")), str(sample(f"{scenario}-server.pcapng"))
+
+
+@pytest.fixture(scope="module")
+def hb():
+    a, b = pair("heartbeat-loss")
+    return correlate_captures(a, b)
+
+
+@pytest.fixture(scope="module")
+def hb_truth():
+    return truth("heartbeat-loss")
+
+
+# --- heartbeat-loss: exactly the dropped segment ------------------------------------------------
+
+def test_heartbeat_loss_reports_exactly_the_dropped_segment(hb, hb_truth):
+    dropped = hb_truth["dropped_segments"]
+    assert len(dropped) == 1
+    d = dropped[0]
+    assert hb.lost_total == 1 and len(hb.lost) == 1
+    lost = hb.lost[0]
+    assert (lost.seq_raw, lost.len, lost.tsval, lost.frame) == (d["seq_raw"], d["len"], d["tsval"], d["frame"])
+    assert lost.seen_at == "A" and lost.upstream == "A" and lost.transmission == 1
+    assert lost.direction == f"{d['src']} -> {d['dst']}"
+    assert lost.sent_at == pytest.approx(d["time"], abs=2e-6)
+    assert hb.unseen_upstream_total == 0
+
+
+def test_heartbeat_loss_delivery_is_the_truth_retransmission(hb, hb_truth):
+    f = hb_truth["faults"][0]
+    dv = hb.lost[0].delivered_by
+    assert dv is not None
+    assert dv.up_frame == f["retransmissions"][0]["frame"]
+    assert dv.down_frame == f["arrived_at_server"][0]["frame"]
+    assert dv.transmission == 2
+    # same host clock in the lab: arrival - original send == the truth's after_ms (up to the offset estimate)
+    assert dv.after_ms == pytest.approx(f["arrived_at_server"][0]["after_ms"], abs=0.5)
+
+
+def test_heartbeat_loss_offset_and_delays_match_the_lab(hb, hb_truth):
+    configured = hb_truth["topology"]["one_way_delay_ms"]["configured"]
+    # both captures share one clock: offset ~ 0, and certainly inside its own bound
+    assert abs(hb.clock_offset_ms) < 0.5
+    assert abs(hb.clock_offset_ms) <= hb.clock_offset_bound_ms
+    # the bound is half the minimum RTT between the capture points: ~ the configured one-way delay
+    assert configured <= hb.clock_offset_bound_ms <= configured + 1.0
+    for key in ("A->B", "B->A"):
+        st = hb.one_way_delay_ms[key]
+        assert configured - 0.5 <= st.min <= configured + 1.0, (key, st)
+        assert configured <= st.median <= configured + 3.0, (key, st)
+        assert st.min <= st.median <= st.p99 <= st.max
+    # which capture is nearer the sender of each direction
+    (flow,) = hb.flows
+    by_dir = {d.direction: d.upstream for d in flow.directions}
+    assert by_dir == {"198.18.1.2:34308 -> 198.18.2.2:7000": "A", "198.18.2.2:7000 -> 198.18.1.2:34308": "B"}
+    assert not flow.nat
+    # every server packet was also seen at the client, which has the one dropped packet more
+    assert hb.matched == hb.b.packets == hb.a.packets - 1
+
+
+def test_nosack_variant_delivery_by_a_larger_retransmission():
+    t = truth("heartbeat-loss-nosack")
+    r = correlate_captures(*pair("heartbeat-loss-nosack"))
+    (d,) = t["dropped_segments"]
+    assert [(x.seq_raw, x.len, x.frame) for x in r.lost] == [(d["seq_raw"], d["len"], d["frame"])]
+    f = t["faults"][0]
+    dv = r.lost[0].delivered_by
+    # the retransmission carried more than the lost 21 bytes (repacketized): still found
+    assert (dv.up_frame, dv.down_frame) == (f["retransmissions"][0]["frame"], f["arrived_at_server"][0]["frame"])
+    assert f["retransmissions"][0]["len"] > d["len"]
+
+
+@pytest.mark.parametrize("scenario", ["clean-heartbeat", "clean-bulk"])
+def test_clean_pair_nothing_lost(scenario):
+    assert truth(scenario)["dropped_segments"] == []
+    r = correlate_captures(*pair(scenario))
+    assert r.lost_total == 0 and r.unseen_upstream_total == 0
+    assert r.matched == r.a.packets == r.b.packets
+    assert not [f for f in r.findings if f.kind in ("lost", "unseen_upstream")]
+
+
+# --- symmetry, NAT, pure-function entry point --------------------------------------------------
+
+def test_swapped_arguments_give_the_mirrored_answer(hb):
+    a, b = pair("heartbeat-loss")
+    sw = correlate_captures(b, a)
+    assert sw.clock_offset_ms == pytest.approx(-hb.clock_offset_ms, abs=0.002)
+    assert sw.clock_offset_bound_ms == pytest.approx(hb.clock_offset_bound_ms, abs=0.002)
+    assert sw.one_way_delay_ms["A->B"] == hb.one_way_delay_ms["B->A"]
+    assert sw.one_way_delay_ms["B->A"] == hb.one_way_delay_ms["A->B"]
+    (l1,), (l2,) = hb.lost, sw.lost
+    assert (l2.seen_at, l2.upstream) == ("B", "B")
+    assert (l2.frame, l2.seq_raw, l2.len, l2.tsval) == (l1.frame, l1.seq_raw, l1.len, l1.tsval)
+    # sent_at is in the first capture's clock, which is the other host now
+    assert l2.sent_at == pytest.approx(l1.sent_at + hb.clock_offset_ms / 1000, abs=5e-6)
+    d1, d2 = l1.delivered_by, l2.delivered_by
+    assert (d2.up_frame, d2.down_frame) == (d1.up_frame, d1.down_frame)
+    assert d2.after_ms == pytest.approx(d1.after_ms, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def natted_server(tmp_path_factory):
+    tool = shutil.which("tcprewrite")
+    if tool is None:
+        pytest.skip("tcprewrite not installed (Debian package tcpreplay): NAT test needs it")
+    out = tmp_path_factory.mktemp("nat") / "heartbeat-loss-server-nat.pcap"
+    # what a source NAT between client and server would show at the server: another client address/port
+    subprocess.run([tool, "--pnat=198.18.1.2/32:203.0.113.7/32", "--portmap=34308:40001", "--fixcsum",
+                    "-i", str(sample("heartbeat-loss-server.pcapng")), "-o", str(out)],
+                   check=True, capture_output=True)
+    return str(out)
+
+
+def test_nat_rewritten_pair_still_pairs(hb, natted_server):
+    a, _ = pair("heartbeat-loss")
+    r = correlate_captures(a, natted_server)
+    (flow,) = r.flows
+    assert flow.nat
+    assert flow.a == (("198.18.1.2", 34308), ("198.18.2.2", 7000))
+    assert flow.b == (("203.0.113.7", 40001), ("198.18.2.2", 7000))
+    assert r.matched == hb.matched
+    assert [(x.seq_raw, x.len, x.frame) for x in r.lost] == [(x.seq_raw, x.len, x.frame) for x in hb.lost]
+    assert r.lost[0].delivered_by.down_frame == hb.lost[0].delivered_by.down_frame
+    assert abs(r.clock_offset_ms) < 0.5
+
+
+def test_segments_api_agrees_with_capture_path(hb):
+    a, b = pair("heartbeat-loss")
+    r = correlate(iter_segments(a), iter_segments(b), name_a=a, name_b=b)
+    assert [(x.frame, x.seq_raw, x.delivered_by) for x in r.lost] == \
+        [(x.frame, x.seq_raw, x.delivered_by) for x in hb.lost]
+    assert r.clock_offset_ms == hb.clock_offset_ms
+    assert r.one_way_delay_ms == hb.one_way_delay_ms
+
+
+# --- overlap and bad pairs -------------------------------------------------------------------
+
+def test_partial_overlap_is_reported_not_counted_as_loss(tmp_path, hb):
+    a, b = pair("heartbeat-loss")
+    # drop the server capture's first second: the client capture's first second has no counterpart
+    # (the loss is ~1.8 s in, so it stays inside the overlap)
+    start = hb.b.first + 1.0
+    cut = tmp_path / "server-tail.pcapng"
+    subprocess.run(["editcap", "-A", f"{start:.6f}", b, str(cut)], check=True, capture_output=True)
+    r = correlate_captures(a, str(cut))
+    assert r.overlap["partial"] is True
+    assert r.overlap["outside_a"] > 10
+    assert r.overlap["start"] == pytest.approx(start, abs=0.1)
+    assert any("overlap" in n for n in r.notes)
+    # the packets before B started are not "lost"; the real loss still is
+    assert [(x.seq_raw, x.frame) for x in r.lost] == [(x.seq_raw, x.frame) for x in hb.lost]
+
+
+def test_captures_sharing_nothing_fail_with_one_line(tmp_path):
+    a, _ = pair("clean-heartbeat")
+    _, b = pair("small-rcvbuf")
+    with pytest.raises(CorrelateError, match="share no TCP segments"):
+        correlate_captures(a, b)
+    res = CliRunner().invoke(main, ["correlate", "--no-plugin", a, b])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "share no TCP segments" in lines[0] and "Traceback" not in res.output
+
+
+def test_missing_capture_is_one_line_naming_the_file(tmp_path):
+    a, _ = pair("heartbeat-loss")
+    missing = str(tmp_path / "nope.pcapng")
+    res = CliRunner().invoke(main, ["correlate", "--no-plugin", a, missing])
+    assert res.exit_code == 1
+    assert res.output.strip().count("\n") == 0 and missing in res.output
+
+
+def test_not_a_capture_is_one_line(tmp_path):
+    a, _ = pair("heartbeat-loss")
+    junk = tmp_path / "junk.pcapng"
+    junk.write_text("this is not a capture\n")
+    res = CliRunner().invoke(main, ["correlate", "--no-plugin", a, str(junk)])
+    assert res.exit_code == 1
+    assert str(junk) in res.output and "Traceback" not in res.output
+
+
+# --- CLI, JSON, annotate, plugin findings ----------------------------------------------------
+
+def test_cli_json_schema(hb_truth):
+    a, b = pair("heartbeat-loss")
+    res = CliRunner().invoke(main, ["correlate", "--json", a, b])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    for key in ("clock_offset_ms", "clock_offset_bound_ms", "one_way_delay_ms", "flows", "lost", "findings"):
+        assert key in doc
+    assert set(doc["one_way_delay_ms"]) == {"A->B", "B->A"}
+    for st in doc["one_way_delay_ms"].values():
+        assert {"min", "median", "p99", "max", "count", "nearer_sender"} <= set(st)
+    (lost,) = doc["lost"]
+    d = hb_truth["dropped_segments"][0]
+    assert lost["seq_raw"] == d["seq_raw"] and lost["len"] == d["len"]
+    assert lost["sent_at"] == pytest.approx(d["time"], abs=2e-6)
+    assert lost["direction"] == "198.18.1.2:34308 -> 198.18.2.2:7000"
+    assert lost["delivered_by"]["up_frame"] == hb_truth["faults"][0]["retransmissions"][0]["frame"]
+    kinds = {f["kind"] for f in doc["findings"]}
+    assert "lost" in kinds
+    for f in doc["findings"]:
+        assert {"kind", "summary", "start", "end", "duration_ms", "evidence", "caused_by"} <= set(f)
+    # the plugin's HOL findings, one per side, both caused by the lost segment
+    hol = [f for f in doc["findings"] if f["kind"] == "hol_blocked"]
+    assert {f["numbers"]["side"] for f in hol} == {"A", "B"}
+    assert all(f["caused_by"] == [lost["id"]] for f in hol)
+
+
+def test_hol_hold_on_receiver_side_matches_truth(hb, hb_truth):
+    a, b = pair("heartbeat-loss")
+    r = with_plugin_findings(hb, *analyze_both(a, b))
+    (hol_b,) = [f for f in r.findings if f.kind == "hol_blocked" and f.numbers["side"] == "B"]
+    held = hb_truth["faults"][0]["held_at_server"][0]
+    assert hol_b.numbers["max_hold_ms"] == pytest.approx(held["hold_ms"], abs=0.1)
+    # the hold ends when the delivering retransmission arrives at B
+    assert hol_b.end == pytest.approx(hb.lost[0].delivered_by.arrived_at, abs=1e-5)
+    assert hol_b.caused_by == ("lost-1",)
+
+
+def test_link_side_findings_by_time_without_filled_frame(hb):
+    dv = hb.lost[0].delivered_by
+    unrelated = Finding(kind="hol_blocked", summary="x", start=hb.a.first, end=hb.a.first + 0.01, stream=0)
+    related = Finding(kind="retries", summary="y", start=dv.sent_at - 0.05, end=dv.sent_at, stream=0)
+    rwnd = Finding(kind="rwnd_throttling", summary="z", start=dv.sent_at - 0.05, end=dv.sent_at, stream=0)
+    r = link_side_findings(hb, "A", [unrelated, related, rwnd])
+    by_kind = {f.kind: f for f in r.findings if f.numbers.get("side") == "A"}
+    assert by_kind["hol_blocked"].caused_by == ()
+    assert by_kind["retries"].caused_by == ("lost-1",)
+    assert by_kind["rwnd_throttling"].caused_by == ()
+
+
+def test_table_output(hb):
+    text = correlate_table(hb)
+    assert "lost between the capture points: 1" in text
+    assert "2563288490" in text and "clock offset (B - A)" in text
+
+
+def test_annotate_writes_comments(tmp_path, hb):
+    a, _ = pair("heartbeat-loss")
+    out = tmp_path / "annotated.pcapng"
+    comments = correlate_comments(hb)
+    assert comments[88].startswith("tcpstall: lost before reaching B; retransmitted in frame 91, arrived at B +90.")
+    write_annotated(a, str(out), comments)
+    got = subprocess.run(["tshark", "-n", "-r", str(out), "-Y", "frame.comment", "-T", "fields",
+                          "-e", "frame.number", "-e", "frame.comment"], capture_output=True, text=True, check=True)
+    rows = dict(line.split("\t", 1) for line in got.stdout.splitlines())
+    assert set(rows) >= {"88", "91"}
+    assert "lost before reaching B" in rows["88"]
+    assert list(tmp_path.iterdir()) == [out]          # no temporary left behind
+
+
+def test_annotate_failure_leaves_nothing(tmp_path):
+    a, b = pair("heartbeat-loss")
+    out = tmp_path / "missing-dir" / "x.pcapng"
+    res = CliRunner().invoke(main, ["correlate", "--no-plugin", "--annotate", str(out), a, b])
+    assert res.exit_code == 1 and "missing-dir" in res.output
+    assert not out.parent.exists()
+    # editcap itself failing (frame comment on a file that is not a capture): no partial output
+    junk = tmp_path / "junk.pcapng"
+    junk.write_text("not a capture")
+    with pytest.raises(Exception):
+        write_annotated(str(junk), str(tmp_path / "y.pcapng"), {1: "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.pcapng"]
+
+
+def test_json_roundtrip_of_result(hb):
+    doc = correlate_json(hb)
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["lost_total"] == 1 and doc["unseen_upstream_total"] == 0

@@ -1,0 +1,182 @@
+"""The plugin core: loading (script path and personal plugin folder), sequence arithmetic,
+`-z tcpstall`, robustness on odd input, passes, retransmission triggers."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytshark_ext import tshark as ts
+from pytshark_ext.paths import plugin_dir, plugin_script
+
+from conftest import SAMPLES, sample, truth
+
+
+@pytest.fixture(autouse=True)
+def _home(isolated_home):
+    yield isolated_home
+
+
+def tshark_out(args, *, plugin=True, check=True) -> subprocess.CompletedProcess:
+    cmd = [shutil.which("tshark")] + ([] if args and args[0] == "-G" else ["-n"])
+    if plugin:
+        cmd += ["-X", f"lua_script:{plugin_script()}"]
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    assert "Lua: Error" not in proc.stderr and "Lua Error" not in proc.stdout, proc.stderr + proc.stdout[-2000:]
+    return proc
+
+
+def z_tsv(capture, *extra) -> dict:
+    out = tshark_out(["-r", str(capture), "-q", "-z", "tcpstall,tsv", *extra]).stdout
+    streams, end = {}, None
+    for line in out.splitlines():
+        parts = line.split("\t")
+        kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        if parts[0] == "TCPSTALL":
+            streams[int(kv["stream"])] = kv
+        elif parts[0] == "TCPSTALL_END":
+            end = kv
+    assert end is not None, out
+    return {"streams": streams, "end": end}
+
+
+def test_fields_experts_prefs_are_registered():
+    g = ["-X", f"lua_script:{plugin_script()}"]
+    out = tshark_out(["-G", "fields", *g], plugin=False).stdout
+    names = {ln.split("\t")[2] for ln in out.splitlines() if ln.startswith("F\t") or ln.startswith("P\t")}
+    for f in ("tcpstall", "tcpstall.hol.hold_ms", "tcpstall.hol.released_bytes", "tcpstall.hol.max_hold_ms",
+              "tcpstall.hol.release_frame", "tcpstall.hol.first_held_frame", "tcpstall.rwnd.window",
+              "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred", "tcpstall.rwnd.cap_mbps",
+              "tcpstall.rwnd.limited_ms", "tcpstall.retries.count", "tcpstall.retries.elapsed_s",
+              "tcpstall.retries.abort_at_s", "tcpstall.retrans.trigger",
+              # expert infos are registered as fields too (Lua experts are not listed by -G expert)
+              "tcpstall.hol.blocked", "tcpstall.hol.released", "tcpstall.rwnd.throttling",
+              "tcpstall.retries.approaching", "tcpstall.retries.final", "tcpstall.thin_stream"):
+        assert f in names, f
+    prefs = tshark_out(["-G", "defaultprefs", *g], plugin=False).stdout
+    for p, v in (("hol_enabled", "TRUE"), ("rwnd_enabled", "TRUE"), ("retries_enabled", "TRUE"),
+                 ("hol_warn_ms", "20"), ("tcp_retries1", "3"), ("tcp_retries2", "15"), ("rto_min_ms", "200"),
+                 ("rto_max_ms", "120000"), ("user_timeout_ms", "0"), ("rwnd_min_episode_ms", None)):
+        assert f"#tcpstall.{p}:" in prefs, p
+        if v:
+            assert f"#tcpstall.{p}: {v}" in prefs, p
+
+
+def test_expert_severities_on_a_real_release():
+    rows = list(ts.iter_fields(str(sample("heartbeat-loss-server.pcapng")),
+                               ["tcpstall.hol.released", "tcpstall.thin_stream", "_ws.expert.message",
+                                "_ws.expert.severity"], two_pass=True, display_filter="tcpstall.hol.released"))
+    assert len(rows) == 1
+    sev = dict(zip(rows[0][2], rows[0][3]))
+    hol = [m for m in sev if m.startswith("HOL-blocked delivery: released")][0]
+    thin = [m for m in sev if m.startswith("Thin stream")][0]
+    # tshark prints the severity as its numeric value: warn 0x00600000, note 0x00400000
+    assert int(sev[hol], 0) == 0x00600000 and int(sev[thin], 0) == 0x00400000
+
+
+def test_loads_from_personal_plugin_folder(isolated_home):
+    """Copied into the personal folder, Wireshark also runs the module files on their own while
+    scanning recursively: they must be harmless, and the entry must find them next to itself."""
+    folder = isolated_home / ".local" / "lib" / "wireshark" / "plugins"
+    folder.mkdir(parents=True)
+    shutil.copy(plugin_script(), folder)
+    shutil.copytree(plugin_dir() / "tcpstall", folder / "tcpstall")
+    proc = tshark_out(["-r", str(sample("heartbeat-loss-server.pcapng")), "-q", "-z", "tcpstall"], plugin=False)
+    assert "tcpstall: TCP stall diagnostics" in proc.stdout
+    assert "Lua" not in proc.stderr
+
+
+def test_loads_via_relative_script_path(tmp_path):
+    """`-X lua_script:plugins/tcpstall.lua` from the repository root (relative path)."""
+    root = plugin_dir().parent
+    proc = subprocess.run([shutil.which("tshark"), "-X", "lua_script:plugins/tcpstall.lua", "-r",
+                           str(sample("heartbeat-loss-server.pcapng")), "-q", "-z", "tcpstall"],
+                          capture_output=True, text=True, cwd=root, timeout=60)
+    assert proc.returncode == 0 and "HOL episodes" in proc.stdout, proc.stderr
+
+
+def test_seq_arithmetic_wraps(tmp_path):
+    script = tmp_path / "seqtest.lua"
+    seq_path = plugin_dir() / "tcpstall" / "seq.lua"
+    script.write_text(f"""
+local seq = loadfile({str(seq_path)!r})()
+local T = 4294967296
+local checks = {{
+  seq.diff(5, T - 5) == 10, seq.diff(T - 5, 5) == -10, seq.diff(7, 7) == 0,
+  seq.unwrap(100, T - 1000) == T + 100, seq.unwrap(T - 10, T + 50) == T - 10,
+  seq.unwrap(3, 2 * T + 1) == 2 * T + 3, seq.wrap(T + 17) == 17,
+  seq.lt(T - 1, 0), seq.le(0, 0), not seq.lt(0, T - 1),
+}}
+for i, ok in ipairs(checks) do print("SEQCHECK " .. i .. " " .. tostring(ok)) end
+""")
+    proc = tshark_out(["-X", f"lua_script:{script}", "-r", str(sample("heartbeat-loss-server.pcapng")),
+                       "-c", "1", "-q"], plugin=False)
+    results = [ln for ln in proc.stdout.splitlines() if ln.startswith("SEQCHECK")]
+    assert len(results) == 10 and all(ln.endswith("true") for ln in results), results
+
+
+def test_z_tcpstall_text_and_tsv():
+    text = tshark_out(["-r", str(sample("heartbeat-loss-server.pcapng")), "-q", "-z", "tcpstall"]).stdout
+    assert "HOL episodes" in text and "HOL worst ms" in text
+    z = z_tsv(sample("heartbeat-loss-server.pcapng"))
+    held = truth("heartbeat-loss")["faults"][0]["held_at_server"][0]
+    s = z["streams"][0]
+    assert s["hol_episodes"] == "1"
+    assert abs(float(s["hol_worst_ms"]) - held["hold_ms"]) <= 1.0
+    assert z["end"]["errors"] == "0"
+
+
+def test_one_pass_and_two_pass_agree():
+    """Results are computed once (first pass) and only rendered afterwards: no double counting."""
+    one = z_tsv(sample("seq-wrap-server.pcapng"))
+    two = z_tsv(sample("seq-wrap-server.pcapng"), "-2", "-Y", "frame")
+    assert one["streams"] == two["streams"]
+
+
+@pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng")))
+def test_no_internal_errors_on_lab_captures(capture):
+    z = z_tsv(sample(capture))
+    assert z["end"]["errors"] == "0", z["end"]
+    assert z["streams"], "every lab capture has a TCP stream"
+
+
+def test_truncated_frames_do_not_break_the_plugin(tmp_path):
+    """editcap -s cuts a real capture to 54 bytes per frame (TCP options and payload gone)."""
+    cut = tmp_path / "cut.pcapng"
+    subprocess.run([shutil.which("editcap"), "-s", "54", str(sample("heartbeat-loss-server.pcapng")), str(cut)],
+                   check=True, capture_output=True)
+    proc = tshark_out(["-r", str(cut), "-2", "-Y", "frame", "-V", "-z", "tcpstall,tsv"])
+    assert "TCPSTALL_END" in proc.stdout and "errors=0" in proc.stdout
+
+
+def test_retransmission_triggers_peer_vanishes():
+    """Peer gone: the first retransmission of the tail is a loss probe, then RTO with backoff."""
+    rows = list(ts.iter_fields(str(sample("peer-vanishes-client.pcapng")),
+                               ["frame.number", "frame.time_epoch", "tcpstall.retrans.trigger"],
+                               two_pass=True, display_filter="tcpstall.retrans.trigger"))
+    triggers = [r[2][0] for r in rows]
+    assert triggers[0] == "tlp"
+    assert triggers[1:] and all(t == "rto" for t in triggers[1:])
+    times = [float(r[1][0]) for r in rows]
+    gaps = [b - a for a, b in zip(times[1:], times[2:])]
+    assert all(g2 > 1.5 * g1 for g1, g2 in zip(gaps, gaps[1:])), "RTO backoff doubles"
+
+
+def test_analyzers_can_be_switched_off():
+    for name in ("hol", "rwnd", "retries"):
+        z = z_tsv(sample("heartbeat-loss-server.pcapng"), "-o", f"tcpstall.{name}_enabled:FALSE")
+        assert z["end"]["errors"] == "0"
+        if name == "hol":
+            assert "hol_episodes" not in z["streams"][0]
+
+
+def test_plugin_never_writes_files_or_runs_programs():
+    for path in [plugin_script(), *sorted((plugin_dir() / "tcpstall").glob("*.lua"))]:
+        text = path.read_text()
+        for bad in ("os.execute", "io.popen", "io.write", "os.remove", "os.rename", "io.output"):
+            assert bad not in text, (path.name, bad)
+        assert 'io.open(path, "w' not in text and "register_postdissector(proto, true)" not in text

@@ -1,0 +1,278 @@
+"""Retries approaching tcp_retries2 (incident C): golden `-T fields` runs of the real plugin over the
+committed lab captures, one-pass and `-2 -Y`, numbers checked against the lab's truth files (the
+client's logged ETIMEDOUT time, every retransmission time from the client capture, the sysctls).
+
+Preferences are set to match the lab's sender: peer-vanishes runs the client with tcp_retries2=6,
+peer-vanishes-usertimeout sets TCP_USER_TIMEOUT=3000 ms (tcp_retries2 15)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from pytshark_ext import tshark as ts
+from pytshark_ext.paths import plugin_script
+
+from conftest import sample, truth
+
+FIELDS = (
+    "frame.number", "frame.time_epoch", "tcp.flags.reset",
+    "tcpstall.retrans.trigger", "tcpstall.retrans.why",
+    "tcpstall.retries.count", "tcpstall.retries.rto_count", "tcpstall.retries.elapsed_s",
+    "tcpstall.retries.abort_at_s", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
+    "tcpstall.retries.outcome",
+    "tcpstall.retries.approaching", "tcpstall.retries.final", "tcpstall.retries.ended",
+    "_ws.expert.message",
+)
+
+# tcp_model_timeout() at rto_min 200 ms, rto_max 120 s (net/ipv4/tcp_timer.c): the kernel table
+KERNEL_TABLE = {1: 0.6, 2: 1.4, 3: 3.0, 4: 6.2, 5: 12.6, 6: 25.4, 7: 51.0, 8: 102.2, 9: 204.6,
+                10: 324.6, 11: 444.6, 12: 564.6, 13: 684.6, 14: 804.6, 15: 924.6}
+
+
+@pytest.fixture(autouse=True)
+def _home(isolated_home):
+    yield
+
+
+def run(capture, two_pass: bool, prefs=None, display_filter="tcpstall"):
+    """{frame: {field: first value, or the list for _ws.expert.message}}"""
+    out = {}
+    for row in ts.iter_fields(str(capture), FIELDS, two_pass=two_pass, display_filter=display_filter,
+                              prefs=prefs):
+        rec = dict(zip(FIELDS, row))
+        frame = int(rec["frame.number"][0])
+        out[frame] = {k: (v if k == "_ws.expert.message" else (v[0] if v else None)) for k, v in rec.items()}
+    return out
+
+
+def retrans_rows(rows):
+    return {f: r for f, r in rows.items() if r["tcpstall.retries.count"] is not None}
+
+
+def msgs(r, needle):
+    return [m for m in r["_ws.expert.message"] if needle in m]
+
+
+def z_tsv(capture, prefs=None) -> dict:
+    cmd = [shutil.which("tshark"), "-n", "-r", str(capture), "-X", f"lua_script:{plugin_script()}",
+           *ts.pref_args(prefs), "-q", "-z", "tcpstall,tsv"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    streams, end = {}, None
+    for line in proc.stdout.splitlines():
+        parts = line.split("\t")
+        kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        if parts[0] == "TCPSTALL":
+            streams[int(kv["stream"])] = kv
+        elif parts[0] == "TCPSTALL_END":
+            end = kv
+    assert end is not None and end["errors"] == "0", proc.stdout
+    return streams
+
+
+# --- the budget formula: tcp_model_timeout ------------------------------------------------------
+
+@pytest.mark.parametrize("retries2", sorted(KERNEL_TABLE))
+def test_budget_formula_matches_kernel_table(retries2):
+    rows = run(sample("peer-vanishes-client.pcapng"), two_pass=False, display_filter="frame.number == 9",
+               prefs={"tcp_retries2": retries2, "rto_min_ms": 200, "rto_max_ms": 120000})
+    assert float(rows[9]["tcpstall.retries.budget_s"]) == pytest.approx(KERNEL_TABLE[retries2], abs=1e-9)
+
+
+@pytest.mark.parametrize("prefs,budget", [
+    ({"tcp_retries2": 15, "rto_max_ms": 60000}, 511 * 0.2 + 7 * 60),    # thresh = ilog2(300) = 8
+    ({"tcp_retries2": 15, "rto_min_ms": 1000}, 127 * 1.0 + 9 * 120),     # thresh = ilog2(120) = 6
+    ({"tcp_retries2": 15, "user_timeout_ms": 3000}, 3.0),               # TCP_USER_TIMEOUT replaces T
+    ({"tcp_retries2": 0}, 0.2),
+])
+def test_budget_other_prefs(prefs, budget):
+    rows = run(sample("peer-vanishes-client.pcapng"), two_pass=False, display_filter="frame.number == 9",
+               prefs=prefs)
+    assert float(rows[9]["tcpstall.retries.budget_s"]) == pytest.approx(budget, abs=1e-9)
+
+
+# --- peer-vanishes: the kernel aborts after tcp_retries2=6 -----------------------------------------
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one-pass", "two-pass"])
+def test_peer_vanishes_numbers_and_abort(two_pass):
+    t = truth("peer-vanishes")
+    tr = t["retries"]
+    retries2 = int(t["sysctls"]["client"]["net.ipv4.tcp_retries2"])
+    assert retries2 == 6
+    rows = run(sample("peer-vanishes-client.pcapng"), two_pass=two_pass,
+               prefs={"tcp_retries2": retries2, "tcp_retries1": 3})
+    rr = retrans_rows(rows)
+    # every retransmission of the request, numbered, with its age since the first send
+    assert sorted(rr) == [x["frame"] for x in tr["retransmissions"]]
+    for x in tr["retransmissions"]:
+        r = rr[x["frame"]]
+        assert int(r["tcpstall.retries.count"]) == x["n"]
+        assert float(r["tcpstall.retries.elapsed_s"]) == pytest.approx(x["since_first_send_s"], abs=2e-6)
+        assert int(r["tcpstall.retries.first_frame"]) == tr["first_send_frame"]
+        assert float(r["tcpstall.retries.budget_s"]) == pytest.approx(25.4)
+        assert r["tcpstall.retries.abort_at_s"] is not None             # on every retransmission
+    # tcp_retries2 + 1 retransmissions: one tail loss probe, then tcp_retries2 RTOs
+    frames = [x["frame"] for x in tr["retransmissions"]]
+    assert len(frames) == retries2 + 1 == tr["retransmission_count"]
+    assert [rr[f]["tcpstall.retrans.trigger"] for f in frames] == ["tlp"] + ["rto"] * retries2
+    assert [int(rr[f]["tcpstall.retries.rto_count"]) for f in frames] == list(range(0, retries2 + 1))
+    # the first two intervals are equal (probe, then first RTO): the plugin says why
+    assert "same interval" in rr[frames[1]]["tcpstall.retrans.why"]
+    # predicted abort on the last retransmission: within 1 % of the client's logged ETIMEDOUT
+    logged = t["app"]["error_time"] - tr["first_send"]
+    assert logged == pytest.approx(tr["etimedout_since_first_send_s"], abs=1e-5)
+    pred = float(rr[frames[-1]]["tcpstall.retries.abort_at_s"])
+    assert abs(pred - logged) / logged < 0.01, (pred, logged)
+    # the same from the log line itself (ms precision)
+    logged_log = t["app"]["error_time_from_log"] - tr["first_send"]
+    assert abs(pred - logged_log) / logged_log < 0.01
+    # every prediction from RTO #3 on is within 1 % as well (the backoff observed so far suffices)
+    for f in frames[3:]:
+        p = float(rr[f]["tcpstall.retries.abort_at_s"])
+        assert abs(p - logged) / logged < 0.01, (f, p, logged)
+    # experts: approaching from RTO #3 (tcp_retries1) on, final exactly on the last retransmission
+    appr = [f for f in frames if rr[f]["tcpstall.retries.approaching"] is not None]
+    assert appr == frames[3:]                       # retransmission #4 = RTO #3
+    assert [f for f in frames if rr[f]["tcpstall.retries.final"] is not None] == [frames[-1]]
+    m = msgs(rr[frames[4]], "retries approaching tcp_retries2")
+    assert m and "retransmission #5 (RTO #4) of 64 B" in m[0] and "tcp_retries2=6" in m[0]
+    assert "an RPC deadline or TCP_USER_TIMEOUT would fail faster" in m[0]
+    fm = msgs(rr[frames[-1]], "last retransmission before the predicted abort")
+    assert fm and "ETIMEDOUT" in fm[0]
+    # no outcome frame: the capture ends before the abort (the abort sends nothing)
+    assert not [f for f, r in rows.items() if r["tcpstall.retries.outcome"]]
+
+
+def test_peer_vanishes_z_columns():
+    s = z_tsv(sample("peer-vanishes-client.pcapng"), prefs={"tcp_retries2": 6})[0]
+    tr = truth("peer-vanishes")["retries"]
+    assert int(s["retries_max"]) == 7 and int(s["retries_rto_max"]) == 6
+    assert s["retries_outcome"] == "capture-ends"
+    assert float(s["retries_stall_s"]) == pytest.approx(tr["retransmissions"][-1]["since_first_send_s"], abs=1e-3)
+    assert abs(float(s["retries_abort_at_s"]) - tr["etimedout_since_first_send_s"]) / tr["etimedout_since_first_send_s"] < 0.01
+
+
+def test_peer_vanishes_with_default_retries2_predicts_the_15_minutes():
+    """Same capture read with the default tcp_retries2=15: no final error, the abort is ~925 s+."""
+    rows = retrans_rows(run(sample("peer-vanishes-client.pcapng"), two_pass=False))
+    last = rows[max(rows)]
+    assert last["tcpstall.retries.final"] is None
+    assert 924.6 <= float(last["tcpstall.retries.abort_at_s"]) < 960
+    assert float(last["tcpstall.retries.budget_s"]) == pytest.approx(924.6)
+
+
+# --- TCP_USER_TIMEOUT: which instant the budget counts from -------------------------------------
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one-pass", "two-pass"])
+def test_usertimeout_abort_and_reference_instant(two_pass):
+    t = truth("peer-vanishes-usertimeout")
+    tr = t["retries"]
+    ut = tr["tcp_user_timeout_ms"]
+    assert ut == 3000
+    rows = run(sample("peer-vanishes-usertimeout-client.pcapng"), two_pass=two_pass,
+               prefs={"user_timeout_ms": ut})
+    rr = retrans_rows(rows)
+    frames = [x["frame"] for x in tr["retransmissions"]]
+    assert sorted(rr) == frames
+    logged = t["app"]["error_time"] - tr["first_send"]
+    pred = float(rr[frames[-1]]["tcpstall.retries.abort_at_s"])
+    assert abs(pred - logged) / logged < 0.01, (pred, logged)
+    assert [f for f in frames if rr[f]["tcpstall.retries.final"] is not None] == [frames[-1]]
+    assert float(rr[frames[-1]]["tcpstall.retries.budget_s"]) == pytest.approx(3.0)
+    m = msgs(rr[frames[-1]], "last retransmission before the predicted abort")
+    assert m and "TCP_USER_TIMEOUT=3000 ms" in m[0]
+
+
+def test_usertimeout_truth_picks_the_first_rto_retransmission():
+    """The kernel's reference instant (tp->retrans_stamp), from the truth alone: ETIMEDOUT came
+    user_timeout after the first RTO retransmission, not after the original send nor the probe."""
+    tr = truth("peer-vanishes-usertimeout")["retries"]
+    ut = tr["tcp_user_timeout_ms"] / 1000
+    err = tr["etimedout_time"]
+    candidates = {
+        "original send": tr["first_send"],
+        "first retransmission (tail loss probe)": tr["retransmissions"][0]["time"],
+        "first RTO retransmission": tr["first_rto_retransmission"],
+    }
+    errors = {k: abs(v + ut - err) / (err - tr["first_send"]) for k, v in candidates.items()}
+    assert errors["first RTO retransmission"] < 0.01
+    assert errors["first retransmission (tail loss probe)"] > 0.05
+    assert errors["original send"] > 0.10
+
+
+# --- cable-back: recovered, no final ---------------------------------------------------------------
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one-pass", "two-pass"])
+def test_cable_back_recovered(two_pass):
+    t = truth("cable-back")
+    tr = t["retries"]
+    rows = run(sample("cable-back-client.pcapng"), two_pass=two_pass, prefs={"tcp_retries2": 15})
+    rr = {f: r for f, r in retrans_rows(rows).items() if r["tcpstall.retries.outcome"] is None}
+    assert [round(float(r["frame.time_epoch"]), 6) for _, r in sorted(rr.items())] == \
+        [round(x["time"], 6) for x in tr["retransmissions"]]
+    for r, x in zip((r for _, r in sorted(rr.items())), tr["retransmissions"]):
+        assert int(r["tcpstall.retries.count"]) == x["n"]
+        assert float(r["tcpstall.retries.elapsed_s"]) == pytest.approx(x["since_first_send_s"], abs=2e-6)
+    assert not [f for f, r in rows.items() if r["tcpstall.retries.final"] is not None]
+    assert [f for f, r in rows.items() if r["tcpstall.retries.approaching"] is not None]   # RTO >= 3
+    ends = [(f, r) for f, r in rows.items() if r["tcpstall.retries.outcome"]]
+    assert len(ends) == 1
+    f, r = ends[0]
+    assert r["tcpstall.retries.outcome"] == "recovered"
+    assert int(r["tcpstall.retries.count"]) == len(tr["retransmissions"]) == 8
+    # the stall: first send -> the peer's ACK (the server got the 8th retransmission at recovered_after_s)
+    assert float(r["tcpstall.retries.elapsed_s"]) == pytest.approx(tr["recovered_after_s"], abs=0.002)
+    assert float(r["frame.time_epoch"]) >= tr["delivered_to_server_at"]
+    m = msgs(r, "retries episode ended: recovered")
+    assert m and "ACK after 8 retransmissions (7 RTO)" in m[0]
+    s = z_tsv(sample("cable-back-client.pcapng"))[0]
+    assert s["retries_outcome"] == "recovered" and int(s["retries_max"]) == 8
+
+
+# --- peer-restarts: RST from the restarted peer -----------------------------------------------------
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one-pass", "two-pass"])
+def test_peer_restarts_reset(two_pass):
+    t = truth("peer-restarts")
+    tr = t["retries"]
+    rst = tr["rst_seen_by_client"][0]
+    rows = run(sample("peer-restarts-client.pcapng"), two_pass=two_pass)
+    ends = [(f, r) for f, r in rows.items() if r["tcpstall.retries.outcome"]]
+    assert [f for f, _ in ends] == [rst["frame"]]
+    r = ends[0][1]
+    assert r["tcpstall.retries.outcome"] == "reset"
+    assert int(r["tcpstall.retries.count"]) == len(tr["retransmissions"])
+    assert not [f for f, r in rows.items() if r["tcpstall.retries.final"] is not None]
+    assert msgs(r, "RST from the peer")
+    assert z_tsv(sample("peer-restarts-client.pcapng"))[0]["retries_outcome"] == "reset"
+
+
+# --- no warning where there is no stall ------------------------------------------------------------
+
+@pytest.mark.parametrize("capture", [
+    "heartbeat-loss-client.pcapng", "heartbeat-loss-server.pcapng",
+    "clean-heartbeat-client.pcapng", "clean-rpc-client.pcapng", "clean-bulk-client.pcapng",
+])
+def test_no_approaching_warning(capture):
+    rows = run(sample(capture), two_pass=True,
+               display_filter="tcpstall.retries.approaching || tcpstall.retries.final || tcpstall.retries.ended")
+    assert rows == {}
+
+
+def test_single_fast_retransmit_is_numbered_but_quiet():
+    t = truth("heartbeat-loss")["faults"][0]
+    rows = retrans_rows(run(sample("heartbeat-loss-client.pcapng"), two_pass=False))
+    assert list(rows) == [t["retransmissions"][0]["frame"]]
+    r = next(iter(rows.values()))
+    assert int(r["tcpstall.retries.first_frame"]) == t["client_frame"]
+    assert float(r["tcpstall.retries.elapsed_s"]) == pytest.approx(t["retransmissions"][0]["after_ms"] / 1000, abs=2e-6)
+    assert int(r["tcpstall.retries.count"]) == 1 and int(r["tcpstall.retries.rto_count"]) == 0
+    assert r["tcpstall.retrans.trigger"] in ("fast", "rack")
+    assert r["tcpstall.retries.approaching"] is None and r["tcpstall.retries.final"] is None
+
+
+def test_clean_captures_have_no_retries_fields():
+    for capture in ("clean-rpc-client.pcapng", "clean-heartbeat-client.pcapng"):
+        assert run(sample(capture), two_pass=False, display_filter="tcpstall.retries") == {}

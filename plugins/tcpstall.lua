@@ -154,6 +154,7 @@ local X = {
     ws_zero_window = Field.new("tcp.analysis.zero_window"),
     ws_window_full = Field.new("tcp.analysis.window_full"),
     ws_keep_alive  = Field.new("tcp.analysis.keep_alive"),
+    ws_flags    = Field.new("tcp.analysis.flags"),   -- present when any flag is: gates the ws_* reads
     icmp     = Field.new("icmp"),
     icmpv6   = Field.new("icmpv6"),
 }
@@ -187,6 +188,7 @@ local function read_prefs()
     settings.rto_min_ms = P.rto_min_ms
     settings.rto_max_ms = P.rto_max_ms
     settings.user_timeout_ms = P.user_timeout_ms
+    if core.refresh_active then core.refresh_active() end
 end
 read_prefs()
 function proto.prefs_changed() read_prefs() end
@@ -207,6 +209,22 @@ for _, name in ipairs(ANALYZERS) do
     analyzers[#analyzers + 1] = m
 end
 core.analyzers = analyzers
+
+-- enabled analyzers with an on_packet, in order (recomputed when prefs change)
+core.active = {}
+core.enabled = {}
+function core.refresh_active()
+    local act, en = {}, {}
+    for i = 1, #analyzers do
+        local a = analyzers[i]
+        if settings[a.name .. "_enabled"] ~= false then
+            en[a.name] = true
+            if a.on_packet then act[#act + 1] = a end
+        end
+    end
+    core.active, core.enabled = act, en
+end
+core.refresh_active()
 
 ---------------------------------------------------------------------------------------------------
 -- state (reset in init)
@@ -259,90 +277,133 @@ local function sf_shift(v)
     return s
 end
 
+local TWO32 = 4294967296
+
+-- The packet record is ONE table reused for every packet (allocating ~30 keys per packet was the
+-- largest single cost): analyzers must not keep a reference to it, nor add keys to it. Optional
+-- keys are reset here; absent flags are nil (false).
+local pkt = {}
+local PKT_RESET = {
+    "ws_retrans", "ws_fast", "ws_spurious", "ws_ooo", "ws_lost", "ws_zero_window", "ws_window_full",
+    "ws_keep_alive", "ws_dupack_num", "tsval", "tsecr", "wscale_opt", "mss_opt", "sack",
+    -- set by stream.ingest
+    "seq", "ds", "de", "nxt", "ack", "sack_abs", "arrival", "hole", "held_entry", "released",
+    "released_bytes", "released_segments", "acked_bytes", "dupack", "sack_new", "dsack",
+    "sack_released", "rtx", "trigger_ack_f", "duplicate", "dsack_l", "dsack_r",
+}
+core.PKT_RESET = PKT_RESET
+
+local sack_scratch = {}
+
 local function build_packet(pinfo)
     local fi_stream = X.stream()
     if fi_stream == nil then return nil end
-    if X.icmp() ~= nil or X.icmpv6() ~= nil then return nil end   -- TCP header quoted in ICMP error
     local fi_seq, fi_flags = X.seq_raw(), X.flags()
     if fi_seq == nil or fi_flags == nil then return nil end
+    if X.icmp() ~= nil or X.icmpv6() ~= nil then return nil end   -- TCP header quoted in ICMP error
     local fi_ack, fi_len, fi_win, fi_sc = X.ack_raw(), X.len(), X.win(), X.win_scale()
     local flags = fi_flags.value
-    local pkt = {
-        number = pinfo.number,
-        time = pinfo.abs_ts,
-        stream = fi_stream.value,
-        src = tostring(pinfo.src), dst = tostring(pinfo.dst),
-        sport = pinfo.src_port, dport = pinfo.dst_port,
-        seq_raw = fi_seq.value,
-        ack_raw = fi_ack and fi_ack.value or 0,
-        len = fi_len and fi_len.value or 0,
-        flags = flags,
-        syn = band(flags, SYN) ~= 0,
-        fin = band(flags, FIN) ~= 0,
-        rst = band(flags, RST) ~= 0,
-        ackf = band(flags, ACK) ~= 0,
-        win_raw = fi_win and fi_win.value or nil,
-        win_scale = fi_sc and sf_shift(fi_sc.value) or nil,   -- field is the multiplier 2^shift
-        ws_retrans = X.ws_retrans() ~= nil,
-        ws_fast = X.ws_fast() ~= nil,
-        ws_spurious = X.ws_spurious() ~= nil,
-        ws_ooo = X.ws_ooo() ~= nil,
-        ws_lost = X.ws_lost() ~= nil,
-        ws_zero_window = X.ws_zero_window() ~= nil,
-        ws_window_full = X.ws_window_full() ~= nil,
-        ws_keep_alive = X.ws_keep_alive() ~= nil,
-    }
-    if pkt.ws_fast or pkt.ws_spurious then pkt.ws_retrans = true end
-    local fi = X.ws_dupack_num()
-    if fi ~= nil then pkt.ws_dupack_num = fi.value end
-    fi = X.tsval()
+    local ackf = band(flags, ACK) ~= 0
+    local ack_raw = fi_ack and fi_ack.value or 0
+    local p = pkt
+    for i = 1, #PKT_RESET do p[PKT_RESET[i]] = nil end
+    p.number = pinfo.number
+    p.time = pinfo.abs_ts
+    p.stream = fi_stream.value
+    p.sport, p.dport = pinfo.src_port, pinfo.dst_port
+    p.seq_raw = fi_seq.value
+    p.ack_raw = ack_raw
+    p.len = fi_len and fi_len.value or 0
+    p.flags = flags
+    p.syn = band(flags, SYN) ~= 0
+    p.fin = band(flags, FIN) ~= 0
+    p.rst = band(flags, RST) ~= 0
+    p.ackf = ackf
+    p.win_raw = fi_win and fi_win.value or nil
+    p.win_scale = fi_sc and sf_shift(fi_sc.value) or nil   -- field is the multiplier 2^shift
+    -- tcp.analysis.* flags: only looked at when Wireshark flagged something
+    if X.ws_flags() ~= nil then
+        local r, fr, sp = X.ws_retrans() ~= nil, X.ws_fast() ~= nil, X.ws_spurious() ~= nil
+        p.ws_retrans = r or fr or sp
+        p.ws_fast = fr
+        p.ws_spurious = sp
+        p.ws_ooo = X.ws_ooo() ~= nil
+        p.ws_lost = X.ws_lost() ~= nil
+        p.ws_zero_window = X.ws_zero_window() ~= nil
+        p.ws_window_full = X.ws_window_full() ~= nil
+        p.ws_keep_alive = X.ws_keep_alive() ~= nil
+        local fi = X.ws_dupack_num()
+        if fi ~= nil then p.ws_dupack_num = fi.value end
+    end
+    local fi = X.tsval()
     if fi ~= nil then
-        pkt.tsval = fi.value
+        p.tsval = fi.value
         local fe = X.tsecr()
-        if fe ~= nil then pkt.tsecr = fe.value end
+        if fe ~= nil then p.tsecr = fe.value end
     end
-    if pkt.syn then
+    if p.syn then
         fi = X.wscale()
-        if fi ~= nil then pkt.wscale_opt = fi.value end
+        if fi ~= nil then p.wscale_opt = fi.value end
         fi = X.mss()
-        if fi ~= nil then pkt.mss_opt = fi.value end
+        if fi ~= nil then p.mss_opt = fi.value end
     end
-    local le = { X.sack_le() }
-    if le[1] ~= nil and pkt.ackf then
-        local re = { X.sack_re() }
+    local l1, l2, l3, l4 = X.sack_le()
+    if l1 ~= nil and ackf then
+        local r1, r2, r3, r4 = X.sack_re()
         local fa = X.ack()
-        -- SACK edges are shown relative like tcp.ack: convert with the same offset
-        local off = fa and (pkt.ack_raw - fa.value) or 0
-        local sack = {}
-        for i = 1, #le do
-            if re[i] ~= nil then
-                sack[#sack + 1] = { (le[i].value + off) % 4294967296, (re[i].value + off) % 4294967296 }
-            end
+        -- SACK edges are shown relative like tcp.ack: convert with the same offset.
+        -- Flat list of raw edges: { le1, re1, le2, re2, ... }
+        local off = fa and (ack_raw - fa.value) or 0
+        if r1 then
+            -- scratch table reused like pkt itself (valid during this packet only)
+            local sack = sack_scratch
+            sack[1], sack[2] = (l1.value + off) % TWO32, (r1.value + off) % TWO32
+            local n = 2
+            if l2 and r2 then sack[3], sack[4], n = (l2.value + off) % TWO32, (r2.value + off) % TWO32, 4 end
+            if n == 4 and l3 and r3 then sack[5], sack[6], n = (l3.value + off) % TWO32, (r3.value + off) % TWO32, 6 end
+            if n == 6 and l4 and r4 then sack[7], sack[8], n = (l4.value + off) % TWO32, (r4.value + off) % TWO32, 8 end
+            for k = n + 1, 8 do sack[k] = nil end
+            p.sack = sack
         end
-        if sack[1] ~= nil then pkt.sack = sack end
     end
-    return pkt
+    return p
 end
+
+local out_spare = {}   -- the per-frame result table, reused until something is stored in it
 
 local function first_pass(pinfo)
     local pkt = build_packet(pinfo)
     if pkt == nil then return end
     state.packets = state.packets + 1
-    local st, fwd, rev = stream.lookup(state, pkt)
+    local st, fwd, rev = stream.lookup(state, pkt, pinfo)
     if st == nil then return end
     stream.ingest(pkt, fwd, rev)
-    local out = {}
+    local out = out_spare
     if pkt.rtx ~= nil then out.rtx = pkt.rtx end
-    for i = 1, #analyzers do
-        local a = analyzers[i]
-        if settings[a.name .. "_enabled"] ~= false and a.on_packet then
-            a.on_packet(pkt, fwd, rev, out, st)
-        end
+    local active = core.active
+    for i = 1, #active do
+        active[i].on_packet(pkt, fwd, rev, out, st)
     end
-    if next(out) ~= nil then state.results[pkt.number] = out end
+    if next(out) ~= nil then
+        state.results[pkt.number] = out
+        out_spare = {}
+    end
 end
 
 local function render(tree, res)
+    -- add the tcpstall subtree only when something will be shown (analyzers may say `visible`)
+    local show = res.rtx ~= nil and res.rtx.trigger ~= nil
+    if not show then
+        for i = 1, #analyzers do
+            local a = analyzers[i]
+            local r = res[a.name]
+            if r ~= nil and a.render and core.enabled[a.name] and (a.visible == nil or a.visible(r)) then
+                show = true
+                break
+            end
+        end
+    end
+    if not show then return end
     local sub = tree:add(proto)
     local rtx = res.rtx
     if rtx ~= nil and rtx.trigger ~= nil then
@@ -353,7 +414,7 @@ local function render(tree, res)
     for i = 1, #analyzers do
         local a = analyzers[i]
         local r = res[a.name]
-        if r ~= nil and a.render and settings[a.name .. "_enabled"] ~= false then
+        if r ~= nil and a.render and core.enabled[a.name] then
             a.render(sub, r, res)
         end
     end

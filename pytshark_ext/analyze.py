@@ -23,8 +23,11 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.hol.released_bytes", "tcpstall.hol.released_segments", "tcpstall.hol.max_hold_ms",
     "tcpstall.hol.first_held_frame", "tcpstall.hol.filled_by", "tcpstall.hol.view",
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
-    "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms",
+    "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms", "tcpstall.rwnd.bytes",
+    "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame", "tcpstall.rwnd.cause",
     "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
+    "tcpstall.retries.rto_count", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
+    "tcpstall.retries.outcome",
     "tcpstall.retrans.trigger",
     # expert infos, printed as a count when present
     "tcpstall.hol.released", "tcpstall.hol.released_note",
@@ -150,7 +153,7 @@ def findings_from_rows(rows: Sequence[Row]) -> List[Finding]:
             by_frame[n] = r
     findings: List[Finding] = []
     findings += _hol_findings(rows, by_frame)
-    findings += _rwnd_findings(rows)
+    findings += _rwnd_findings(rows, by_frame)
     findings += _retries_findings(rows)
     findings.sort(key=lambda f: (f.start, f.stream if f.stream is not None else -1, f.kind))
     return [Finding(kind=f.kind, summary=f.summary, start=f.start, end=f.end, stream=f.stream,
@@ -199,51 +202,110 @@ def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Find
     return out
 
 
-def _rwnd_findings(rows: Sequence[Row]) -> List[Finding]:
-    """One finding per `tcpstall.rwnd.throttling` expert (the rwnd analyzer reports an episode once)."""
-    out = []
+def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = None) -> List[Finding]:
+    """One finding per window-limited episode. The rwnd analyzer reports an episode twice with the
+    `tcpstall.rwnd.throttling` expert: when it has lasted `rwnd_min_episode_ms` (no
+    `tcpstall.rwnd.end_frame`) and on the frame that shows it ended (with `end_frame`); both carry
+    `tcpstall.rwnd.start_frame`. The end report wins; an episode still running when the capture
+    ends is reported from its start report (`ongoing`)."""
+    if by_frame is None:
+        by_frame = {n: r for r in rows if (n := _i(r, "frame.number")) is not None}
+    episodes: Dict[Tuple[Optional[int], Optional[int]], Row] = {}
+    order: List[Tuple[Optional[int], Optional[int]]] = []
     for r in rows:
         if not _has(r, "tcpstall.rwnd.throttling"):
             continue
+        key = (_i(r, "tcp.stream"), _i(r, "tcpstall.rwnd.start_frame") or _i(r, "frame.number"))
+        if key not in episodes:
+            order.append(key)
+            episodes[key] = r
+        elif _i(r, "tcpstall.rwnd.end_frame") is not None:
+            episodes[key] = r
+    out = []
+    for key in order:
+        r = episodes[key]
         t = _f(r, "frame.time_epoch")
         limited = _f(r, "tcpstall.rwnd.limited_ms") or 0.0
+        start_frame = _i(r, "tcpstall.rwnd.start_frame")
+        end_frame = _i(r, "tcpstall.rwnd.end_frame")
+        start_row = by_frame.get(start_frame) if start_frame is not None else None
+        start_t = _f(start_row, "frame.time_epoch") if start_row else None
+        if start_t is None:
+            start_t = t - limited / 1000.0
         numbers = {
             "window": _i(r, "tcpstall.rwnd.window"),
             "scale": _i(r, "tcpstall.rwnd.scale"),
             "scale_inferred": (_s(r, "tcpstall.rwnd.scale_inferred") or "").lower() in ("1", "true", "yes"),
             "cap_mbps": _f(r, "tcpstall.rwnd.cap_mbps"),
+            "rtt_ms": _f(r, "tcpstall.rwnd.rtt_ms"),
             "limited_ms": limited,
+            "bytes": _i(r, "tcpstall.rwnd.bytes"),
+            "start_frame": start_frame,
+            "end_frame": end_frame,
+            "reported_frame": _i(r, "frame.number"),
+            "cause": _s(r, "tcpstall.rwnd.cause"),
+            "ongoing": end_frame is None,
         }
         summary = _msg(r, "receiver window throttling") or "receiver window throttling"
-        out.append(Finding(kind="rwnd_throttling", summary=summary, start=t - limited / 1000.0, end=t,
-                           stream=_i(r, "tcp.stream"), frames=(_i(r, "frame.number"),), numbers=numbers))
+        frames = tuple(sorted({f for f in (start_frame, end_frame, _i(r, "frame.number")) if f is not None}))
+        out.append(Finding(kind="rwnd_throttling", summary=summary, start=start_t,
+                           end=start_t + limited / 1000.0, stream=key[0], frames=frames, numbers=numbers))
     return out
 
 
 def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
-    """One finding per stream with `tcpstall.retries.*` experts: the data's first send to the last
-    retransmission seen, the highest retransmission number and the predicted abort."""
-    per_stream: Dict[Optional[int], List[Row]] = {}
+    """One finding per retries episode with `tcpstall.retries.*` experts (keyed by stream and the
+    frame that first sent the data): first send to the episode's end, the highest retransmission
+    number, the predicted abort and the outcome. The plugin marks the frame that ends an episode
+    with `tcpstall.retries.outcome` (recovered: the peer's ACK; reset: a RST); an episode without
+    one was still unacknowledged when the capture ended (`capture_ends`: the kernel aborts at
+    `abort_at_s` after the first send, unless an ACK came later)."""
+    def key(r: Row):
+        return _i(r, "tcp.stream"), _i(r, "tcpstall.retries.first_frame")
+
+    per_episode: Dict[tuple, List[Row]] = {}
+    ends: Dict[tuple, Row] = {}
     for r in rows:
-        if _has(r, "tcpstall.retries.approaching") or _has(r, "tcpstall.retries.final"):
-            per_stream.setdefault(_i(r, "tcp.stream"), []).append(r)
+        if _has(r, "tcpstall.retries.outcome"):
+            ends[key(r)] = r
+        elif _has(r, "tcpstall.retries.approaching") or _has(r, "tcpstall.retries.final"):
+            per_episode.setdefault(key(r), []).append(r)
     out = []
-    for stream, rs in per_stream.items():
+    for k, rs in per_episode.items():
+        stream = k[0]
         last = rs[-1]
         t_last = _f(last, "frame.time_epoch")
         elapsed = _f(last, "tcpstall.retries.elapsed_s") or 0.0
         start = t_last - elapsed
         final = next((r for r in rs if _has(r, "tcpstall.retries.final")), None)
+        end_row = ends.get(k)
         numbers = {
             "count": max((_i(r, "tcpstall.retries.count") or 0) for r in rs),
+            "rto_count": _i(last, "tcpstall.retries.rto_count"),
             "elapsed_s": elapsed,
             "abort_at_s": _f(last, "tcpstall.retries.abort_at_s"),
+            "budget_s": _f(last, "tcpstall.retries.budget_s"),
+            "first_frame": k[1],
             "final_frame": _i(final, "frame.number") if final else None,
+            "outcome": _s(end_row, "tcpstall.retries.outcome") if end_row else "capture_ends",
+            "end_frame": _i(end_row, "frame.number") if end_row else _i(last, "frame.number"),
         }
-        summary = (_msg(final, "retries") if final else None) or _msg(last, "retries approaching tcp_retries2") \
-            or "retries approaching tcp_retries2"
-        out.append(Finding(kind="retries", summary=summary, start=start, end=t_last, stream=stream,
-                           frames=tuple(_i(r, "frame.number") for r in rs), numbers=numbers))
+        end = t_last
+        frames = [_i(r, "frame.number") for r in rs]
+        if end_row is not None:
+            end = _f(end_row, "frame.time_epoch") or t_last
+            numbers["count"] = max(numbers["count"], _i(end_row, "tcpstall.retries.count") or 0)
+            numbers["stall_s"] = _f(end_row, "tcpstall.retries.elapsed_s")
+            frames.append(_i(end_row, "frame.number"))
+        summary = (_msg(final, "last retransmission before the predicted abort") if final else None) \
+            or _msg(last, "retries approaching tcp_retries2") or "retries approaching tcp_retries2"
+        if end_row is not None:
+            ended = _msg(end_row, "retries episode ended")
+            if ended:
+                summary = f"{summary}; {ended[len('retries episode ended: '):]}" if ended.startswith(
+                    "retries episode ended: ") else f"{summary}; {ended}"
+        out.append(Finding(kind="retries", summary=summary, start=start, end=end, stream=stream,
+                           frames=tuple(frames), numbers=numbers))
     return out
 
 

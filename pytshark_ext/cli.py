@@ -14,6 +14,7 @@ import click
 from . import __version__
 from . import install as installer
 from .paths import plugin_dir
+from .applog import LogError
 from .tshark import TsharkError, tshark_info
 
 EXIT_PROBLEM = 1
@@ -31,7 +32,7 @@ def friendly_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (TsharkError, OSError, ValueError) as exc:
+        except (TsharkError, OSError, ValueError, LogError) as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return wrapper
 
@@ -39,6 +40,82 @@ def friendly_errors(fn):
 tshark_option = click.option(
     "--tshark", "tshark", metavar="PATH", default=None,
     help="tshark to use (default: $TSHARK, then tshark on PATH).")
+
+
+def _log_spec(ctx, param, values):
+    from .applog import LogSpecError, parse_log_spec
+    try:
+        return tuple(parse_log_spec(v) for v in values)
+    except LogSpecError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _log_tz(ctx, param, value):
+    from .applog import LogSpecError, parse_tz
+    try:
+        return None if value is None else parse_tz(value)
+    except LogSpecError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _log_format(ctx, param, value):
+    import re
+    if value is None:
+        return None
+    try:
+        rx = re.compile(value)
+    except re.error as exc:
+        raise click.BadParameter(f"not a regex: {exc}") from None
+    if "ts" not in rx.groupindex:
+        raise click.BadParameter("needs a named group (?P<ts>...) for the timestamp")
+    return value
+
+
+def _check_inputs(logs, outputs) -> None:
+    """Before any tshark run: the logs can be opened, the output directories exist."""
+    import os
+    for spec in logs:
+        try:
+            with open(spec.path, "rb"):
+                pass
+        except OSError as exc:
+            raise LogError(spec.path, exc.strerror or str(exc)) from None
+    for out in outputs:
+        if out:
+            folder = os.path.dirname(out) or "."
+            if not os.path.isdir(folder):
+                raise OSError(f"{out}: directory {folder} does not exist")
+
+
+def log_options(two_captures: bool):
+    """--log / --log-tz / --log-format / --html, shared by analyze and correlate."""
+    where = ("FILE@A|FILE@B[:±HH:MM]", "Application log written on the host of capture A or B (its clock); "
+             "repeatable. `:±HH:MM` gives a zone-less log's UTC offset.") if two_captures else \
+        ("FILE[:±HH:MM]", "Application log written on the capture's host; repeatable.")
+    opts = [
+        click.option("--log", "logs", metavar=where[0], multiple=True, callback=_log_spec, help=where[1]
+                     + " App stalls and timeouts in it are explained by what TCP did (app_stall / "
+                       "app_timeout findings) and its lines join the packets on one timeline."),
+        click.option("--log-tz", "log_tz", metavar="±HH:MM", default=None, callback=_log_tz,
+                     help="UTC offset of zone-less log timestamps (default: inferred from packet activity "
+                          "when the log lies hours away from the capture, with a warning)."),
+        click.option("--log-format", "log_format", metavar="REGEX", default=None, callback=_log_format,
+                     help="Regex for other log formats: named group `ts` (timestamp), optional `msg`, "
+                          "`duration`."),
+        click.option("--html", "html_out", metavar="OUT.html", type=click.Path(dir_okay=False, path_type=str),
+                     default=None, help="Write a self-contained HTML page: ladder diagram(s) and the findings."),
+    ]
+
+    def deco(fn):
+        for o in reversed(opts):
+            fn = o(fn)
+        return fn
+    return deco
+
+
+def _warn(lines) -> None:
+    for w in lines:
+        click.echo(f"tcpstall: warning: {w}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -132,18 +209,40 @@ def _not_implemented(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON with `streams` and `findings` instead of tables.")
 @click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
               help="tcpstall preference, repeatable (e.g. -o tcp_retries2:6 -o hol_warn_ms:50).")
+@log_options(two_captures=False)
 @tshark_option
 @friendly_errors
-def analyze(capture, as_json, prefs, tshark):
+def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark):
     """What stalled in one capture: per stream HOL episodes (and the other analyzers' columns),
-    then one line per finding. Runs tshark two-pass with the tcpstall plugin."""
+    then one line per finding. Runs tshark two-pass with the tcpstall plugin.
+
+    With --log, the app's stalls and timeouts are explained by the capture's findings."""
     import json as _json
 
-    from .analyze import analyze_capture, render_table, to_json
+    from .analyze import analyze_capture, finding_to_dict, render_table, to_json
     from .tshark import parse_pref_option
 
+    _check_inputs(logs, [html_out])
     result = analyze_capture(capture, tshark=tshark, prefs=dict(parse_pref_option(p) for p in prefs))
-    click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
+    if not (logs or html_out):
+        click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
+        return
+    from .render.timeline import diagnosis_text, timeline_table, with_logs_json
+    from .timeline import load_packets, report_for_analysis
+
+    report = report_for_analysis(result, load_packets(capture, "A", tshark=tshark), logs,
+                                 default_tz=log_tz, fmt=log_format)
+    _warn(report.warnings)
+    if html_out:
+        from .render.html import render_html, write_html
+        write_html(html_out, render_html(report, title=f"tcpstall analyze {capture}",
+                                         tcp_findings=result.findings))
+        click.echo(f"tcpstall: wrote {html_out}", err=True)
+    if as_json:
+        click.echo(_json.dumps(with_logs_json(to_json(result), report, finding_to_dict), indent=2))
+    else:
+        click.echo("\n\n".join([render_table(result), diagnosis_text(report.diagnosis),
+                                 timeline_table(report.rows, report.zone, two_captures=False)]))
 
 
 @main.command()
@@ -159,9 +258,11 @@ def analyze(capture, as_json, prefs, tshark):
                    "to the losses.")
 @click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
               help="tcpstall plugin preference, repeatable (with --plugin).")
+@log_options(two_captures=True)
 @tshark_option
 @friendly_errors
-def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, prefs, tshark):
+def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, prefs, logs, log_tz, log_format,
+              html_out, tshark):
     """Lay two captures of the same connections side by side (e.g. sender and receiver).
 
     Pairs connections by TCP content (sequence numbers, lengths, TCP timestamps; NAT may change
@@ -177,15 +278,45 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
     from .render.table import correlate_table
     from .tshark import parse_pref_option
 
+    for spec in logs:
+        if spec.side is None:
+            raise click.BadParameter(f"{spec.path}: say which capture's host wrote it: {spec.path}@A or "
+                                     f"{spec.path}@B", param_hint="--log")
+    _check_inputs(logs, [html_out, annotate])
     plugin_prefs = dict(parse_pref_option(p) for p in prefs)
     result = correlate_captures(capture_a, capture_b, tshark=tshark, display_filter=display_filter)
     if plugin:
         result = with_plugin_findings(result, *analyze_both(capture_a, capture_b, tshark=tshark, prefs=plugin_prefs))
+    report = None
+    if logs or html_out:
+        from .timeline import load_packets_both, report_for_correlation
+        packets = load_packets_both(capture_a, capture_b, tshark=tshark, display_filter=display_filter)
+        report = report_for_correlation(result, packets, logs, default_tz=log_tz, fmt=log_format)
+        _warn(report.warnings)
     if annotate:
         from .render.pcapng import correlate_comments, write_annotated
-        n = write_annotated(capture_a, annotate, correlate_comments(result))
+        comments = correlate_comments(result)
+        if report is not None:
+            from .timeline import log_comments
+            for frame, text in log_comments(report.logs, report.packets["A"], "A").items():
+                comments[frame] = f"{comments[frame]}; {text}" if frame in comments else text
+        n = write_annotated(capture_a, annotate, comments)
         click.echo(f"tcpstall: wrote {annotate} ({n} frame comments)", err=True)
-    click.echo(_json.dumps(correlate_json(result), indent=2) if as_json else correlate_table(result))
+    if html_out:
+        from .render.html import render_html, write_html
+        write_html(html_out, render_html(report, title=f"tcpstall correlate {capture_a} {capture_b}",
+                                         tcp_findings=result.findings, notes=result.notes))
+        click.echo(f"tcpstall: wrote {html_out}", err=True)
+    if report is None or not logs:
+        click.echo(_json.dumps(correlate_json(result), indent=2) if as_json else correlate_table(result))
+        return
+    from .render.json import finding_dict
+    from .render.timeline import diagnosis_text, timeline_table, with_logs_json
+    if as_json:
+        click.echo(_json.dumps(with_logs_json(correlate_json(result), report, finding_dict), indent=2))
+    else:
+        click.echo("\n\n".join([correlate_table(result), diagnosis_text(report.diagnosis),
+                                 timeline_table(report.rows, report.zone, two_captures=True)]))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Entry points: `correlate(segments_a, segments_b)` over iterables of `Segment` (p
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import queue
@@ -78,8 +79,13 @@ def _innermost(line: str) -> str:
 
 def rows_from_lines(lines: Iterable[str], capture: str = "") -> Iterator[Row]:
     """Rows from tshark `-T fields` lines of SEGMENT_FIELDS (the fast path of iter_segments)."""
+    return rows_from_batches((lines,), capture)
+
+
+def rows_from_batches(batches: Iterable[Iterable[str]], capture: str = "") -> Iterator[Row]:
+    """Rows from batches (lists) of tshark lines: one generator for the whole stream."""
     n = len(SEGMENT_FIELDS)
-    for line in lines:
+    for line in (line for batch in batches for line in batch):
         if OCCURRENCE_SEP in line:
             line = _innermost(line)
         c = line.split(FIELD_SEP)
@@ -103,7 +109,7 @@ class _Dir:
     """One direction (src:port -> dst:port) of one capture."""
     __slots__ = ("side", "idx", "key", "count", "max_end", "base", "peer", "hist", "lo", "hi",
                  "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_heap", "reo_max", "reordered",
-                 "reo_examples", "streams", "first_t", "conflicts", "retx")
+                 "reo_examples", "streams", "first_t", "conflicts", "retx", "max_ack")
 
     def __init__(self, side: str, idx: int, key: tuple, stream):
         self.side = side
@@ -130,6 +136,7 @@ class _Dir:
         self.first_t: Optional[float] = None
         self.conflicts = 0
         self.retx: Dict[int, int] = {}   # seq -> transmissions seen (only for retransmitted seqs)
+        self.max_ack: Optional[int] = None  # highest cumulative ACK sent in this direction
 
     @property
     def label(self) -> str:
@@ -216,6 +223,10 @@ class _Engine:
                     fill = d.retx[seq] = d.retx.get(seq, 1) + 1
                 if ((end - me) & MASK) < HALF and end != me:
                     d.max_end = end
+        if fl & 0x10:
+            ma = d.max_ack
+            if ma is None or ((ack - ma) & MASK) < HALF:
+                d.max_ack = ack
         # outside the other capture's span? (the other side finished before this time)
         if other.done and self.matches and self._beyond_other(side, other, t):
             side.outside_after += 1
@@ -411,16 +422,22 @@ class _Engine:
             A.done = True
         if rb is None:
             B.done = True
+        inf = math.inf
         while ra is not None or rb is not None:
+            # read the capture that is behind (in estimated common time) until it catches up
             theta = 0.0 if self.matches == 0 else (self.lo + self.hi) / 2
             if rb is None or (ra is not None and ra[1] <= rb[1] - theta):
-                ingest(A, B, ra)
-                ra = next(rows_a, None)
+                lim = inf if rb is None else rb[1] - theta
+                while ra is not None and ra[1] <= lim:
+                    ingest(A, B, ra)
+                    ra = next(rows_a, None)
                 if ra is None:
                     A.done = True
             else:
-                ingest(B, A, rb)
-                rb = next(rows_b, None)
+                lim = inf if ra is None else ra[1] + theta
+                while rb is not None and rb[1] < lim:
+                    ingest(B, A, rb)
+                    rb = next(rows_b, None)
                 if rb is None:
                     B.done = True
         self.evict(final=True)
@@ -476,6 +493,8 @@ class CorrelationResult:
     unseen_upstream: Tuple[LostSegment, ...]   # seen downstream only (upstream capture missed it)
     lost_total: int
     unseen_upstream_total: int
+    not_captured: Tuple[LostSegment, ...]      # missing downstream but acknowledged: capture drop there
+    not_captured_total: int
     reordering: Tuple[Reordering, ...]
     spikes: Tuple[DelaySpike, ...]
     overlap: Dict[str, object]                 # start/end (A clock), duration_s, partial, outside counts
@@ -532,6 +551,7 @@ class _Builder:
         self.path_a = path_a
         self.path_b = path_b
         self.notes: List[str] = []
+        self._fill_index: Dict[int, tuple] = {}
 
     def build(self) -> CorrelationResult:
         e = self.e
@@ -615,7 +635,7 @@ class _Builder:
             flows.append((fid, ds, fdirs))
         # unmatched entries -> lost / unseen upstream / outside overlap
         self.delay_of = delay_of
-        lost, unseen, counts = self._classify(flow_of)
+        lost, unseen, not_captured, counts = self._classify(flow_of)
         # flow records (with counts)
         flow_recs = []
         for fid, ds, fdirs in flows:
@@ -646,7 +666,7 @@ class _Builder:
         paired_b = {conn(d.peer) for d in pairs}
         unpaired_b = {conn(d) for d in B.dirs.values() if id(d) not in flow_of} - paired_b
         overlap = self._overlap(counts)
-        findings = self._findings(lost, unseen, spikes, reorders)
+        findings = self._findings(lost, unseen, spikes, reorders, not_captured)
         lost_total = len(lost)
         unseen_total = len(unseen)
         if lost_total > self.opt.max_listed:
@@ -658,6 +678,7 @@ class _Builder:
             one_way_delay_ms=one_way, flows=tuple(flow_recs),
             lost=tuple(lost[:self.opt.max_listed]), unseen_upstream=tuple(unseen[:self.opt.max_listed]),
             lost_total=lost_total, unseen_upstream_total=unseen_total,
+            not_captured=tuple(not_captured[:self.opt.max_listed]), not_captured_total=len(not_captured),
             reordering=tuple(reorders), spikes=tuple(spikes), overlap=overlap, findings=tuple(findings),
             unpaired={"A": len(unpaired_a), "B": len(unpaired_b)}, matched=e.matches,
             notes=tuple(self.notes))
@@ -670,6 +691,7 @@ class _Builder:
         e = self.e
         lost: List[LostSegment] = []
         unseen: List[LostSegment] = []
+        not_captured: List[LostSegment] = []
         counts: Dict[Tuple[int, str], int] = {}
         self.outside = {"A": 0, "B": 0}
         self.unpaired_packets = {"A": 0, "B": 0}
@@ -709,25 +731,48 @@ class _Builder:
                     len=ent[E_LEN], tsval=int(ent[E_TSV]) if str(ent[E_TSV]).isdigit() else None,
                     sent_at=t_a, kind=kind, transmission=ent[E_FILL] or 1)
                 if kind == "lost":
-                    if rec.len == 0:
-                        kind = "lost"   # pure ACKs are listed too (a lost ACK can stall a sender)
+                    # pure ACKs are listed too (a lost ACK can stall a sender)
                     rec = replace(rec, delivered_by=self._delivery(adir, up, rec))
-                    lost.append(rec)
+                    if rec.delivered_by is None and rec.len and self._acked(adir, seq, rec.len):
+                        # never seen downstream, yet the receiver acknowledged it: the downstream
+                        # capture dropped it (or it took another path) -- not a network loss
+                        not_captured.append(replace(rec, kind="not_captured"))
+                    else:
+                        lost.append(rec)
                 else:
                     unseen.append(rec)
-        lost.sort(key=lambda r: r.sent_at)
-        unseen.sort(key=lambda r: r.sent_at)
-        lost = [replace(r, id=f"lost-{i}") for i, r in enumerate(lost, 1)]
-        unseen = [replace(r, id=f"unseen-{i}") for i, r in enumerate(unseen, 1)]
-        return lost, unseen, counts
+        out = []
+        for lst, prefix in ((lost, "lost"), (unseen, "unseen"), (not_captured, "notcap")):
+            lst.sort(key=lambda r: r.sent_at)
+            out.append([replace(r, id=f"{prefix}-{i}") for i, r in enumerate(lst, 1)])
+        return out[0], out[1], out[2], counts
+
+    def _acked(self, adir: _Dir, seq: int, length: int) -> bool:
+        """Did the receiver (reverse direction, in either capture) acknowledge seq+length?"""
+        s, sp, t, tp = adir.key
+        rev = self.e.A.dirs.get((t, tp, s, sp))
+        end = (seq + length) & MASK
+        for d in (rev, rev.peer if rev is not None else None):
+            if d is not None and d.max_ack is not None and ((d.max_ack - end) & MASK) < HALF:
+                return True
+        return False
 
     def _delivery(self, adir: _Dir, up: str, rec: LostSegment) -> Optional[Delivery]:
         """The first matched retransmission covering the lost segment's first byte that reached the
         downstream point after the original was sent."""
         if rec.len == 0:
             return None
+        idx = self._fill_index.get(id(adir))
+        if idx is None:
+            base = adir.base or 0
+            rows = sorted((((f[0] - base) & MASK), f) for f in adir.fills)
+            idx = self._fill_index[id(adir)] = ([r[0] for r in rows], [r[1] for r in rows], base)
+        starts, fills, base = idx
+        r = (rec.seq_raw - base) & MASK
+        hi = bisect.bisect_right(starts, r)
+        lo = bisect.bisect_left(starts, r - 0x40000)      # no segment is longer than 256 KiB
         best = None
-        for (seq, ln, fa, ta, fb, tb, na, nb) in adir.fills:
+        for (seq, ln, fa, ta, fb, tb, na, nb) in fills[lo:hi]:
             if not _seq_in(rec.seq_raw, seq, ln):
                 continue
             if up == "A":
@@ -783,8 +828,29 @@ class _Builder:
                 "outside_a": outside_a, "outside_b": outside_b,
                 "unpaired_packets_a": self.unpaired_packets["A"], "unpaired_packets_b": self.unpaired_packets["B"]}
 
-    def _findings(self, lost, unseen, spikes, reorders) -> List[Finding]:
+    def _findings(self, lost, unseen, spikes, reorders, not_captured=()) -> List[Finding]:
         out: List[Finding] = []
+        # capture gaps: packets one capture missed although the network delivered them
+        missed = [(r.upstream, r) for r in unseen] + [("B" if r.upstream == "A" else "A", r) for r in not_captured]
+        for cap in ("A", "B"):
+            items = sorted((r for c, r in missed if c == cap), key=lambda r: r.sent_at)
+            episodes: List[list] = []
+            for r in items:
+                if episodes and r.sent_at - episodes[-1][-1].sent_at <= 1.0:
+                    episodes[-1].append(r)
+                else:
+                    episodes.append([r])
+            for i, ep in enumerate(episodes, 1):
+                other = "B" if cap == "A" else "A"
+                out.append(Finding(
+                    kind="capture_gap", id=f"gap-{cap}-{i}", start=ep[0].sent_at, end=ep[-1].sent_at,
+                    summary=(f"capture {cap} missed {len(ep)} packets that capture {other} saw and the network "
+                             f"delivered (capture drops or another path): not losses between the points"),
+                    frames=tuple(r.frame for r in ep[:20]),
+                    evidence=tuple(f"{r.seen_at} frame {r.frame}: {r.direction} seq {r.seq_rel} len {r.len}"
+                                   + (" (acknowledged by the receiver)" if r.kind == "not_captured" else "")
+                                   for r in ep[:5]),
+                    numbers={"capture": cap, "packets": len(ep)}))
         for r in lost[:self.opt.max_listed]:
             down = "B" if r.upstream == "A" else "A"
             what = f"{r.len}-byte segment" if r.len else "pure ACK"
@@ -933,8 +999,8 @@ def correlate_rows(rows_a: Iterable[Row], rows_b: Iterable[Row], *, name_a: str 
     return _Builder(eng, name_a, name_b, opt).build()
 
 
-def _threaded_lines(run, capture: str, batch: int = 1024, depth: int = 32) -> Iterator[str]:
-    """Lines of a TsharkRun read by a thread into a bounded queue, so that tshark keeps running
+def _threaded_batches(run, capture: str, batch: int = 1024, depth: int = 32) -> Iterator[List[str]]:
+    """Lines of a TsharkRun, in lists, read by a thread into a bounded queue, so that tshark keeps running
     while the main thread works on the other capture (an OS pipe holds only 64 KB)."""
     q: "queue.Queue" = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -975,7 +1041,7 @@ def _threaded_lines(run, capture: str, batch: int = 1024, depth: int = 32) -> It
                 if item[1] is not None:
                     raise item[1]
                 return
-            yield from item
+            yield item
     finally:
         stop.set()
 
@@ -993,8 +1059,8 @@ def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None
         _close(run_a)
         raise
     try:
-        return correlate_rows(rows_from_lines(_threaded_lines(run_a, path_a), path_a),
-                              rows_from_lines(_threaded_lines(run_b, path_b), path_b),
+        return correlate_rows(rows_from_batches(_threaded_batches(run_a, path_a), path_a),
+                              rows_from_batches(_threaded_batches(run_b, path_b), path_b),
                               name_a=path_a, name_b=path_b, options=options)
     finally:
         _close(run_a)

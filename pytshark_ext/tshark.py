@@ -205,6 +205,9 @@ def _one_line_problem(capture: str, stderr: str) -> str:
     return f"{capture}: {detail}"
 
 
+MIN_CAPTURE_BYTES = 24       # pcap's file header; pcapng's smallest section header is 28
+
+
 def check_capture_path(capture: str) -> None:
     """Fail early, in one line, for the common mistakes tshark reports less clearly."""
     p = Path(capture)
@@ -214,6 +217,14 @@ def check_capture_path(capture: str) -> None:
         raise CaptureError(f"{capture}: is a directory, not a capture file")
     if not os.access(p, os.R_OK):
         raise CaptureError(f"{capture}: permission denied")
+    size = p.stat().st_size if p.is_file() else None
+    if size == 0:
+        # tshark reads a 0-byte file as an empty ERF capture and exits 0: say what it is
+        raise CaptureError(f"{capture}: empty file (0 bytes), not a capture")
+    if size is not None and size < MIN_CAPTURE_BYTES:
+        # no capture format is this short (pcap's file header alone is 24 bytes); tshark would
+        # read e.g. a bare pcapng magic "\n\r\r\n" as a one-record JSON file and exit 0
+        raise CaptureError(f"{capture}: only {size} bytes, too short to be a capture")
 
 
 class TsharkRun:
@@ -249,11 +260,31 @@ class TsharkRun:
         return "\n".join(self._tail)
 
     def __iter__(self) -> Iterator[str]:
+        exhausted = False
         try:
             for line in self._proc.stdout:
                 yield line.rstrip("\n")
+            exhausted = True
         finally:
-            self.close()
+            if exhausted:
+                self._finish()
+            else:
+                self.close()
+
+    def _finish(self) -> None:
+        """stdout reached EOF: tshark is exiting. Wait for it (its exit status and stderr decide
+        whether the run failed) rather than treat it as a consumer that stopped early: closing
+        stdout before tshark exits used to lose a non-zero exit, e.g. "isn't a capture file"."""
+        try:
+            self._proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+            self._stderr_thread.join(timeout=5)
+            raise TsharkFailed(f"{self.capture}: tshark did not exit after its output ended",
+                               self.stderr_tail, None) from None
+        self._stderr_thread.join(timeout=5)
+        self._check()
 
     def close(self) -> None:
         if self._proc.poll() is None:

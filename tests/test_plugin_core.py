@@ -26,7 +26,7 @@ def tshark_out(args, *, plugin=True, check=True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr
-    assert "Lua: Error" not in proc.stderr and "Lua Error" not in proc.stdout, proc.stderr + proc.stdout[-2000:]
+    assert "Lua: Error" not in proc.stderr and "Lua Error:" not in proc.stdout, proc.stderr + proc.stdout[-2000:]
     return proc
 
 

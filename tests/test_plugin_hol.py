@@ -224,3 +224,65 @@ def test_nosack_sender_dupack_view():
     assert abs(float(rels[0]["tcpstall.hol.max_hold_ms"]) - max(h["hold_ms"] for h in helds)) <= 5.0
     held_frames = sorted(f for f, r in rows.items() if r["tcpstall.hol.hold_ms"])
     assert [int(rows[f]["tcp.seq_raw"]) for f in held_frames] == [h["seq_raw"] for h in helds]
+
+
+# --- reordering that is not loss, network duplicates (tests/data, made with tests/data/minilab) --
+
+DATA = sample("heartbeat-loss-server.pcapng").parent.parent / "tests" / "data"
+
+
+def _late_originals(capture):
+    """From the raw receiver capture (no plugin): each data segment that arrives below data already
+    seen, for the first time, with a TSval older than the highest segment's: a late original.
+    Returns [(late segment, first arrival above the gap)]."""
+    segs = [s for s in ts.iter_segments(str(capture)) if s.dport == 9000 and s.length > 0]
+    seen, out, high, high_ts = set(), [], None, None
+    for s in segs:
+        key = (s.seq_raw, s.length)
+        if high is not None and s.seq_raw < high and key not in seen and s.tsval is not None \
+                and s.tsval < high_ts:
+            above = next(x for x in segs if x.seq_raw == s.seq_raw + s.length)
+            out.append((s, above))
+        seen.add(key)
+        if high is None or s.seq_raw + s.length > high:
+            high, high_ts = s.seq_raw + s.length, s.tsval
+    return out
+
+
+def test_reordering_late_original_is_a_release():
+    capture = DATA / "reorder-dup-receiver.pcapng"
+    lates = _late_originals(capture)
+    assert len(lates) == 2
+    rows = run(capture, two_pass=True, display_filter="tcpstall")
+    for late, above in lates:
+        r = rows[late.frame]
+        assert int(r["tcpstall.hol.first_held_frame"]) == above.frame
+        assert abs(float(r["tcpstall.hol.max_hold_ms"]) - (late.time - above.time) * 1000) <= 1.0
+        assert r["tcpstall.retrans.trigger"] is None          # not a retransmission
+        assert any("late original" in m for m in r["_ws.expert.message"])
+        assert r["tcpstall.hol.released_note"] is not None    # 5-8 ms < hol_warn_ms: a note
+        assert int(rows[above.frame]["tcpstall.hol.release_frame"]) == late.frame
+    # the spurious fast retransmissions that follow and the network duplicates release nothing
+    rels = sorted(f for f, r in rows.items() if r["tcpstall.hol.released_bytes"])
+    assert rels == sorted(l.frame for l, _ in lates)
+
+
+def test_network_duplicates_are_not_retransmissions():
+    capture = DATA / "reorder-dup-receiver.pcapng"
+    segs = [s for s in ts.iter_segments(str(capture)) if s.dport == 9000 and s.length > 0]
+    dups = [b for a, b in zip(segs, segs[1:]) if (a.seq_raw, a.length, a.tsval) == (b.seq_raw, b.length, b.tsval)]
+    assert len(dups) == 2
+    rows = run(capture, two_pass=True, display_filter="frame")
+    for d in dups:
+        assert rows[d.frame]["tcpstall.retrans.trigger"] is None
+
+
+def test_reordering_sender_view_dsack_corrects_the_filler():
+    rows = run(DATA / "reorder-dup-sender.pcapng", two_pass=True, display_filter="tcpstall")
+    rels = [r for r in rows.values() if r["tcpstall.hol.released_bytes"]]
+    assert len(rels) == 2
+    for r in rels:
+        assert r["tcpstall.hol.view"] == "sender"
+        msg = [m for m in r["_ws.expert.message"] if m.startswith("HOL-blocked delivery: released")][0]
+        assert "was spurious: D-SACK frame" in msg
+    assert [r["tcpstall.retrans.trigger"] for r in rows.values() if r["tcpstall.retrans.trigger"]] == ["fast", "fast"]

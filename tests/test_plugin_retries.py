@@ -74,8 +74,33 @@ def z_tsv(capture, prefs=None) -> dict:
 
 # --- the budget formula: tcp_model_timeout ------------------------------------------------------
 
-@pytest.mark.parametrize("retries2", sorted(KERNEL_TABLE))
-def test_budget_formula_matches_kernel_table(retries2):
+LUA_HARNESS = """
+local path = ...
+local m = assert(loadfile(path))({ settings = {}, F = {}, E = {} })
+for n = 0, 20 do print(string.format("BUDGET %d %.6f", n, m.model_timeout(n, 200, 120000))) end
+"""
+
+
+def test_budget_formula_matches_kernel_table(tmp_path):
+    """Pure unit test of the Lua tcp_model_timeout() (tcpstall/retries.lua), run by tshark's own Lua:
+    the module is loaded with a stub core and asked for retries2 = 0..20 in one tshark start."""
+    module = plugin_script().parent / "tcpstall" / "retries.lua"
+    script = tmp_path / "budget_harness.lua"
+    script.write_text(LUA_HARNESS.replace("local path = ...", f"local path = {str(module)!r}"))
+    proc = subprocess.run([shutil.which("tshark"), "-n", "-X", f"lua_script:{script}", "-r",
+                           str(sample("peer-vanishes-client.pcapng")), "-c", "1", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = {int(n): float(v) for tag, n, v in (ln.split() for ln in proc.stdout.splitlines()
+                                               if ln.startswith("BUDGET "))}
+    for n, want in KERNEL_TABLE.items():
+        assert got[n] == pytest.approx(want, abs=1e-9), n
+    assert got[0] == pytest.approx(0.2)
+    assert got[20] == pytest.approx(924.6 + 5 * 120)          # linear past thresh: + rto_max each
+
+
+@pytest.mark.parametrize("retries2", [6, 8, 15])
+def test_budget_through_the_pref(retries2):
     rows = run(sample("peer-vanishes-client.pcapng"), two_pass=False, display_filter="frame.number == 9",
                prefs={"tcp_retries2": retries2, "rto_min_ms": 200, "rto_max_ms": 120000})
     assert float(rows[9]["tcpstall.retries.budget_s"]) == pytest.approx(KERNEL_TABLE[retries2], abs=1e-9)
@@ -118,6 +143,10 @@ def test_peer_vanishes_numbers_and_abort(two_pass):
     assert len(frames) == retries2 + 1 == tr["retransmission_count"]
     assert [rr[f]["tcpstall.retrans.trigger"] for f in frames] == ["tlp"] + ["rto"] * retries2
     assert [int(rr[f]["tcpstall.retries.rto_count"]) for f in frames] == list(range(0, retries2 + 1))
+    # ... as the kernel counted them: one loss probe, tcp_retries2 RTO firings + the one that aborted
+    kc = t["kernel_counters"]["client"]
+    assert kc["TCPLossProbes"] == 1 and kc["TCPTimeouts"] == retries2 + 1 and kc["TCPAbortOnTimeout"] == 1
+    assert kc["TcpRetransSegs"] == retries2 + 1
     # the first two intervals are equal (probe, then first RTO): the plugin says why
     assert "same interval" in rr[frames[1]]["tcpstall.retrans.why"]
     # predicted abort on the last retransmission: within 1 % of the client's logged ETIMEDOUT
@@ -137,7 +166,9 @@ def test_peer_vanishes_numbers_and_abort(two_pass):
     assert appr == frames[3:]                       # retransmission #4 = RTO #3
     assert [f for f in frames if rr[f]["tcpstall.retries.final"] is not None] == [frames[-1]]
     m = msgs(rr[frames[4]], "retries approaching tcp_retries2")
-    assert m and "retransmission #5 (RTO #4) of 64 B" in m[0] and "tcp_retries2=6" in m[0]
+    x5 = tr["retransmissions"][4]
+    assert m and f"retransmission #5 of {tr['data']['len']} B, {x5['since_first_send_s']:.1f} s without ACK" in m[0]
+    assert "tcp_retries2=6: 25.4 s from the first RTO" in m[0]
     assert "an RPC deadline or TCP_USER_TIMEOUT would fail faster" in m[0]
     fm = msgs(rr[frames[-1]], "last retransmission before the predicted abort")
     assert fm and "ETIMEDOUT" in fm[0]
@@ -275,4 +306,64 @@ def test_single_fast_retransmit_is_numbered_but_quiet():
 
 def test_clean_captures_have_no_retries_fields():
     for capture in ("clean-rpc-client.pcapng", "clean-heartbeat-client.pcapng"):
-        assert run(sample(capture), two_pass=False, display_filter="tcpstall.retries") == {}
+        assert run(sample(capture), two_pass=False, display_filter="tcpstall.retries.count || tcpstall.retries.outcome") == {}
+
+
+# --- tcpstall analyze: one `retries` finding per episode, with its outcome -------------------------
+
+@pytest.mark.parametrize("scenario,prefs,outcome", [
+    ("peer-vanishes", {"tcp_retries2": 6}, "capture_ends"),
+    ("peer-vanishes-usertimeout", {"user_timeout_ms": 3000}, "capture_ends"),
+    ("cable-back", {}, "recovered"),
+    ("peer-restarts", {}, "reset"),
+])
+def test_analyze_retries_finding(scenario, prefs, outcome):
+    from pytshark_ext.analyze import analyze_capture, to_json
+
+    t = truth(scenario)
+    tr = t["retries"]
+    res = analyze_capture(str(sample(f"{scenario}-client.pcapng")), prefs=prefs)
+    found = [f for f in to_json(res)["findings"] if f["kind"] == "retries"]
+    assert len(found) == 1, found
+    f = found[0]
+    assert f["outcome"] == outcome
+    assert f["start"] == pytest.approx(tr["first_send"], abs=2e-6)            # the data's first send
+    assert f["count"] == len(tr["retransmissions"])
+    assert f["first_frame"] == tr.get("first_send_frame", f["first_frame"])
+    last = tr["retransmissions"][-1]
+    if outcome == "capture_ends":
+        logged = t["app"]["error_time"] - tr["first_send"]
+        assert abs(f["abort_at_s"] - logged) / logged < 0.01
+        assert f["final_frame"] == f["end_frame"] == last["frame"]
+        assert f["end"] == pytest.approx(last["time"], abs=2e-6)
+        assert "last retransmission before the predicted abort" in f["summary"]
+    else:
+        assert f["final_frame"] is None
+        assert f["end"] > last["time"] and f["end_frame"] not in (None, f["first_frame"])
+        assert f["stall_s"] == pytest.approx(f["end"] - tr["first_send"], abs=2e-6)
+        assert outcome in f["summary"]
+
+
+def test_first_retransmission_relabelled_tlp_from_equal_intervals(tmp_path):
+    """Without any earlier exchange (no SRTT) the core calls the probe an RTO; the second interval,
+    equal to the first, shows it was the tail loss probe. The cut is made with editcap from the
+    committed capture (the packets are real)."""
+    t = truth("peer-vanishes")
+    tr = t["retries"]
+    cut = tmp_path / "pv-cut.pcapng"
+    first = tr["first_send_frame"]
+    subprocess.run([shutil.which("editcap"), "-r", str(sample("peer-vanishes-client.pcapng")), str(cut),
+                    f"{first}-1000"], check=True, capture_output=True, timeout=60)
+    one = retrans_rows(run(cut, two_pass=False, prefs={"tcp_retries2": 6}))
+    two = retrans_rows(run(cut, two_pass=True, prefs={"tcp_retries2": 6}))
+    assert sorted(one) == sorted(two) == list(range(2, 2 + len(tr["retransmissions"])))
+    assert one[2]["tcpstall.retrans.trigger"] == "rto"           # one pass: printed before the evidence
+    assert two[2]["tcpstall.retrans.trigger"] == "tlp"
+    assert "same interval" in two[2]["tcpstall.retrans.why"]
+    assert int(two[2]["tcpstall.retries.rto_count"]) == 0
+    assert [int(two[f]["tcpstall.retries.rto_count"]) for f in sorted(two)] == list(range(0, len(two)))
+    logged = t["app"]["error_time"] - tr["first_send"]
+    for rows in (one, two):
+        pred = float(rows[max(rows)]["tcpstall.retries.abort_at_s"])
+        assert abs(pred - logged) / logged < 0.01
+        assert rows[max(rows)]["tcpstall.retries.final"] is not None

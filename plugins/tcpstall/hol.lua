@@ -92,9 +92,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     -- receiver view: this packet's data (direction fwd)
     if pkt.arrival == "held" then
+        -- the held entry itself is this frame's result (one table less per held frame)
         local h = pkt.held_entry
-        h.hol = { held = true, hole = pkt.hole, bytes = pkt.de - pkt.ds }
-        out.hol = h.hol
+        h.held, h.hole, h.bytes = true, pkt.hole, pkt.de - pkt.ds
+        out.hol = h
     end
     if pkt.released ~= nil then
         local ents = pkt.released
@@ -103,9 +104,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
         for i = 1, #ents do
             local h = ents[i]
             if h.t < first_t or (h.t == first_t and h.f < first_f) then first_t, first_f = h.t, h.f end
-            if h.hol ~= nil then
-                h.hol.hold_ms = (t - h.t) * 1000
-                h.hol.release_frame = pkt.number
+            if h.held then
+                h.hold_ms = (t - h.t) * 1000
+                h.release_frame = pkt.number
             end
         end
         local rel = {
@@ -123,12 +124,14 @@ function M.on_packet(pkt, fwd, rev, out, st)
     end
 
     -- thin stream (on the retransmission itself, either capture side)
-    local held_t = nil
-    if out.hol and out.hol.rel and out.hol.rel.view == "receiver" then held_t = out.hol.rel.first_held_t end
-    local thin = thin_check(pkt, fwd, held_t)
-    if thin ~= nil then
-        out.hol = out.hol or {}
-        out.hol.thin = thin
+    if pkt.rtx ~= nil then
+        local held_t = nil
+        if out.hol and out.hol.rel and out.hol.rel.view == "receiver" then held_t = out.hol.rel.first_held_t end
+        local thin = thin_check(pkt, fwd, held_t)
+        if thin ~= nil then
+            out.hol = out.hol or {}
+            out.hol.thin = thin
+        end
     end
 
     -- sender view: this packet's ACK moved the cumulative ACK over SACKed data of rev
@@ -175,11 +178,30 @@ function M.on_packet(pkt, fwd, rev, out, st)
             out.hol = out.hol or {}
             out.hol.rel = rel
             record_episode(st, rev, rel)
+            if by ~= nil then rev.a.hol_last_sender_rel = { rel = rel, s = by.s, e = by.e } end
+        end
+    end
+
+    -- a D-SACK for the retransmission that seemed to fill the hole: it was spurious, the late
+    -- original filled it (corrects the release already stored; shows in two-pass and the GUI)
+    if pkt.dsack and pkt.dsack_l ~= nil then
+        local lr = rev.a.hol_last_sender_rel
+        if lr ~= nil and pkt.dsack_l <= lr.s and pkt.dsack_r >= lr.e then
+            lr.rel.spurious_frame = lr.rel.filler_frame
+            lr.rel.dsack_frame = pkt.number
+            lr.rel.late_original = true
+            lr.rel.by_send_ms = nil
+            rev.a.hol_last_sender_rel = nil
         end
     end
 end
 
 ---------------------------------------------------------------------------------------------------
+
+-- anything to show for this frame's result? (held frames have nothing before their release)
+function M.visible(r)
+    return r.hold_ms ~= nil or r.rel ~= nil or r.thin ~= nil
+end
 
 function M.render(tree, r)
     local warn_ms = core.settings.hol_warn_ms or 20
@@ -207,7 +229,9 @@ function M.render(tree, r)
         if filled_by ~= nil then tree:add(F.hol_filled_by, filled_by) end
         tree:add(F.hol_view, rel.view)
         local what
-        if rel.late_original then
+        if rel.spurious_frame ~= nil then
+            what = string.format("the late original (retransmission frame %d was spurious: D-SACK frame %d)", rel.spurious_frame, rel.dsack_frame)
+        elseif rel.late_original then
             what = rel.view == "receiver" and "late original (reordering, not a retransmission)" or "ACK without a retransmission (reordering)"
         elseif rel.trigger ~= nil then
             what = rel.trigger .. " retransmission" .. (rel.filler_frame and (" (frame " .. rel.filler_frame .. ")") or "")

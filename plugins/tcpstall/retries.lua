@@ -19,7 +19,8 @@
 --   * the budget is checked only when the RTO timer fires (and only once icsk_retransmits >= 1):
 --     the abort is the first RTO expiry at or after retrans_stamp + T. Future expiries are simulated
 --     from the RTO intervals observed in the capture (they include the timer slack): base RTO =
---     median of interval_k / 2^(k-1), doubling, capped at rto_max.
+--     min over the observed RTOs of interval_k / 2^(k-1), doubling, capped at rto_max (or at the
+--     median capped interval observed).
 --
 -- The first retransmission of a lone segment is usually a tail loss probe: PTO = min(2·SRTT +
 -- 200 ms, RTO) ≈ RTO on a short path, and the probe does not back off the RTO timer, so the first
@@ -152,7 +153,11 @@ local function relabel_first(ep, x2)
     if trig ~= "rto" and trig ~= "tlp" and trig ~= "unknown" then return end
     local ratio = x2.gap / x1.gap
     local g1, g2 = x1.gap * 1000, x2.gap * 1000
+    -- the first frame's stored result (rendered again with -2 / in the GUI) follows the new label
+    local res1 = core.state.results[x1.f]
+    local out1 = res1 and res1.retries
     if ratio >= 0.75 and ratio <= 1.3 then
+        if out1 ~= nil then out1.rto_n = 0 end
         if trig ~= "tlp" then
             r1.trigger = "tlp"
             r1.why = string.format("tail loss probe: the next retransmission came %.1f ms later, the same interval as this one (%.1f ms) — a probe does not back off the RTO timer", g2, g1)
@@ -161,6 +166,7 @@ local function relabel_first(ep, x2)
             x2.rtx.why = string.format("first RTO: %.1f ms after the tail loss probe, the same interval as the probe (%.1f ms): the timer had not backed off yet", g2, g1)
         end
     elseif ratio >= 1.6 and ratio <= 2.6 and trig ~= "rto" then
+        if out1 ~= nil then out1.rto_n = 1 end
         r1.trigger = "rto"
         r1.why = string.format("retransmission timer: the next retransmission came after twice the interval (%.1f ms vs %.1f ms, backoff)", g2, g1)
     end
@@ -171,21 +177,24 @@ local function rto_model(ep, fwd)
     local s = core.settings
     local rto_min = (s.rto_min_ms or 200) / 1000
     local rto_max = (s.rto_max_ms or 120000) / 1000
-    local base = median(ep.ratios)
-    local slack = 0
-    if base ~= nil then
-        local lo = math.huge
-        for i = 1, #ep.ratios do if ep.ratios[i] < lo then lo = ep.ratios[i] end end
-        if lo > 0 then slack = base / lo - 1 end
-    else
+    -- the lower envelope of the observed intervals: timer slack only ever adds, and once a
+    -- firing sits on a timer-wheel boundary the doubled intervals land on boundaries again (this
+    -- kernel: 208, 416, 832 ms ... 13.31 s exactly, with a stray +24 or +128 ms in between)
+    local base = nil
+    for i = 1, #ep.ratios do
+        local x = ep.ratios[i]
+        if x >= rto_min * 0.9 and (base == nil or x < base) then base = x end
+    end
+    if base == nil then
         -- nothing observed yet: Linux RTO = SRTT + max(4·mdev, rto_min) ≈ SRTT + rto_min, rounded up
         -- to the timer tick, plus the timer wheel's slack (this kernel: 208 ms for 200 ms)
         local srtt = core.stream.srtt(fwd) or 0
         base = (rto_min + srtt) * 1.02 + 0.004
     end
     if base < 0.001 then base = 0.001 end
-    local cap = median(ep.capped) or rto_max * (1 + slack)
+    local cap = median(ep.capped) or rto_max
     if cap < rto_max then cap = rto_max end
+    if cap < 0.001 then cap = 0.001 end
     return base, cap, rto_max
 end
 
@@ -369,7 +378,7 @@ local function budget_text(r)
     if r.is_ut then
         return string.format("TCP_USER_TIMEOUT=%d ms", math.floor(r.budget * 1000 + 0.5))
     end
-    return string.format("tcp_retries2=%d: %s s", r.retries2 or 15, fmt_s(r.budget))
+    return string.format("tcp_retries2=%d: %s s", r.retries2 or 15, r.budget >= 100 and string.format("%.1f", r.budget) or fmt_s(r.budget))
 end
 
 function M.render(tree, r)
@@ -385,7 +394,7 @@ function M.render(tree, r)
                 r.abort_at and string.format(" (the kernel would have aborted at ≈%s s)", fmt_s(r.abort_at)) or "")
         else
             txt = string.format("retries episode ended: reset — RST from the %s after %d retransmission%s (%d RTO) of %d B, %s s since the first send",
-                r.who == "sender" and "sender itself" or "peer (e.g. it restarted and lost the connection)",
+                r.who == "sender" and "sender itself" or "peer (e.g. it restarted)",
                 r.count, r.count == 1 and "" or "s", r.rto_n, r.bytes or 0, fmt_s(r.elapsed))
         end
         tree:add_proto_expert_info(E.retries_ended, txt)
@@ -401,14 +410,14 @@ function M.render(tree, r)
     if r.approaching then
         local deadline = r.is_ut and "an RPC deadline would fail faster" or
             "an RPC deadline or TCP_USER_TIMEOUT would fail faster"
+        -- expert texts stay below Wireshark's 240-byte label limit
         tree:add_proto_expert_info(E.retries_approaching, string.format(
-            "retries approaching tcp_retries2: retransmission #%d (RTO #%d) of %d B, %s s without ACK; Linux gives up at ≈%s s or later (%s, counted from the first RTO retransmission at %s s, checked when the RTO timer fires) — %s",
-            r.count, r.rto_n, r.bytes or 0, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(r),
-            fmt_s(r.stamp_at), deadline))
+            "retries approaching tcp_retries2: retransmission #%d of %d B, %s s without ACK; Linux gives up at ≈%s s or later (%s from the first RTO) — %s",
+            r.count, r.bytes or 0, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(r), deadline))
     end
     if r.final then
         tree:add_proto_expert_info(E.retries_final, string.format(
-            "retries: last retransmission before the predicted abort: #%d (RTO #%d) of %d B, %s s without ACK; the next RTO expiry at ≈%s s after the first send is past the budget (%s, counted from %s s): Linux aborts the connection (ETIMEDOUT)",
+            "retries: last retransmission before the predicted abort: #%d (RTO #%d) of %d B, %s s without ACK; next RTO expiry ≈%s s is past the budget (%s from the first RTO at %s s): ETIMEDOUT",
             r.count, r.rto_n, r.bytes or 0, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(r), fmt_s(r.stamp_at)))
     end
 end

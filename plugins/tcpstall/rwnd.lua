@@ -20,14 +20,20 @@
 --   edge at least one segment beyond what S has sent, the window is "open"; S then either fills it
 --   again promptly (waiting for ACKs: window-limited) or leaves it open (congestion window,
 --   application, idle). An episode is a run of hits in which no open period lasted longer than
---   max(2 x RTT, 2 ms) and in which S spent at most half the time with an open window. It ends at
---   the ACK that opened the window S then did not fill (reported on the first frame that shows
---   this, or never if the capture ends first).
+--   max(2 x RTT, 2 ms) (at a receiver-side capture max(8 x RTT, 25 ms): an ACK delayed on its way
+--   to the sender cannot be told from a sender pause there) and in which S spent at most half the
+--   time with an open window. It ends at the ACK that opened the window S then did not fill
+--   (`tcpstall.rwnd.end_frame`), reported on the first frame that shows this (any later packet of
+--   the connection), or never if the capture ends first.
+--
+-- * RTT: per round, the sender's turn (opening ACK seen -> data filling the window seen) plus the
+--   receiver's turn (that data seen -> its ACK seen), averaged over the episode; this is the
+--   data->ACK RTT at a sender-side capture and the ACK->data (TS-echo) turn at a receiver-side one.
+--   Before an episode has both, the core's turns (data->ACK pairs, TS echo).
 --
 -- * Reported (expert `tcpstall.rwnd.throttling`, warn) once when the episode has lasted
 --   `rwnd_min_episode_ms` (and >= 3 refills, scale known or inferred), on that frame, and once on
---   the frame that ends it, with window, shift, RTT (the core's data->ACK and TS-echo turns), cap
---   = window / RTT, duration, bytes, the rule of thumb "time ~ bytes / window x RTT", and the likely
+--   the frame that ends it, with window, shift, RTT, cap = window / RTT, duration, bytes, the rule of thumb "time ~ bytes / window x RTT", and the likely
 --   cause (steady small window + prompt ACKs: small receive buffer; shrinking window: application
 --   not reading; rounds much longer than the RTT: slow/delayed ACKs).
 --
@@ -109,11 +115,22 @@ local function mult(A)
     return 2 ^ (A.k or A.kmin)
 end
 
-local function rtt_of(S)
-    local r = stream.srtt(S)
-    if r == nil or r <= 0 then r = stream.rtt_min(S) end
-    if r ~= nil and r <= 0 then r = nil end
-    return r
+-- RTT of the window-limited rounds: the sender's turn (opening ACK seen -> the data filling the
+-- window seen) plus the receiver's turn (that data seen -> its ACK seen), each averaged over the
+-- rounds of the episode, whatever the capture point (so window / RTT is the throughput the
+-- episode could reach, and bytes / window x RTT predicts its duration); before the episode has
+-- both, the core's estimate (data->ACK pairs, TS echo).
+local function rtt_of(S, ep)
+    local A = S.a.rwnd
+    if ep == nil then ep = A and A.ep end
+    local R = S.peer
+    local s, r
+    if ep ~= nil and ep.s_n > 0 then s = ep.s_sum / ep.s_n else s = S.turn_min end
+    if ep ~= nil and ep.r_n > 0 then r = ep.r_sum / ep.r_n else r = R.turn_s or R.turn_min end
+    if s == nil or r == nil then return nil end     -- one half unknown: no RTT rather than half of it
+    local rtt = s + r
+    if rtt <= 0 then return nil end
+    return rtt
 end
 
 -- shift of R's advertisement in this packet: shift, source (nil when unknown)
@@ -137,6 +154,20 @@ local function advance(A, S, now)
     if n - p > RING then p = n - RING end          -- overwritten: skip to the oldest kept
     local qt, qa, qr, qu, qf = A.qt, A.qa, A.qr, A.qu, A.qf
     local m = mult(A)
+    if A.ep == nil then
+        -- no episode: only the newest known ACK matters (no open-window bookkeeping)
+        local j = n
+        while j > p and qt[(j - 1) % RING + 1] > lim do j = j - 1 end
+        if j > p then
+            local i = (j - 1) % RING + 1
+            local ack, raw = qa[i], qr[i]
+            local edge = ack + (qu[i] and raw or raw * m)
+            A.kack, A.kraw, A.kuns, A.kf = ack, raw, qu[i], qf[i]
+            if A.kedge == nil or edge > A.kedge then A.kedge = edge end
+            A.ptr = j
+        end
+        return
+    end
     local high, mss = A.high, A.mss
     while p < n do
         local i = p % RING + 1                       -- slot of entry p + 1
@@ -149,7 +180,7 @@ local function advance(A, S, now)
         if A.kedge == nil or edge > A.kedge then A.kedge = edge end
         if A.open_since == nil and high ~= nil and mss > 0 and A.kedge - high >= mss then
             A.open_since = t + turn
-            A.open_t, A.open_f = t, qf[i]
+            A.open_t, A.open_f, A.open_ack = t, qf[i], true
         end
     end
     A.ptr = p
@@ -178,22 +209,27 @@ local function typical_w(ep)
 end
 
 -- likely cause: code, short phrase (for the expert), advice (for the cause item)
-local function cause_of(ep, rtt, mss)
+-- `rtt`: mean round of the episode; `path`: minimum RTT of the connection
+local function slow_rounds(rtt, path)
+    return rtt ~= nil and path ~= nil and rtt > 2 * path + 0.005
+end
+
+local function cause_of(ep, rtt, path, mss)
     local w = typical_w(ep)
     local rounds = w > 0 and ep.bytes_now / w or 0
     local per_round = rounds >= 1 and ep.dur / rounds or nil
     if not steady(ep) and ep.decreases >= 2 and ep.w_last <= 0.5 * ep.w_max then
-        return "app_not_reading", "likely the receiving application not reading",
+        return "app_not_reading", "likely app not reading",
             format("window shrank from %s B to %s B as the receive buffer filled: the receiving application reads slower than the data arrives (zero window itself: Wireshark's zero-window flags)",
                 fmt_int(ep.w_max), fmt_int(ep.w_last))
     end
-    if per_round ~= nil and rtt ~= nil and per_round > 2 * rtt + 0.005 then
+    if slow_rounds(rtt, path) then
         return "delayed_ack", "likely slow (delayed) ACKs",
-            format("each window took %s ms to be acknowledged, RTT %s ms: delayed ACKs or a busy receiver",
-                fmt_ms(per_round), fmt_ms(rtt))
+            format("each window took %s ms to be acknowledged while the path RTT is %s ms: delayed ACKs or a busy receiver",
+                fmt_ms(rtt), fmt_ms(path))
     end
     if steady(ep) then
-        return "small_rcvbuf", "likely a small receive buffer (SO_RCVBUF / tcp_rmem)",
+        return "small_rcvbuf", "likely small receive buffer (SO_RCVBUF)",
             format("window steady at %s B, receiver ACKs promptly (a window per %s ms): small receive buffer; check the receiver's SO_RCVBUF (disables autotuning), net.ipv4.tcp_rmem, net.core.rmem_max",
                 fmt_int(ep.w_last), fmt_ms(per_round or rtt))
     end
@@ -203,14 +239,16 @@ end
 
 -- snapshot of an episode for rendering (start report or end report)
 local function report(A, S, ep, final)
-    local rtt = rtt_of(S)
+    local rtt = rtt_of(S, ep)
     local w = final and typical_w(ep) or ep.w_last
     local mss = A.mss > 0 and A.mss or (S.mss or 0)
-    local cause, cause_short, cause_txt = cause_of(ep, rtt, mss)
+    local path = stream.rtt_min(S)
+    if path ~= nil and path <= 0 then path = nil end
+    local cause, cause_short, cause_txt = cause_of(ep, rtt, path, mss)
     return {
         final = final,
         w = w, w_min = ep.w_min, w_max = ep.w_max, k = A.k, inf = A.src == "inferred", src = A.src,
-        mss = mss, rtt = rtt, cap = rtt and (w * 8 / rtt / 1e6) or nil,
+        mss = mss, rtt = rtt, path = path, cap = rtt and (w * 8 / rtt / 1e6) or nil,
         dur = ep.dur, bytes = ep.bytes_now, start_f = ep.start_f, start_t = ep.start_t,
         end_f = final and ep.end_f or nil, hits = ep.hits,
         open_frac = ep.dur > 0 and ep.open_total / ep.dur or 0,
@@ -242,8 +280,7 @@ local function end_episode(A, S, st, out, now)
     local a = agg(st)
     a.episodes = a.episodes + 1
     a.limited_s = a.limited_s + ep.dur
-    if a.min_w == nil or ep.w_min < a.min_w then a.min_w = ep.w_min end
-    a.open = nil
+    if a.min_w == nil or rep.w < a.min_w then a.min_w = rep.w end   -- the episode's (typical) window
 end
 
 -- every packet of the stream: has S left an open window unused for too long?
@@ -256,7 +293,7 @@ local function tick(A, S, st, out, now)
 end
 
 -- scale inference from one new-data segment (flight = de - known ack, raw = known raw window)
-local function infer(A, pkt, flight, raw, out)
+local function infer(A, S, st, pkt, flight, raw, out)
     if raw <= 0 or A.kuns then return end
     local k = A.kmin
     local changed = false
@@ -267,6 +304,7 @@ local function infer(A, pkt, flight, raw, out)
     if changed then
         A.kmin = k
         A.touches, A.touch_acks, A.touch_last_ack = 0, 0, nil
+        if A.ep ~= nil and A.ep.confirmed then end_episode(A, S, st, out, pkt.time) end
         A.ep, A.open_since = nil, nil              -- episodes under a smaller shift were not real
         A.kedge = nil
         if A.src == "inferred" then
@@ -308,7 +346,7 @@ local function on_data(A, S, pkt, out, st)
     local ack, raw = A.kack, A.kraw
     local flight = de - ack
     if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns then
-        infer(A, pkt, flight, raw, out)
+        infer(A, S, st, pkt, flight, raw, out)
     end
     local m = A.kuns and 1 or mult(A)
     local w = raw * m
@@ -328,7 +366,12 @@ local function on_data(A, S, pkt, out, st)
             end_episode(A, S, st, out, t)
             ep = nil
         end
-        A.open_since, A.open_t, A.open_f = nil, nil, nil
+        if A.open_ack and ep ~= nil then
+            local smp = t - A.open_t
+            ep.s_sum, ep.s_n = ep.s_sum + smp, ep.s_n + 1
+        end
+        A.open_since, A.open_t, A.open_f, A.open_ack = nil, nil, nil, false
+        A.hit_t, A.hit_de = t, de
         local rtt = rtt_of(S)
         local tol = rtt and 2 * rtt or 0
         if tol < 0.002 then tol = 0.002 end
@@ -345,9 +388,10 @@ local function on_data(A, S, pkt, out, st)
                 start_t = t, start_f = pkt.number, una0 = ack, high = de,
                 hits = 0, refills = 0, open_total = 0, last_t = t, last_f = pkt.number,
                 w_min = w, w_max = w, w_first = w, w_last = w, w_sum = 0, same = 0, decreases = 0,
-                confirmed = false, dur = 0, bytes_now = 0,
+                confirmed = false, dur = 0, bytes_now = 0, s_sum = 0, s_n = 0, r_sum = 0, r_n = 0,
             }
             A.ep = ep
+            result(out)         -- the start frame always gets a (possibly empty) tcpstall tree
         else
             ep.refills = ep.refills + 1
             ep.open_total = ep.open_total + gap
@@ -376,13 +420,12 @@ local function on_data(A, S, pkt, out, st)
                 if ep.dur >= min_s and ep.refills >= 3 and ep.open_total <= 0.5 * ep.dur then
                     ep.confirmed = true
                     r.start = report(A, S, ep, false)
-                    agg(st).open = true
                 end
             end
         end
     else
         if A.open_since == nil and edge - de >= mss then
-            A.open_since, A.open_t, A.open_f = t, t, pkt.number
+            A.open_since, A.open_t, A.open_f, A.open_ack = t, t, pkt.number, false
         end
         if ep ~= nil and A.open_since ~= nil and t - A.open_since > A.tol then
             end_episode(A, S, st, out, t)
@@ -402,7 +445,7 @@ local function on_advert(A, R, pkt, out)
             A.src = "handshake"
             A.k = (R.wscale ~= nil and R.peer.wscale ~= nil) and R.wscale or 0
         end
-    else
+    elseif A.src ~= "handshake" then
         local k, src = pkt_shift(pkt, R)
         if src ~= nil and A.src ~= src and A.src ~= "handshake" then
             A.src, A.k = src, k
@@ -412,6 +455,12 @@ local function on_advert(A, R, pkt, out)
             local r = result(out)
             r.unknown_note = true
         end
+    end
+    if A.hit_t ~= nil and ack >= A.hit_de then
+        local smp = pkt.time - A.hit_t
+        local ep = A.ep
+        if ep ~= nil then ep.r_sum, ep.r_n = ep.r_sum + smp, ep.r_n + 1 end
+        A.hit_t = nil
     end
     if ack ~= A.last_ack or raw ~= A.last_raw then
         local n = A.n + 1
@@ -455,7 +504,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
         local Ar = rev.a.rwnd
         if Ar == nil then Ar = state(rev) end
         on_advert(Ar, fwd, pkt, out)
-        if Ar.ep ~= nil or Ar.high ~= nil then tick(Ar, rev, st, out, t) end
+        if Ar.ep ~= nil then tick(Ar, rev, st, out, t) end
     end
 end
 
@@ -473,7 +522,7 @@ local function render_report(tree, rep)
     if rep.rtt ~= nil then add(tree, F.rwnd_rtt_ms, round3(rep.rtt * 1000)) end
     add(tree, F.rwnd_limited_ms, core.ms(rep.dur))
     local b = rep.bytes > 0 and rep.bytes or 0
-    add(tree, F.rwnd_bytes, UInt64.new(b % 4294967296, floor(b / 4294967296)))
+    add(tree, F.rwnd_bytes, UInt64.new(floor(b % 4294967296), floor(b / 4294967296)))
     add(tree, F.rwnd_start_frame, rep.start_f)
     if rep.end_f ~= nil then add(tree, F.rwnd_end_frame, rep.end_f) end
     add(tree, F.rwnd_cause, rep.cause):append_text(": " .. rep.cause_txt)
@@ -481,28 +530,37 @@ local function render_report(tree, rep)
     local segtxt = ""
     if rep.mss > 0 then
         local segs = rep.w / rep.mss
-        segtxt = format(" (%s×MSS %d)", (segs == floor(segs)) and tostring(floor(segs)) or format("%.1f", segs), rep.mss)
+        segtxt = format(" (%s×MSS %d%s)", (segs == floor(segs)) and tostring(floor(segs)) or format("%.1f", segs), rep.mss,
+            rep.inf and format(", shift %d inferred", rep.k or -1) or "")
+    elseif rep.inf then
+        segtxt = format(" (shift %d inferred)", rep.k or -1)
     end
-    local captxt = rep.cap ~= nil and format("caps throughput at %.1f Mbit/s at RTT %s ms", rep.cap, fmt_ms(rep.rtt))
-        or "(RTT not measured)"
-    local shift = rep.inf and format(", shift %d inferred", rep.k or -1) or ""
+    local captxt
+    if rep.cap == nil then
+        captxt = "(RTT not measured)"
+    elseif slow_rounds(rep.rtt, rep.path) then
+        captxt = format("caps throughput at %.1f Mbit/s at %s ms per round (path RTT %s ms)", rep.cap,
+            fmt_ms(rep.rtt), fmt_ms(rep.path))
+    else
+        captxt = format("caps throughput at %.1f Mbit/s at RTT %s ms", rep.cap, fmt_ms(rep.rtt))
+    end
     local txt
     if rep.final then
         local thumb = ""
         if rep.rtt ~= nil and rep.w > 0 then
-            thumb = format(" (≈ bytes / window × RTT = %s)", fmt_dur(rep.bytes / rep.w * rep.rtt))
+            thumb = format(" (≈ bytes/window × RTT = %s)", fmt_dur(rep.bytes / rep.w * rep.rtt))
         end
-        txt = format("receiver window throttling: rwnd %s B%s%s %s; window-limited for %s, %s B sent%s",
-            fmt_int(rep.w), segtxt, shift, captxt, fmt_dur(rep.dur), fmt_int(rep.bytes), thumb)
+        txt = format("receiver window throttling: rwnd %s B%s %s; window-limited for %s, %s B sent%s",
+            fmt_int(rep.w), segtxt, captxt, fmt_dur(rep.dur), fmt_int(rep.bytes), thumb)
     else
         local thumb = ""
         if rep.rtt ~= nil and rep.w > 0 then
-            thumb = format("; time ≈ bytes / window × RTT (1 MB: %s)", fmt_dur(1e6 / rep.w * rep.rtt))
+            thumb = format("; ≈ bytes/window × RTT: 1 MB in %s", fmt_dur(1e6 / rep.w * rep.rtt))
         end
-        txt = format("receiver window throttling: rwnd %s B%s%s %s; window-limited since frame %d (%s)%s",
-            fmt_int(rep.w), segtxt, shift, captxt, rep.start_f, fmt_dur(rep.dur), thumb)
+        txt = format("receiver window throttling: rwnd %s B%s %s; window-limited since frame %d (%s)%s",
+            fmt_int(rep.w), segtxt, captxt, rep.start_f, fmt_dur(rep.dur), thumb)
     end
-    if rep.cause_short ~= nil and #txt + #rep.cause_short + 2 <= 240 then txt = txt .. "; " .. rep.cause_short end
+    if rep.cause_short ~= nil and #txt + #rep.cause_short + 2 <= 239 then txt = txt .. "; " .. rep.cause_short end
     tree:add_proto_expert_info(E.rwnd_throttling, txt)
 end
 
@@ -559,7 +617,8 @@ local function episodes_of(st)
         local ep = A and A.ep
         if ep ~= nil and ep.confirmed then
             n, s = n + 1, s + ep.dur
-            if w == nil or ep.w_min < w then w = ep.w_min end
+            local tw = typical_w(ep)
+            if w == nil or tw < w then w = tw end
         end
     end
     return n, s, w

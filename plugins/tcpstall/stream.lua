@@ -14,6 +14,8 @@ if type(core) ~= "table" then return {} end
 
 local seq = core.load("seq")
 local unwrap = seq.unwrap
+local TWO32, HALF = 4294967296, 2147483648
+local sack_abs_scratch = {}
 
 local M = {}
 
@@ -41,7 +43,8 @@ local function new_dir(stream, src, sport, dst, dport)
         last_new_t = nil,      -- last transmission of new data
         new_times = {},        -- ring of the last 8 new-data send times (send cadence)
         new_times_n = 0,
-        segs = {},             -- outstanding segments, sorted by s: {s,e,t,f,tx,lt,lf}
+        segs = {},             -- outstanding segments, sorted by s: {s,e,t,f,tx,lt,lf,ts}
+        rec_s = {}, rec_e = {}, rec_ts = {}, rec_n = 0, -- last 4 transmissions (duplicate detection)
         segs_head = 1,
         retrans = 0,           -- retransmissions seen in this direction
         -- what the peer told us about this direction's data (ACKs from the peer)
@@ -50,16 +53,18 @@ local function new_dir(stream, src, sport, dst, dport)
         una_t = nil,           -- time the cumulative ACK last advanced
         dupacks = 0,           -- consecutive duplicate ACKs at snd_una
         dup_first_t = nil, dup_first_f = nil,
-        sacked = {},           -- SACK scoreboard above snd_una: disjoint, sorted {s,e,t,f}
+        sack_cov = {},         -- SACKed ranges merged {{s, e}, ...}
+        sacked = {}, sacked_head = 1, -- SACK scoreboard above snd_una: disjoint, sorted {s,e,t,f}, live from sacked_head
         sacked_bytes = 0,
         -- receiver view (this direction's data as it arrives at the capture point)
         rcv_nxt = nil,         -- in-order delivery point (absolute)
-        ooo = {},              -- held (out-of-order) arrivals above rcv_nxt: {s,e,t,f}, sorted by s
+        ooo = {}, ooo_head = 1, -- held (out-of-order) arrivals above rcv_nxt: {s,e,t,f}, sorted by s, live from ooo_head
+        ooo_union = 0, ooo_maxe = nil,
         -- window advertised BY this direction (i.e. for the peer's data)
         win_raw = nil, win_scale = nil, win = nil,
         -- RTT: `turn` = round trip capture point <-> this host (see README)
         turn_min = nil, turn_s = nil, turn_n = 0,
-        tsq = {}, tsq_head = 1, -- first-seen times of this side's TSvals {v, t}
+        tsq_v = {}, tsq_t = {}, tsq_lo = 0, tsq_hi = 0, -- first-seen times of this side's TSvals (ring)
         -- free slot for analyzers: d.a.hol, d.a.rwnd, d.a.retries ...
         ackhist = {}, ackhist_n = 0,  -- ring of the last 16 ACKs from the peer {t, f, dup, sacked, sacked_n}
         a = {},
@@ -79,19 +84,29 @@ function M.trigger_ack(d, t)
     return nil, turn
 end
 
-function M.lookup(state, pkt)
+-- Stream and direction records of this packet; `pinfo` gives the addresses when a stream is new.
+-- Directions are told apart by source port (by address too when both ports are equal).
+function M.lookup(state, pkt, pinfo)
     local st = state.streams[pkt.stream]
-    local k = pkt.src .. ":" .. pkt.sport
     if st == nil then
-        local d1 = new_dir(pkt.stream, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        local d2 = new_dir(pkt.stream, pkt.dst, pkt.dport, pkt.src, pkt.sport)
+        local src, dst = tostring(pinfo.src), tostring(pinfo.dst)
+        local d1 = new_dir(pkt.stream, src, pkt.sport, dst, pkt.dport)
+        local d2 = new_dir(pkt.stream, dst, pkt.dport, src, pkt.sport)
         d1.peer, d2.peer = d2, d1
-        st = { id = pkt.stream, first_t = pkt.time, first_f = pkt.number, dirs = { [d1.key] = d1, [d2.key] = d2 }, a = {} }
+        st = { id = pkt.stream, first_t = pkt.time, first_f = pkt.number, a = {},
+               same_ports = pkt.sport == pkt.dport, d1 = d1, d2 = d2, dirs = { [d1.key] = d1, [d2.key] = d2 } }
         st.client = d1  -- first direction seen (the SYN sender when the handshake is captured)
         state.streams[pkt.stream] = st
         state.stream_order[#state.stream_order + 1] = pkt.stream
     end
-    local fwd = st.dirs[k]
+    local fwd
+    if not st.same_ports then
+        local d1 = st.d1
+        if pkt.sport == d1.sport and pkt.dport == d1.dport then fwd = d1
+        elseif pkt.sport == d1.dport and pkt.dport == d1.sport then fwd = st.d2 end
+    else
+        fwd = st.dirs[tostring(pinfo.src) .. ":" .. pkt.sport]
+    end
     if fwd == nil then return nil end   -- tcp.stream reused by other endpoints: ignore
     st.last_t = pkt.time
     st.last_f = pkt.number
@@ -146,15 +161,15 @@ local function seg_find(d, x)
     return lo
 end
 
-local function seg_insert(d, s, e, t, f)
+local function seg_insert(d, s, e, t, f, ts)
     local segs = d.segs
     local n = #segs
     if n < d.segs_head or segs[n].e <= s then
-        segs[n + 1] = { s = s, e = e, t = t, f = f, tx = 1, lt = t, lf = f }
+        segs[n + 1] = { s = s, e = e, t = t, f = f, tx = 1, lt = t, lf = f, ts = ts }
         return
     end
     local i = seg_find(d, s)
-    table.insert(segs, i, { s = s, e = e, t = t, f = f, tx = 1, lt = t, lf = f })
+    table.insert(segs, i, { s = s, e = e, t = t, f = f, tx = 1, lt = t, lf = f, ts = ts })
 end
 
 local function segs_compact(d)
@@ -172,8 +187,26 @@ local function on_send(d, pkt, s, e)
     local high = d.high
     local info = nil
     if high == nil or s >= high then
-        seg_insert(d, s, e, t, f)
+        seg_insert(d, s, e, t, f, pkt.tsval)
     else
+        -- an exact copy of the last transmission (same range, same TSval): duplicated by the
+        -- network or the capture, not sent again
+        local g0 = d.segs[seg_find(d, s)]
+        if g0 ~= nil and g0.s == s and g0.e == e and pkt.tsval ~= nil and g0.ts == pkt.tsval then
+            pkt.duplicate = true
+            return nil
+        end
+        -- (also when the original was already acknowledged: the last few transmissions)
+        local tv = pkt.tsval
+        if tv ~= nil then
+            local rs, re, rt = d.rec_s, d.rec_e, d.rec_ts
+            for k = 1, 4 do
+                if rs[k] == s and re[k] == e and rt[k] == tv then
+                    pkt.duplicate = true
+                    return nil
+                end
+            end
+        end
         -- (partly) below the highest sequence sent: walk overlapping known segments
         local segs = d.segs
         local i = seg_find(d, s)
@@ -189,7 +222,7 @@ local function on_send(d, pkt, s, e)
             -- both stay unknown)
             if start_seen and first_t == nil then first_t, prev_t, prev_f = g.t, g.lt, g.lf end
             g.tx = g.tx + 1
-            g.lt, g.lf = t, f
+            g.lt, g.lf, g.ts = t, f, pkt.tsval
             if g.tx > tx then tx = g.tx end
             if g.e > covered_to then covered_to = g.e end
             i = i + 1
@@ -198,27 +231,64 @@ local function on_send(d, pkt, s, e)
         if high < top then top = high end
         if covered_to < top then gaps[#gaps + 1] = { covered_to, top } end
         for _, gp in ipairs(gaps) do
-            if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f) end
+            if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f, pkt.tsval) end
         end
         if tx > 0 then
             info = { first_t = first_t, prev_t = prev_t, prev_f = prev_f, n = tx - 1, unseen = not start_seen }
         end
-        if e > high then seg_insert(d, high, e, t, f) end
+        if e > high then seg_insert(d, high, e, t, f, pkt.tsval) end
     end
     if high == nil or e > high then
         d.high = e
     end
+    local k = d.rec_n % 4 + 1
+    d.rec_s[k], d.rec_e[k], d.rec_ts[k] = s, e, pkt.tsval
+    d.rec_n = d.rec_n + 1
     return info
 end
 
 ---------------------------------------------------------------------------------------------------
 -- receiver view: in-order delivery point and held (out-of-order) arrivals
 
+-- d.ooo is a sorted array used from d.ooo_head on (consumed entries stay until compaction, so the
+-- array never has holes); d.ooo_union = bytes covered by the live entries, d.ooo_maxe = their
+-- highest end. Appends at the top (the common case) are O(1).
+
+local function ooo_compact(d)
+    local h = d.ooo_head
+    local ooo = d.ooo
+    if h > #ooo then
+        d.ooo, d.ooo_head, d.ooo_union, d.ooo_maxe = {}, 1, 0, nil
+    elseif h > 64 and h > #ooo / 2 then
+        local n = {}
+        for i = h, #ooo do n[#n + 1] = ooo[i] end
+        d.ooo, d.ooo_head = n, 1
+    end
+end
+
+-- recompute union and max end of the live held entries (slow path: overlaps, middle inserts)
+local function ooo_recount(d)
+    local ooo = d.ooo
+    local union, cov = 0, nil
+    for i = d.ooo_head, #ooo do
+        local g = ooo[i]
+        if cov == nil or g.s >= cov then
+            union = union + (g.e - g.s)
+            cov = g.e
+        elseif g.e > cov then
+            union = union + (g.e - cov)
+            cov = g.e
+        end
+    end
+    d.ooo_union, d.ooo_maxe = union, cov
+end
+
 local function on_arrival(d, pkt, ds, de)
     if d.rcv_nxt == nil then
         d.rcv_nxt = ds
         if d.isn ~= nil and d.isn + 1 < ds then d.rcv_nxt = d.isn + 1 end
         if d.snd_una ~= nil and d.snd_una < d.rcv_nxt then d.rcv_nxt = d.snd_una end
+        d.ooo, d.ooo_head, d.ooo_union, d.ooo_maxe = {}, 1, 0, nil
     end
     local nxt = d.rcv_nxt
     if de <= nxt then
@@ -226,57 +296,70 @@ local function on_arrival(d, pkt, ds, de)
         return
     end
     local ooo = d.ooo
+    local head = d.ooo_head
     if ds <= nxt then
         pkt.arrival = "inorder"
         local new = de
-        local rel = nil
-        while ooo[1] ~= nil and ooo[1].s <= new do
-            local h = table.remove(ooo, 1)
-            if h.e > new then new = h.e end
-            rel = rel or {}
-            rel[#rel + 1] = h
+        local g = ooo[head]
+        if g == nil or g.s > new then
+            d.rcv_nxt = new
+            return
+        end
+        local rel = {}
+        while g ~= nil and g.s <= new do
+            if g.e > new then new = g.e end
+            rel[#rel + 1] = g
+            head = head + 1
+            g = ooo[head]
         end
         d.rcv_nxt = new
-        if rel ~= nil then
-            -- held bytes delivered: the union of the held entries within [old rcv_nxt, new rcv_nxt).
-            -- Normally that is everything above this packet's payload; when the sender collapsed the
-            -- held data into the retransmission, the held copies still count (they waited).
-            local cov, bytes, segs = nxt, 0, 0
-            for i = 1, #rel do
-                local h = rel[i]
-                local s0 = h.s > cov and h.s or cov
-                if h.e > s0 then
-                    bytes = bytes + (h.e - s0)
-                    segs = segs + 1
-                    h.contrib = true
-                end
-                if h.e > cov then cov = h.e end
+        d.ooo_head = head
+        ooo_compact(d)
+        if d.ooo_head <= #d.ooo then ooo_recount(d) end
+        -- held bytes delivered: the union of the held entries within [old rcv_nxt, new rcv_nxt).
+        -- Normally that is everything above this packet's payload; when the sender collapsed the
+        -- held data into the retransmission, the held copies still count (they waited).
+        local cov, bytes, segs = nxt, 0, 0
+        for i = 1, #rel do
+            local h = rel[i]
+            local s0 = h.s > cov and h.s or cov
+            if h.e > s0 then
+                bytes = bytes + (h.e - s0)
+                segs = segs + 1
+                h.contrib = true
             end
-            pkt.released = rel                 -- held entries delivered by this packet
-            pkt.released_bytes = bytes
-            pkt.released_segments = segs
+            if h.e > cov then cov = h.e end
         end
+        pkt.released = rel                 -- held entries delivered by this packet
+        pkt.released_bytes = bytes
+        pkt.released_segments = segs
         return
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    local missing, cov = 0, nxt
-    for i = 1, #ooo do
-        local g = ooo[i]
-        if g.s >= ds then break end
-        if g.s > cov then missing = missing + (g.s - cov) end
-        if g.e > cov then cov = g.e end
-    end
-    if ds > cov then missing = missing + (ds - cov) end
-    pkt.hole = missing
     local h = { s = ds, e = de, t = pkt.time, f = pkt.number }
     local n = #ooo
-    if n == 0 or ooo[n].s <= ds then
+    local maxe = d.ooo_maxe
+    if n < head or maxe == nil or ds >= maxe then
+        -- common case: above everything held so far
+        pkt.hole = (ds - nxt) - d.ooo_union
         ooo[n + 1] = h
+        d.ooo_union = d.ooo_union + (de - ds)
+        d.ooo_maxe = de
     else
+        local missing, cov = 0, nxt
+        for i = head, n do
+            local g = ooo[i]
+            if g.s >= ds then break end
+            if g.s > cov then missing = missing + (g.s - cov) end
+            if g.e > cov then cov = g.e end
+        end
+        if ds > cov then missing = missing + (ds - cov) end
+        pkt.hole = missing
         local i = n
-        while i >= 1 and ooo[i].s > ds do i = i - 1 end
+        while i >= head and ooo[i].s > ds do i = i - 1 end
         table.insert(ooo, i + 1, h)
+        ooo_recount(d)
     end
     pkt.held_entry = h
 end
@@ -285,21 +368,28 @@ end
 local function rcv_catch_up(d, ack)
     if d.rcv_nxt == nil or ack <= d.rcv_nxt then return end
     d.rcv_nxt = ack
-    local ooo = d.ooo
-    while ooo[1] ~= nil and ooo[1].s < ack do
-        local h = ooo[1]
-        if h.e > ack then break end
-        table.remove(ooo, 1)
-        h.dropped = true
+    local ooo, head = d.ooo, d.ooo_head
+    local g = ooo[head]
+    if g == nil then return end
+    while g ~= nil and g.s < ack and g.e <= ack do
+        g.dropped = true
+        head = head + 1
+        g = ooo[head]
     end
+    d.ooo_head = head
+    ooo_compact(d)
+    ooo_recount(d)
 end
 
 ---------------------------------------------------------------------------------------------------
 -- ACK / SACK processing (pkt acknowledges the data of direction d)
 
--- first index i with sb[i].e > x
-local function sb_find(sb, x)
-    local lo, hi = 1, #sb + 1
+-- d.sacked is sorted and disjoint, live from d.sacked_head (consumed entries stay until
+-- compaction: the array never has holes, so table.insert stays valid).
+
+-- first index i >= lo with sb[i].e > x
+local function sb_find(sb, x, lo)
+    local hi = #sb + 1
     while lo < hi do
         local mid = math.floor((lo + hi) / 2)
         if sb[mid].e <= x then lo = mid + 1 else hi = mid end
@@ -307,28 +397,65 @@ local function sb_find(sb, x)
     return lo
 end
 
-local function sack_add(d, l, r, t, f)
+-- d.sack_cov: the SACKed ranges merged, {{s, e}, ...} sorted (few: one per hole). New SACK
+-- coverage is found against it (a dupACK's block usually grows by one segment at the top), so a
+-- growing block costs O(holes), not O(entries); each newly covered gap becomes one scoreboard
+-- entry with the time it was first SACKed.
+local function sb_insert(d, s, e, t, f)
     local sb = d.sacked
-    local i = sb_find(sb, l)
-    local pos = l
+    local n = #sb
+    local g = { s = s, e = e, t = t, f = f }
+    if n < d.sacked_head or sb[n].s < s then
+        sb[n + 1] = g
+    else
+        table.insert(sb, sb_find(sb, s, d.sacked_head), g)
+    end
+end
+
+local function sack_add(d, l, r, t, f)
+    local cov = d.sack_cov
+    local n = #cov
     local added = 0
+    local pos = l
+    local i = 1
+    while i <= n and cov[i][2] < pos do i = i + 1 end
+    local first = i
     while pos < r do
-        local g = sb[i]
-        if g == nil or g.s >= r then
-            table.insert(sb, i, { s = pos, e = r, t = t, f = f })
+        local c = cov[i]
+        if c == nil or c[1] >= r then
+            sb_insert(d, pos, r, t, f)
             added = added + (r - pos)
             break
         end
-        if g.s > pos then
-            table.insert(sb, i, { s = pos, e = g.s, t = t, f = f })
-            added = added + (g.s - pos)
-            i = i + 1
+        if c[1] > pos then
+            sb_insert(d, pos, c[1], t, f)
+            added = added + (c[1] - pos)
         end
-        if g.e > pos then pos = g.e end
+        if c[2] > pos then pos = c[2] end
         i = i + 1
+    end
+    -- merge [l, r) into cov: intervals first .. last touch it (adjacent ones merge too)
+    local last = first - 1
+    while cov[last + 1] ~= nil and cov[last + 1][1] <= r do last = last + 1 end
+    if last < first then
+        table.insert(cov, first, { l, r })
+    else
+        local c = cov[first]
+        if l < c[1] then c[1] = l end
+        local e = cov[last][2]
+        if r > e then e = r end
+        c[2] = e
+        for _ = first + 1, last do table.remove(cov, first + 1) end
     end
     d.sacked_bytes = d.sacked_bytes + added
     return added
+end
+
+-- the cumulative ACK moved to `ack`: drop merged coverage below it
+local function sack_cov_trim(d, ack)
+    local cov = d.sack_cov
+    while cov[1] ~= nil and cov[1][2] <= ack do table.remove(cov, 1) end
+    if cov[1] ~= nil and cov[1][1] < ack then cov[1][1] = ack end
 end
 
 local function on_ack(d, pkt, ack)
@@ -345,21 +472,31 @@ local function on_ack(d, pkt, ack)
         d.dup_first_t, d.dup_first_f = nil, nil
         pkt.acked_bytes = ack - una
         -- SACKed data now covered by the cumulative ACK: held at the receiver until now
-        local sb = d.sacked
-        if sb[1] ~= nil and sb[1].s < ack then
+        if d.sack_cov[1] ~= nil then sack_cov_trim(d, ack) end
+        local sb, sh = d.sacked, d.sacked_head
+        if sb[sh] ~= nil and sb[sh].s < ack then
             local bytes, first_t, first_f, ents = 0, huge, nil, {}
-            while sb[1] ~= nil and sb[1].s < ack do
-                local g = sb[1]
+            while sb[sh] ~= nil and sb[sh].s < ack do
+                local g = sb[sh]
                 local top = g.e
                 if top > ack then top = ack end
                 bytes = bytes + (top - g.s)
                 if g.t < first_t then first_t, first_f = g.t, g.f end
-                ents[#ents + 1] = g
+                ents[#ents + 1] = { s = g.s, e = top, t = g.t, f = g.f }
                 if g.e > ack then
                     g.s = ack
                     break
                 end
-                table.remove(sb, 1)
+                sh = sh + 1
+            end
+            if sb[sh] == nil then
+                d.sacked, d.sacked_head = {}, 1
+            elseif sh > 64 and sh > #sb / 2 then
+                local n = {}
+                for i = sh, #sb do n[#n + 1] = sb[i] end
+                d.sacked, d.sacked_head = n, 1
+            else
+                d.sacked_head = sh
             end
             d.sacked_bytes = d.sacked_bytes - bytes
             if d.sacked_bytes < 0 then d.sacked_bytes = 0 end
@@ -428,18 +565,19 @@ local function on_ack(d, pkt, ack)
     rcv_catch_up(d, ack)
 end
 
+-- blocks: flat absolute edges { l1, r1, l2, r2, ... }
 local function on_sack(d, pkt, blocks)
     d.sack_seen = true
     local una = d.snd_una or -huge
     local t, f = pkt.time, pkt.number
     local added = 0
-    for i = 1, #blocks do
-        local b = blocks[i]
-        local l, r = b[1], b[2]
+    local n = #blocks
+    for i = 1, n - 1, 2 do
+        local l, r = blocks[i], blocks[i + 1]
         if r <= una then
-            pkt.dsack = true
-        elseif i == 1 and #blocks > 1 and l >= blocks[2][1] and r <= blocks[2][2] then
-            pkt.dsack = true
+            pkt.dsack, pkt.dsack_l, pkt.dsack_r = true, l, r
+        elseif i == 1 and n >= 4 and l >= blocks[3] and r <= blocks[4] then
+            pkt.dsack, pkt.dsack_l, pkt.dsack_r = true, l, r
         else
             if l < una then l = una end
             if r > l then added = added + sack_add(d, l, r, t, f) end
@@ -451,36 +589,35 @@ end
 ---------------------------------------------------------------------------------------------------
 -- timestamps: first-seen time of each TSval, echo gives a turn sample for the echoing side
 
+-- ring of the last 64 distinct TSvals of d with their first-seen times: tsq_v / tsq_t indexed by
+-- counter % 64 + 1, live counters [tsq_lo, tsq_hi)
 local function ts_record(d, tsval, t)
-    local q = d.tsq
-    local n = #q
-    if n >= d.tsq_head and q[n].v == tsval then return end
-    q[n + 1] = { v = tsval, t = t }
-    if n + 1 - d.tsq_head > 64 then
-        q[d.tsq_head] = nil
-        d.tsq_head = d.tsq_head + 1
-    end
-    if d.tsq_head > 512 then
-        local nq = {}
-        for i = d.tsq_head, #q do nq[#nq + 1] = q[i] end
-        d.tsq, d.tsq_head = nq, 1
-    end
+    local hi = d.tsq_hi
+    local qv = d.tsq_v
+    if hi > d.tsq_lo and qv[(hi - 1) % 64 + 1] == tsval then return end
+    local k = hi % 64 + 1
+    qv[k], d.tsq_t[k] = tsval, t
+    hi = hi + 1
+    d.tsq_hi = hi
+    if hi - d.tsq_lo > 64 then d.tsq_lo = hi - 64 end
 end
 
--- `echoer` echoed tsecr = v of direction d
+-- `echoer` echoed tsecr = v of direction d: the first echo of a TSval gives a turn sample
 local function ts_echo(d, echoer, v, t)
-    local q = d.tsq
-    local h = d.tsq_head
-    while q[h] ~= nil and seq.lt(q[h].v, v) do
-        q[h] = nil
-        h = h + 1
+    local lo, hi = d.tsq_lo, d.tsq_hi
+    local qv = d.tsq_v
+    while lo < hi do
+        local x = qv[lo % 64 + 1]
+        if x == v then
+            turn_sample(echoer, t - d.tsq_t[lo % 64 + 1], false)
+            lo = lo + 1
+            break
+        end
+        local dv = (x - v) % TWO32
+        if dv < HALF then break end        -- x is after v: stop
+        lo = lo + 1
     end
-    if q[h] ~= nil and q[h].v == v then
-        turn_sample(echoer, t - q[h].t, false)
-        q[h] = nil
-        h = h + 1
-    end
-    d.tsq_head = h
+    d.tsq_lo = lo
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -533,7 +670,10 @@ local function classify(d, pkt, rtx, last_send_t)
         if rtx.prev_t ~= nil then
             return "rto", string.format("%.1f ms after the previous transmission (retransmission timer)", gap_prev * 1000)
         end
-        return "rto", string.format("%.1f ms after the first dupACK, no fast-retransmit evidence (retransmission timer)", gap_prev * 1000)
+        if gap_prev < huge then
+            return "rto", string.format("%.1f ms after the first dupACK, no fast-retransmit evidence (retransmission timer)", gap_prev * 1000)
+        end
+        return "rto", string.format("%.1f ms after the last send, no fast-retransmit evidence (retransmission timer)", gap_send * 1000)
     end
     return "unknown", nil
 end
@@ -547,8 +687,12 @@ function M.ingest(pkt, fwd, rev)
     fwd.last_t = t
 
     -- sequence numbers (this direction's space)
-    if fwd.ref == nil then fwd.ref = pkt.seq_raw end
-    local s = unwrap(pkt.seq_raw, fwd.ref)
+    local ref = fwd.ref
+    if ref == nil then ref = pkt.seq_raw fwd.ref = ref end
+    -- unwrap (inline seq.unwrap): absolute value closest to ref
+    local dd = (pkt.seq_raw - ref) % TWO32
+    if dd >= HALF then dd = dd - TWO32 end
+    local s = ref + dd
     pkt.seq = s
     local synlen = pkt.syn and 1 or 0
     local ds = s + synlen
@@ -565,8 +709,11 @@ function M.ingest(pkt, fwd, rev)
 
     -- acknowledgement (the peer's space)
     if pkt.ackf then
-        if rev.ref == nil then rev.ref = pkt.ack_raw end
-        pkt.ack = unwrap(pkt.ack_raw, rev.ref)
+        local rref = rev.ref
+        if rref == nil then rref = pkt.ack_raw rev.ref = rref end
+        local da = (pkt.ack_raw - rref) % TWO32
+        if da >= HALF then da = da - TWO32 end
+        pkt.ack = rref + da
     end
 
     -- TS echo before anything else changes
@@ -578,11 +725,30 @@ function M.ingest(pkt, fwd, rev)
     -- sender view
     local last_send_t = fwd.last_send_t
     if nxt > s then
+        local high_before = fwd.high
         local rtx = on_send(fwd, pkt, s, nxt)
-        if rtx == nil and pkt.ws_retrans and pkt.len > 0 then
-            -- the capture never saw the original (lost before this capture point)
-            rtx = { first_t = nil, prev_t = nil, n = 1, unseen = true }
+        if rtx == nil and pkt.len > 0 and high_before ~= nil and ds < high_before and not pkt.duplicate then
+            -- first time this capture sees these bytes, but data above them was seen before:
+            -- a retransmission whose original was lost before this capture point, or a late
+            -- original (reordering). The TSval tells: sent after the highest data seen = resent.
+            local later = false
+            local tv, hv = pkt.tsval, fwd.high_tsval
+            if tv ~= nil and hv ~= nil then
+                local dv = (tv - hv) % TWO32
+                later = dv ~= 0 and dv < HALF
+            end
+            -- strictly earlier TSval: sent before the data above it, i.e. a late original even if
+            -- Wireshark calls it a (fast) retransmission; equal (same clock tick): Wireshark decides
+            local earlier = false
+            if tv ~= nil and hv ~= nil then
+                local dv = (hv - tv) % TWO32
+                earlier = dv ~= 0 and dv < HALF
+            end
+            if later or (pkt.ws_retrans and not earlier) then
+                rtx = { first_t = nil, prev_t = nil, n = 1, unseen = true, by_tsval = later }
+            end
         end
+        if high_before == nil or nxt > high_before then fwd.high_tsval = pkt.tsval end
         if rtx ~= nil then
             if rtx.n < 1 then rtx.n = 1 end
             fwd.retrans = fwd.retrans + 1
@@ -606,13 +772,17 @@ function M.ingest(pkt, fwd, rev)
     -- ACK and SACK for the peer's data
     if pkt.ack ~= nil then
         on_ack(rev, pkt, pkt.ack)
-        if pkt.sack ~= nil then
-            local blocks = {}
+        local sack = pkt.sack
+        if sack ~= nil then
+            local blocks = sack_abs_scratch   -- valid during this packet only, like pkt
             local off = rev.ref
-            for i = 1, #pkt.sack do
-                local b = pkt.sack[i]
-                blocks[i] = { unwrap(b[1], off), unwrap(b[2], off) }
+            local n = #sack
+            for i = 1, n do
+                local dv = (sack[i] - off) % TWO32
+                if dv >= HALF then dv = dv - TWO32 end
+                blocks[i] = off + dv
             end
+            for i = n + 1, #blocks do blocks[i] = nil end
             pkt.sack_abs = blocks
             on_sack(rev, pkt, blocks)
         end
@@ -621,7 +791,7 @@ function M.ingest(pkt, fwd, rev)
         local k = rev.ackhist_n % 16 + 1
         local e = hist[k]
         if e == nil then e = {} hist[k] = e end
-        e.t, e.f, e.dup, e.sacked, e.sacked_n = t, pkt.number, rev.dupacks, rev.sacked_bytes, #rev.sacked
+        e.t, e.f, e.dup, e.sacked, e.sacked_n = t, pkt.number, rev.dupacks, rev.sacked_bytes, #rev.sacked - rev.sacked_head + 1
         rev.ackhist_n = rev.ackhist_n + 1
     end
 

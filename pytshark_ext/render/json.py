@@ -19,10 +19,12 @@ Schema (stable; times are epoch seconds in capture A's clock unless named otherw
     lost_total                 (lost[] is capped; this is the full count)
     unseen_upstream[]          same shape: seen nearer the receiver only (the upstream capture missed it)
     unseen_upstream_total
+    not_captured[]             same shape: never seen downstream yet acknowledged by the receiver (a capture
+    not_captured_total         drop at the downstream point, not a loss)
     reordering[]               {flow, direction, count, examples: [{frame_a, frame_b, time}]}
     delay_spikes[]             {flow, direction, start, end, peak_ms, median_ms, frame_a}
     findings[]                 {id, kind, summary, start, end, duration_ms, evidence, caused_by, frames, stream,
-                                numbers}   kind: lost, unseen_upstream, delay_spike, reordering, and per
+                                numbers}   kind: lost, unseen_upstream, capture_gap, delay_spike, reordering, and per
                                            capture (numbers.side) the plugin's hol_blocked, rwnd_throttling,
                                            retries
     unpaired_connections       {"A": n, "B": n}: connections seen in one capture only
@@ -92,6 +94,8 @@ def correlate_json(result) -> dict:
         "lost_total": result.lost_total,
         "unseen_upstream": [lost_dict(r) for r in result.unseen_upstream],
         "unseen_upstream_total": result.unseen_upstream_total,
+        "not_captured": [lost_dict(r) for r in result.not_captured],
+        "not_captured_total": result.not_captured_total,
         "reordering": [{"flow": r.flow, "direction": r.direction, "count": r.count,
                         "examples": [{"frame_a": a, "frame_b": b, "time": _r(t)} for a, b, t in r.examples]}
                        for r in result.reordering],

@@ -71,6 +71,10 @@ def correlate_table(result, max_rows: int = 50) -> str:
                 for r in result.unseen_upstream[:max_rows]]
         out.append(tabulate(rows, headers=["id", "direction", "frame", "seq (rel)", "len", "seen s"],
                             tablefmt="simple", disable_numparse=True))
+    if result.not_captured_total:
+        out.append("")
+        out.append(f"never seen downstream but acknowledged by the receiver (capture drops, not losses): "
+                   f"{result.not_captured_total}")
     other = [f for f in result.findings if f.kind not in ("lost", "unseen_upstream")]
     if other:
         out.append("")

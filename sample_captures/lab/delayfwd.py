@@ -9,6 +9,7 @@ and written with the delay actually applied to --stats as JSON on SIGTERM.
 """
 import argparse
 import heapq
+import os
 import json
 import select
 import signal
@@ -40,6 +41,11 @@ def main() -> int:
     ap.add_argument("--stats", required=True)
     args = ap.parse_args()
     delay = args.delay_ms / 1000.0
+    try:  # a wire should not jitter with the host's load: run the forwarder as a real-time task
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        policy = "SCHED_FIFO 10"
+    except (OSError, AttributeError):
+        policy = "SCHED_OTHER"
     sa, sb = open_if(args.a), open_if(args.b)
     other = {sa: sb, sb: sa}
     name = {sa: f"{args.a}->{args.b}", sb: f"{args.b}->{args.a}"}
@@ -97,7 +103,7 @@ def main() -> int:
         st["late_mean_us"] = round(st.pop("late_sum_us") / st["frames"], 1) if st["frames"] else 0.0
         st["late_max_us"] = round(st["late_max_us"], 1)
     with open(args.stats, "w") as f:
-        json.dump({"delay_ms": args.delay_ms, "directions": stats, "sockets": drops,
+        json.dump({"delay_ms": args.delay_ms, "scheduling": policy, "directions": stats, "sockets": drops,
                    "left_in_queue": len(heap)}, f)
     return 0
 

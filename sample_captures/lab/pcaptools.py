@@ -91,9 +91,27 @@ def packet_count(path) -> int:
 
 
 def missing(sent: list[Seg], received: list[Seg], src: str) -> list[Seg]:
-    """Packets from `src` in the sender-side capture that never showed up in the receiver-side capture."""
-    have = {s.key() for s in received if s.src == src}
-    return [s for s in sent if s.src == src and s.key() not in have]
+    """Packets from `src` in the sender-side capture that never showed up in the receiver-side capture.
+
+    Packets are matched on TCP content (Seg.key). Two packets can share a key (a retransmission in the same
+    millisecond as the original has the same TSval and ACK); each received copy is then matched to the
+    latest not yet matched sent copy that left no later than it arrived (same clock at both points).
+    """
+    by_key: dict = {}
+    for s in sent:
+        if s.src == src:
+            by_key.setdefault(s.key(), []).append(s)
+    matched: set = set()
+    for r in received:
+        if r.src != src:
+            continue
+        cands = [s for s in by_key.get(r.key(), []) if s.frame not in matched]
+        if not cands:
+            continue
+        early = [s for s in cands if s.t <= r.t + 1e-3]
+        pick = early[-1] if early else cands[0]
+        matched.add(pick.frame)
+    return [s for s in sent if s.src == src and s.frame not in matched]
 
 
 def seq_after(a: int, b: int) -> bool:

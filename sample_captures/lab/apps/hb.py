@@ -8,6 +8,7 @@ receiver: reads exactly 21 bytes per heartbeat, logs Read Start / Read End / "..
 Log lines: `2019/08/14 15:18:45.703679 node.go:233: ...` (local time from $TZ, no zone).
 """
 import argparse
+import os
 import socket
 import sys
 import threading
@@ -136,6 +137,7 @@ def sender(args):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--rt", action="store_true", help="SCHED_FIFO: keep host-load jitter out of the 50 ms timeout")
     ap.add_argument("mode", choices=["sender", "receiver"])
     ap.add_argument("--host", default="198.18.2.2")
     ap.add_argument("--bind", default="0.0.0.0")
@@ -145,6 +147,11 @@ def main():
     ap.add_argument("--timeout-ms", type=float, default=50)
     ap.add_argument("--log", required=True)
     args = ap.parse_args()
+    if args.rt:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
+        except (OSError, AttributeError) as e:
+            print(f"hb.py: no SCHED_FIFO ({e})", file=sys.stderr)
     (sender if args.mode == "sender" else receiver)(args)
 
 

@@ -1,0 +1,100 @@
+"""Plugin overhead: plain `tshark -r` vs a no-op Lua postdissector reading the same Field
+extractors vs tshark with tcpstall, on the lab's bulk-loss capture (>= 200 k packets).
+
+    python bench/plugin_overhead.py [--capture PATH] [--runs N] [--two-pass]
+    (or `make bench-data` first to create bench/data/bulk-loss-*.pcapng)
+
+Each variant runs `--runs` times, interleaved (plain, noop, tcpstall, plain, ...), and the best
+CPU time (user+sys of the tshark process) counts: on a shared machine the minimum is the most
+reproducible figure; wall-clock times are printed too. Both ratios come from the same run.
+Target: tcpstall <= 1.15 x the no-op.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pytshark_ext.paths import plugin_script  # noqa: E402
+from pytshark_ext.tshark import find_tshark  # noqa: E402
+
+NOOP = Path(__file__).resolve().parent / "plugin_overhead_noop.lua"
+DEFAULT_CAPTURE = ROOT / "bench" / "data" / "bulk-loss-server.pcapng"
+TARGET = 1.15
+
+
+def timed(cmd):
+    """(cpu seconds user+sys, wall seconds) of one run of cmd, output discarded."""
+    before = os.times()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    if proc.returncode != 0 or "Lua: Error" in proc.stderr:
+        raise SystemExit(f"plugin_overhead: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return cpu, wall
+
+
+def packet_count(tshark, capture) -> int:
+    capinfos = shutil.which("capinfos")
+    if capinfos:
+        out = subprocess.run([capinfos, "-M", "-c", str(capture)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if "Number of packets" in line:
+                return int(line.split(":")[1].strip())
+    return -1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--capture", default=str(DEFAULT_CAPTURE))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--two-pass", action="store_true", help="-2 -Y frame for the two Lua variants")
+    args = ap.parse_args(argv)
+    capture = Path(args.capture)
+    if not capture.is_file():
+        print(f"plugin_overhead: {capture} not found: run `make bench-data` "
+              "(sample_captures/lab/run.py bulk-loss --out bench/data) first", file=sys.stderr)
+        return 1
+    tshark = find_tshark()
+    base = [tshark, "-n", "-r", str(capture), "-q"]
+    lua_extra = ["-2", "-Y", "frame"] if args.two_pass else []
+    variants = {
+        "plain": base,
+        "noop": base[:1] + ["-X", f"lua_script:{NOOP}"] + base[1:] + lua_extra,
+        "tcpstall": base[:1] + ["-X", f"lua_script:{plugin_script()}"] + base[1:] + lua_extra,
+    }
+    n = packet_count(tshark, capture)
+    print(f"capture: {capture} ({n} packets){'  [two-pass]' if args.two_pass else ''}")
+    cpu = {k: [] for k in variants}
+    wall = {k: [] for k in variants}
+    for _ in range(args.runs):
+        for name, cmd in variants.items():
+            c, w = timed(cmd)
+            cpu[name].append(c)
+            wall[name].append(w)
+    best = {k: min(v) for k, v in cpu.items()}
+    print(f"{'variant':10} {'cpu s (best)':>13} {'cpu s (all runs)':>28} {'wall s (best)':>14}")
+    for k in variants:
+        runs = " ".join(f"{x:.2f}" for x in cpu[k])
+        print(f"{k:10} {best[k]:13.2f} {runs:>28} {min(wall[k]):14.2f}")
+    r_noop = best["tcpstall"] / best["noop"]
+    r_plain = best["tcpstall"] / best["plain"]
+    print(f"tcpstall / noop  = {r_noop:.2f}x   (target <= {TARGET:.2f}x: {'met' if r_noop <= TARGET else 'NOT met'})")
+    print(f"tcpstall / plain = {r_plain:.2f}x   (plain tshark -q builds no protocol tree at all)")
+    if n > 0:
+        per_pkt = (best["tcpstall"] - best["noop"]) / n * 1e6
+        print(f"tcpstall cost over the no-op: {per_pkt:.1f} us/packet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

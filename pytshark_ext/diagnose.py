@@ -1,0 +1,782 @@
+"""Application stalls and timeouts explained by what TCP did: causal chains over packets + logs.
+
+Input: the TCP evidence of one capture (`facts_from_analysis`) or of two correlated captures
+(`facts_from_correlation`: losses between the capture points, plugin findings of both sides,
+clock offset) and the application logs attached to the hosts (`timeline.SideLog`, events in
+capture A's clock). Output: one `Finding` per app incident, kind `app_timeout` (the app said it
+timed out) or `app_stall` (an operation took unusually long), whose `summary` is the causal
+chain in one line with the numbers, `caused_by` the ids of the TCP findings/losses behind it and
+`numbers` the values the chain states (also `numbers["chain"]`: the steps as a list).
+
+Causes recognised (the three incident classes of DESIGN.md §1):
+  hol      a segment lost between the captures (or a HOL episode in one capture) whose
+           loss-to-delivery interval overlaps the app's window; with the held bytes, the
+           retransmission trigger and the thin-stream explanation
+  rwnd     a receiver-window-throttling episode covering the app's window: window/RTT, the
+           bytes/window x RTT estimate, the log line stating the receive buffer, and the window
+           that would have met the app's own timeout
+  retries  retransmissions without an ACK (peer gone): Linux's abort time for the observed
+           backoff (tcp_model_timeout, checked when the RTO timer fires), which tcp_retries2 the
+           app's ETIMEDOUT matches, and what would have failed faster
+
+Pure functions; no tshark, no printing.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+import statistics
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .records import Finding, LogEvent, LostSegment, Segment
+
+DIAG_KINDS = ("app_stall", "app_timeout")
+
+
+@dataclass(frozen=True)
+class DiagnoseOptions:
+    stall_min_ms: float = 100.0        # a logged duration below this is never a stall
+    stall_factor: float = 2.0          # ... and must be this many times its kind's median
+    group_min: int = 5                 # (when that kind of line occurs at least this often)
+    single_min_ms: float = 1000.0      # a one-off duration below this is reported only if TCP explains it
+    timeout_lookback_s: float = 1.0    # window of a timeout line that states no duration
+    slack_s: float = 0.005             # tolerance when intersecting windows
+    rto_min_s: float = 0.2
+    rto_max_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class TcpFacts:
+    """What the packets say, normalised for one or two captures; times in capture A's clock."""
+    sides: Tuple[str, ...]                              # ("A",) or ("A", "B")
+    names: Mapping[str, str]                            # side -> capture path
+    findings: Tuple[Finding, ...]                       # plugin (+ correlate) findings
+    lost: Tuple[LostSegment, ...] = ()
+    clock_offset_s: float = 0.0                         # B - A
+    one_way_ms: Mapping[str, float] = field(default_factory=dict)   # "A->B" -> median
+    packets: Mapping[str, Sequence[Segment]] = field(default_factory=dict)  # own clock per side
+
+
+def facts_from_correlation(result, packets: Optional[Mapping[str, object]] = None) -> TcpFacts:
+    """From a correlate.CorrelationResult (with plugin findings linked) and timeline.CapturePackets."""
+    return TcpFacts(
+        sides=("A", "B"), names={"A": result.a.path, "B": result.b.path},
+        findings=tuple(result.findings), lost=tuple(r for r in result.lost if r.kind == "lost"),
+        clock_offset_s=(result.clock_offset_ms or 0.0) / 1000.0,
+        one_way_ms={k: v.median for k, v in result.one_way_delay_ms.items()},
+        packets={k: tuple(v.segments) for k, v in (packets or {}).items()})
+
+
+def facts_from_analysis(analysis, packets=None, side: str = "A") -> TcpFacts:
+    """From one capture's analyze.AnalysisResult (the plugin's findings)."""
+    findings = tuple(replace(f, numbers={**(f.numbers or {}), "side": side}) for f in analysis.findings)
+    return TcpFacts(sides=(side,), names={side: analysis.capture}, findings=findings,
+                    packets={side: tuple(packets.segments)} if packets is not None else {})
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One thing the app logged as slow or timed out, in A's clock."""
+    side: str
+    kind: str                       # app_stall / app_timeout
+    event: LogEvent
+    start: float
+    end: float
+    app_ms: Optional[float]         # the duration the app stated (None: a bare timeout line)
+    others: Tuple[LogEvent, ...] = ()    # more lines about the same incident
+    weak: bool = False              # a one-off duration with no baseline: kept only if explained
+
+    @property
+    def ref(self) -> str:
+        return f"{self.event.source}:{self.event.line_no}"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    findings: Tuple[Finding, ...]
+    incidents: Tuple[Incident, ...]
+    explained: int
+    unexplained: int
+
+
+# --- time text ---------------------------------------------------------------------------------
+
+def clock(t: float, zone: Optional[int] = None) -> str:
+    """HH:MM:SS.ffffff in the given UTC offset (seconds), or UTC."""
+    tz = _dt.timezone(_dt.timedelta(seconds=zone or 0))
+    return _dt.datetime.fromtimestamp(t, tz).strftime("%H:%M:%S.%f")
+
+
+def zone_label(zone: Optional[int]) -> str:
+    if not zone:
+        return "UTC"
+    from .applog import format_offset
+    return format_offset(zone)
+
+
+def _num(x: float) -> str:
+    """2079208 -> '2 079 208'."""
+    return f"{int(round(x)):,}".replace(",", " ")
+
+
+def _ms(x: float) -> str:
+    """140 -> '140 ms', 20.354 -> '20.4 ms', 26778 -> '26.78 s'."""
+    if x >= 10_000:
+        return f"{x / 1000:.2f} s"
+    return f"{x:.1f}".rstrip("0").rstrip(".") + " ms"
+
+
+# --- incidents from the logs -------------------------------------------------------------------
+
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _template(text: str) -> str:
+    first = text.split("\n", 1)[0]
+    # drop a leading "file.go:96:" / "[thread]" location and all numbers: "heartbeat seq= read cost ms"
+    first = re.sub(r"^\S+\.\w+:\d+:\s*", "", first)
+    return _DIGITS.sub("#", first)
+
+
+def find_incidents(logs: Sequence, options: DiagnoseOptions = DiagnoseOptions()) -> List[Incident]:
+    """App timeouts (kind timeout) and stalls (a stated duration >= stall_min_ms that is, when
+    the same kind of line is frequent, >= stall_factor x its median) from SideLogs. Lines about
+    the same interval on the same host become one incident. A one-off duration (no baseline)
+    below single_min_ms is `weak`: `diagnose` reports it only when TCP explains it."""
+    out: List[Incident] = []
+    for lg in logs:
+        groups: Dict[str, List[float]] = {}
+        for e in lg.events:
+            if e.duration_s is not None:
+                groups.setdefault(_template(e.text), []).append(e.duration_s)
+        medians = {k: statistics.median(v) for k, v in groups.items() if len(v) >= options.group_min}
+        found: List[Incident] = []
+        for e in lg.events:
+            dur = e.duration_s
+            if e.kind == "timeout":
+                start = e.start if e.start is not None else e.time - options.timeout_lookback_s
+                found.append(Incident(lg.side, "app_timeout", e, start, e.time,
+                                      dur * 1000 if dur is not None else None))
+                continue
+            if dur is None or dur * 1000 < options.stall_min_ms:
+                continue
+            med = medians.get(_template(e.text))
+            if med is not None and dur < options.stall_factor * med:
+                continue
+            weak = med is None and dur * 1000 < options.single_min_ms
+            found.append(Incident(lg.side, "app_stall", e, e.start if e.start is not None else e.time - dur,
+                                  e.time, dur * 1000, weak=weak))
+        out.extend(_merge_same(found))
+    out.sort(key=lambda i: (i.start, i.side))
+    return out
+
+
+def _merge_same(incidents: List[Incident]) -> List[Incident]:
+    """Incidents of one log whose windows mostly coincide (a span and its "cost" line) -> one; a
+    timeout line wins the kind, the longer stated duration the numbers."""
+    out: List[Incident] = []
+    for inc in sorted(incidents, key=lambda i: i.start):
+        prev = out[-1] if out else None
+        if prev is not None:
+            inter = min(prev.end, inc.end) - max(prev.start, inc.start)
+            shorter = min(prev.end - prev.start, inc.end - inc.start)
+            if inter >= 0 and (shorter <= 0 or inter >= 0.8 * shorter) and abs(prev.end - inc.end) < 1.0:
+                main, other = (prev, inc) if (prev.app_ms or 0) >= (inc.app_ms or 0) else (inc, prev)
+                kind = "app_timeout" if "app_timeout" in (prev.kind, inc.kind) else "app_stall"
+                out[-1] = replace(main, kind=kind, others=main.others + (other.event,) + other.others,
+                                  weak=prev.weak and inc.weak)
+                continue
+        out.append(inc)
+    return out
+
+
+# --- candidate causes --------------------------------------------------------------------------
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return min(a1, b1) - max(a0, b0)
+
+
+def _side_of(f: Finding) -> Optional[str]:
+    return (f.numbers or {}).get("side")
+
+
+def _lost_window(r: LostSegment) -> Tuple[float, float]:
+    end = r.delivered_by.arrived_at if r.delivered_by else math.inf
+    return r.sent_at, end
+
+
+@dataclass
+class _Cause:
+    kind: str                       # hol / rwnd / retries
+    score: float
+    lost: Optional[LostSegment] = None
+    finding: Optional[Finding] = None
+    related: List[Finding] = field(default_factory=list)
+
+    @property
+    def ids(self) -> Tuple[str, ...]:
+        ids = []
+        if self.lost is not None:
+            ids.append(self.lost.id)
+        if self.finding is not None:
+            ids.append(self.finding.id)
+        ids += [f.id for f in self.related]
+        return tuple(dict.fromkeys(i for i in ids if i))
+
+
+def _candidates(inc: Incident, facts: TcpFacts, opt: DiagnoseOptions) -> List[_Cause]:
+    w0, w1 = inc.start - opt.slack_s, inc.end + opt.slack_s
+    span = max(w1 - w0, 1e-6)
+    out: List[_Cause] = []
+    hol = [f for f in facts.findings if f.kind == "hol_blocked"]
+    for r in facts.lost:
+        if not r.len:
+            continue
+        a, b = _lost_window(r)
+        ov = _overlap(w0, w1, a, min(b, w1 + 3600))
+        if ov < 0:
+            continue
+        linked = [f for f in hol if r.id in f.caused_by]
+        out.append(_Cause("hol", 3.0 + ov / span, lost=r, related=linked))
+    claimed = {f.id for c in out for f in c.related}
+    for f in facts.findings:
+        if f.id in claimed or f.kind not in ("hol_blocked", "rwnd_throttling", "retries"):
+            continue
+        end = f.end
+        if f.kind == "retries":
+            # the retries continue past the last retransmission the capture holds
+            end = max(f.end, inc.end) if f.start <= inc.end + opt.slack_s else f.end
+        ov = _overlap(w0, w1, f.start, end)
+        if ov < 0:
+            continue
+        frac = ov / span
+        same = 0.5 if _side_of(f) in (None, inc.side) else 0.0
+        kind = {"hol_blocked": "hol", "rwnd_throttling": "rwnd", "retries": "retries"}[f.kind]
+        base = {"hol": 2.0, "retries": 2.0, "rwnd": 1.0}[kind]
+        if kind == "rwnd" and frac < 0.3:
+            continue                # a short window-limited stretch does not explain a long stall
+        out.append(_Cause(kind, base + frac + same, finding=f))
+    out.sort(key=lambda c: -c.score)
+    return out
+
+
+# --- chains ------------------------------------------------------------------------------------
+
+def _what(inc: Incident) -> str:
+    """B's Read blocked 140 ms / A's heartbeat timed out after 50 ms / A's request took 6540 ms."""
+    text = inc.event.text.split("\n", 1)[0].lower()
+    s = inc.side
+    if inc.kind == "app_timeout":
+        if "etimedout" in text or "connection timed out" in text:
+            dur = f" after {_ms(inc.app_ms)}" if inc.app_ms else ""
+            return f"{s}'s request failed with ETIMEDOUT{dur}"
+        if inc.app_ms:
+            noun = "heartbeat" if "heartbeat" in text else ("request" if "request" in text else "operation")
+            if "proc_time" in text or "took" in text:
+                return f"{s}'s {noun} took {_ms(inc.app_ms)} and timed out"
+            return f"{s}'s {noun} timed out after {_ms(inc.app_ms)}"
+        return f"{s} logged a timeout"
+    if "read" in text:
+        return f"{s}'s Read blocked {_ms(inc.app_ms)}"
+    if "request" in text or "proc_time" in text:
+        return f"{s}'s request took {_ms(inc.app_ms)}"
+    return f"{s}'s operation took {_ms(inc.app_ms)}"
+
+
+def _step0(inc: Incident, zone: Optional[int], offset_s: float = 0.0) -> str:
+    """The app's own words and time: the log line's timestamp as written (its host's clock)."""
+    own = inc.end + (offset_s if inc.side == "B" else 0.0)
+    return f"{_what(inc)} (log {inc.ref}, {'until ' if inc.app_ms else 'at '}{clock(own, zone)})"
+
+
+_THIN_EVERY = re.compile(r"every ~?([\d.]+) ms")
+_TRIGGER_WORDS = {"rto": "an RTO retransmission", "fast": "a fast retransmit", "rack": "a RACK retransmission",
+                  "tlp": "a tail loss probe"}
+
+
+def _thin_words(trigger: Optional[str], later: int, every_ms: float) -> str:
+    """Why a thin stream recovers slowly, for the trigger that finally retransmitted."""
+    segs = f"{later} later segment{'s' if later != 1 else ''}"
+    if trigger == "fast":
+        return (f"the 3 duplicate ACKs needed {segs}, and the sender wrote one every ~{every_ms:.0f} ms "
+                f"(thin stream)")
+    if trigger == "rto":
+        return (f"the sender wrote one segment every ~{every_ms:.0f} ms (thin stream): too few duplicate "
+                f"ACKs for a fast retransmit, so the retransmission timer had to expire")
+    return (f"the loss only showed once {segs} {'were' if later != 1 else 'was'} SACKed, and the sender "
+            f"wrote one every ~{every_ms:.0f} ms (thin stream)")
+
+
+def _short_times(times: Sequence[float], zone: Optional[int]) -> str:
+    """22:15:18.735327, .795349, 19.855338 -- the issue's ".168, .249, .330" style."""
+    out, prev = [], None
+    for t in times:
+        full = clock(t, zone)
+        if prev is not None and full[:8] == prev[:8]:
+            out.append(full[8:])
+        elif prev is not None and full[:6] == prev[:6]:
+            out.append(full[6:])
+        else:
+            out.append(full)
+        prev = full
+    return ", ".join(out)
+
+
+def _hol_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[List[str], dict]:
+    r = c.lost
+    nums: dict = {"cause": "hol"}
+    steps = []
+    if r is not None:
+        down = "B" if r.upstream == "A" else "A"
+        nums.update(lost_id=r.id, lost_seq_raw=r.seq_raw, lost_len=r.len, sent_at=round(r.sent_at, 6),
+                    sent_by=r.upstream, lost_frame=r.frame)
+        steps.append(f"seq {r.seq_raw} ({r.len} B) sent {clock(r.sent_at, zone)} by {r.upstream} "
+                     f"(frame {r.frame}) was lost between the captures")
+        down_hol = [f for f in c.related if _side_of(f) == down] or list(c.related)
+        up_hol = [f for f in c.related if _side_of(f) == r.upstream] or list(c.related)
+        h = down_hol[0] if down_hol else None
+        if h is not None:
+            n = h.numbers or {}
+            nums.update(held_bytes=n.get("released_bytes"), hold_ms=n.get("max_hold_ms"),
+                        held_segments=n.get("released_segments"))
+            steps.append(f"{down} held {n.get('released_bytes')} B for {n.get('max_hold_ms'):.1f} ms behind it "
+                         f"(HOL-blocked delivery, {h.id})")
+        dv = r.delivered_by
+        if dv is not None:
+            retx_ms = (dv.sent_at - r.sent_at) * 1000 if dv.sent_at is not None else None
+            trigger = None
+            thin = None
+            for f in up_hol + down_hol:
+                n = f.numbers or {}
+                trigger = trigger or n.get("trigger")
+                thin = thin or n.get("thin_stream")
+            nums.update(delivered_at=round(dv.arrived_at, 6),
+                        delivered_at_downstream_clock=round(dv.arrived_at + (facts.clock_offset_s if down == "B" else 0), 6),
+                        delivered_after_ms=round(dv.after_ms, 3),
+                        retransmit_after_ms=round(retx_ms, 3) if retx_ms is not None else None,
+                        retransmission=dv.transmission, trigger=trigger)
+            how = _TRIGGER_WORDS.get(trigger or "", "a retransmission")
+            if dv.transmission > 2:
+                how += f" (transmission #{dv.transmission})"
+            step = f"released by {how} {retx_ms:.1f} ms after the original" if retx_ms is not None \
+                else f"released by {how}"
+            step += f", which reached {down} at {clock(dv.arrived_at, zone)} (+{dv.after_ms:.1f} ms)"
+            held = nums.get("held_segments")
+            m = _THIN_EVERY.search(thin or "")
+            if thin and m:
+                nums.update(thin_stream=True, send_interval_ms=float(m.group(1)))
+                step += ": " + _thin_words(trigger, held or 1, float(m.group(1)))
+            steps.append(step)
+            if inc.side == down and inc.app_ms:
+                gap = (inc.end - dv.arrived_at) * 1000
+                nums["explained_ms"] = round((dv.arrived_at - inc.start) * 1000, 3)
+                nums["app_end_after_delivery_ms"] = round(gap, 3)
+                steps.append(f"{down}'s read returned {gap:.1f} ms after that arrival")
+        else:
+            steps.append("it was not delivered within the captures")
+    else:
+        f = c.finding
+        n = f.numbers or {}
+        side = _side_of(f) or inc.side
+        nums.update(hol_id=f.id, held_bytes=n.get("released_bytes"), hold_ms=n.get("max_hold_ms"),
+                    trigger=n.get("trigger"), release_frame=n.get("release_frame"))
+        filler = None
+        if n.get("filled_by_frame") is not None:
+            filler = next((s for s in facts.packets.get(side, ()) if s.frame == n["filled_by_frame"]), None)
+        missing = f"seq {filler.seq_raw} ({filler.length} B)" if filler is not None else "a segment"
+        if filler is not None:
+            nums.update(missing_seq_raw=filler.seq_raw, missing_len=filler.length)
+        steps.append(f"{missing} was missing in {side}'s capture: {n.get('released_bytes')} B arrived after it "
+                     f"and were held {n.get('max_hold_ms'):.1f} ms (HOL-blocked delivery, {f.id})")
+        trig = n.get("trigger")
+        step = f"released by {'a ' + trig + ' ' if trig and trig != 'unknown' else ''}retransmission " \
+               f"(frame {n.get('filled_by_frame')}) at {clock(f.end, zone)}"
+        m = _THIN_EVERY.search(n.get("thin_stream") or "")
+        if m:
+            nums.update(thin_stream=True, send_interval_ms=float(m.group(1)))
+            step += f"; one segment every ~{float(m.group(1)):.0f} ms (thin stream) delayed loss detection"
+        steps.append(step)
+        if inc.app_ms:
+            nums["explained_ms"] = round((f.end - inc.start) * 1000, 3)
+            if side == inc.side:
+                gap = (inc.end - f.end) * 1000
+                nums["app_end_after_delivery_ms"] = round(gap, 3)
+                steps.append(f"{side}'s read returned {gap:.1f} ms after that arrival")
+    return steps, nums
+
+
+_BYTES_SENT = re.compile(r"(\d[\d  ,]*) B sent")
+_RTT = re.compile(r"RTT ([\d.]+) ms")
+_BYTES_IN_LOG = re.compile(r"bytes=(\d+)")
+_APP_TIMEOUT = re.compile(r"timeout[ =:(]*(\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
+_RCVBUF = re.compile(r"(SO_RCVBUF|rcvbuf|receive buffer|rmem)", re.I)
+
+
+MASK32 = 0xFFFFFFFF
+
+
+def data_rtt_ms(facts: TcpFacts, t0: float, t1: float,
+                min_samples: int = 10) -> Optional[Tuple[float, Optional[float]]]:
+    """(RTT, turnaround) in ms for the busiest data direction in [t0, t1] (A's clock): the mean
+    data->ACK round trip and the mean time from an ACK to the next new data the sender sends
+    (while window-limited, each window costs RTT + turnaround, so the means -- not the medians,
+    which hide the slow round trips -- add up to the transfer time). Measured in the capture nearer the
+    data sender (the larger RTT of the captures': near the receiver the same pairs only show its
+    ACK delay). First transmissions only."""
+    best = None
+    for side, segs in facts.packets.items():
+        shift = facts.clock_offset_s if side == "B" else 0.0
+        seg = [s for s in segs if t0 <= s.time - shift <= t1]
+        volume: Dict[tuple, int] = {}
+        for s in seg:
+            if s.length:
+                k = (s.src, s.sport, s.dst, s.dport)
+                volume[k] = volume.get(k, 0) + s.length
+        if not volume:
+            continue
+        src, sport, dst, dport = max(volume, key=volume.get)
+        base = None
+        high = 0
+        pending: List[Tuple[int, float]] = []      # (relative end seq, send time), increasing
+        samples: List[float] = []
+        turn: List[float] = []
+        last_ack = None
+        for s in seg:
+            if s.src == src and s.sport == sport and s.length:
+                if base is None:
+                    base = s.seq_raw
+                end = ((s.seq_raw - base) & MASK32) + s.length
+                if end > high:
+                    high = end
+                    pending.append((end, s.time))
+                    if last_ack is not None:
+                        turn.append((s.time - last_ack) * 1000)
+                        last_ack = None
+            elif s.src == dst and s.sport == dport and s.flags & 0x10 and base is not None and pending:
+                acked = (s.ack_raw - base) & MASK32
+                if acked > 1 << 31:
+                    continue
+                i = 0
+                while i < len(pending) and pending[i][0] <= acked:
+                    i += 1
+                if i:
+                    samples.append((s.time - pending[i - 1][1]) * 1000)   # the newest data it acks
+                    del pending[:i]
+                    last_ack = s.time
+        if len(samples) >= min_samples:
+            mean = statistics.fmean(samples)
+            if best is None or mean > best[0]:
+                best = (mean, statistics.fmean(turn) if len(turn) >= min_samples else None)
+    return best
+
+
+def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[List[str], dict]:
+    f = c.finding
+    n = f.numbers or {}
+    window = n.get("window")
+    measured = data_rtt_ms(facts, max(f.start, inc.start), min(f.end, inc.end))
+    rtt_ms, turn_ms = measured if measured else (None, None)
+    rtt_from = "mean data→ACK round trip in the capture"
+    if rtt_ms is None:
+        rtt_from = "plugin"
+        m = _RTT.search(f.summary)
+        if m:
+            rtt_ms = float(m.group(1))
+        elif window and n.get("cap_mbps"):
+            rtt_ms = window * 8 / (n["cap_mbps"] * 1e6) * 1000
+    sent = None
+    m = _BYTES_SENT.search(f.summary)
+    if m:
+        sent = int(re.sub(r"\D", "", m.group(1)))
+    else:
+        m = _BYTES_IN_LOG.search(inc.event.text)
+        sent = int(m.group(1)) if m else None
+    side = _side_of(f) or inc.side
+    receiver = "B" if side and facts.sides == ("A", "B") and inc.side == "A" else ("the receiver")
+    if facts.sides == ("A", "B"):
+        receiver = "B" if inc.side == "A" else "A"
+        # the app that waited for the data may be the receiver itself (B's read)
+        if "read" in inc.event.text.lower():
+            receiver = inc.side
+    limited = n.get("limited_ms")
+    nums = {"cause": "rwnd", "rwnd_id": f.id, "window": window, "scale": n.get("scale"),
+            "limited_ms": limited, "rtt_ms": None if rtt_ms is None else round(rtt_ms, 3),
+            "rtt_source": rtt_from, "turnaround_ms": None if turn_ms is None else round(turn_ms, 3),
+            "bytes": sent, "cap_mbps": n.get("cap_mbps")}
+    steps = [f"{receiver} advertised a {window} B receive window for {_ms(limited or 0)} of it "
+             f"(receiver window throttling, {f.id})"]
+    if sent and window and rtt_ms:
+        cycle = rtt_ms + (turn_ms or 0.0)
+        est = sent / window * cycle
+        nums["model_ms"] = round(est, 1)
+        vs = ""
+        if inc.app_ms:
+            nums["model_error_pct"] = round(abs(est - inc.app_ms) / inc.app_ms * 100, 2)
+            vs = f"; the app measured {_ms(inc.app_ms)}, {nums['model_error_pct']:.1f} % off"
+        nums["cycle_ms"] = round(cycle, 3)
+        cap = window * 8 / cycle / 1000
+        per = (f"one window per round trip of {cycle:.2f} ms (mean data→ACK {rtt_ms:.2f} ms + ACK→next data "
+               f"{turn_ms:.2f} ms in the capture)" if turn_ms is not None else f"one window per RTT of {rtt_ms:.2f} ms")
+        steps.append(f"{per}: {_num(sent)} B / {window} B × {cycle:.2f} ms ≈ {_ms(est)}"
+                     f" (throughput capped at {cap:.1f} Mbit/s){vs}")
+    for lg in logs:
+        for e in lg.events:
+            if _RCVBUF.search(e.text.split("\n", 1)[0]):
+                steps.append(f"{lg.side}'s log states the receive buffer: "
+                             f"“{_short(e.text)}” ({e.source}:{e.line_no})")
+                nums["rcvbuf_log"] = f"{e.source}:{e.line_no}"
+                break
+        if "rcvbuf_log" in nums:
+            break
+    m = _APP_TIMEOUT.search(inc.event.text)
+    if m and sent and rtt_ms:
+        t_ms = float(m.group(1)) * (1000 if m.group(2).lower() == "s" else 1)
+        need = sent * rtt_ms / t_ms
+        nums.update(app_timeout_ms=t_ms, window_needed=int(math.ceil(need)))
+        steps.append(f"→ to finish within the app's {t_ms:.0f} ms timeout the window must be ≥ "
+                     f"{_num(math.ceil(need))} B")
+    return steps, nums
+
+
+def _short(text: str, n: int = 100) -> str:
+    first = text.split("\n", 1)[0]
+    return first if len(first) <= n else first[:n - 1] + "…"
+
+
+def model_timeout(retries2: int, rto_min: float = 0.2, rto_max: float = 120.0) -> float:
+    """Linux tcp_model_timeout(): seconds of RTO backoff before giving up after `retries2`."""
+    thresh = int(math.log2(rto_max / rto_min))
+    if retries2 <= thresh:
+        return ((2 << retries2) - 1) * rto_min
+    return ((2 << thresh) - 1) * rto_min + (retries2 - thresh) * rto_max
+
+
+def rto_chain(times: Sequence[float]) -> int:
+    """Index into `times` (first send, then retransmissions) of the first RTO retransmission:
+    walking back from the last while each gap is about double the previous one."""
+    i = len(times) - 1
+    while i >= 2:
+        g, prev = times[i] - times[i - 1], times[i - 1] - times[i - 2]
+        if prev <= 0 or not (1.5 <= g / prev <= 2.6 or (g > 60 and abs(g - prev) < 1)):
+            break
+        i -= 1
+    return max(i, 1)
+
+
+def predict_abort(times: Sequence[float], retries2: Optional[int] = None, user_timeout_s: Optional[float] = None,
+                  rto_min: float = 0.2, rto_max: float = 120.0) -> Tuple[float, float]:
+    """(abort time, anchor) in the clock of `times` (first send, then every retransmission seen).
+
+    Linux checks the budget only when the RTO timer fires: the abort is the first firing at or
+    after anchor + budget, the anchor being the first RTO retransmission and the firings the
+    observed RTO retransmissions, then backing off (x2, capped at rto_max) past the capture.
+    With TCP_USER_TIMEOUT the timer is clamped, so the abort is anchor + user timeout."""
+    k = rto_chain(times)
+    anchor = times[k]
+    if user_timeout_s is not None:
+        return anchor + user_timeout_s, anchor
+    budget = model_timeout(retries2 if retries2 is not None else 15, rto_min, rto_max)
+    firings = list(times[k:])
+    gap = firings[-1] - firings[-2] if len(firings) >= 2 else rto_min
+    for t in firings[1:]:
+        if t - anchor >= budget - 1e-6:
+            return t, anchor
+    t = firings[-1]
+    while t - anchor < budget - 1e-6:
+        gap = min(gap * 2, rto_max)
+        t += gap
+    return t, anchor
+
+
+def _retrans_times(f: Finding, facts: TcpFacts) -> Optional[List[float]]:
+    """First send + retransmission times (A's clock) of the data the retries finding is about."""
+    side = _side_of(f) or facts.sides[0]
+    segs = facts.packets.get(side)
+    if not segs or not f.frames:
+        return None
+    by_frame = {s.frame: s for s in segs}
+    last = by_frame.get(max(x for x in f.frames if x is not None))
+    if last is None:
+        return None
+    shift = facts.clock_offset_s if side == "B" else 0.0
+    times = [s.time - shift for s in segs
+             if s.seq_raw == last.seq_raw and s.length == last.length and s.length > 0
+             and s.src == last.src and s.sport == last.sport and s.time <= last.time]
+    return sorted(times) if len(times) >= 2 else None
+
+
+def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, opt: DiagnoseOptions, zone) -> Tuple[List[str], dict]:
+    f = c.finding
+    n = f.numbers or {}
+    side = _side_of(f) or inc.side
+    nums: dict = {"cause": "retries", "retries_id": f.id, "retransmissions": n.get("count")}
+    times = _retrans_times(f, facts)
+    first = times[0] if times else f.start
+    steps = []
+    if times:
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        steps.append(f"{side} sent the data at {clock(first, zone)} and retransmitted it {len(times) - 1} times "
+                     f"without an ACK (gaps {_fmt_gaps(gaps)}), the last {clock(times[-1], zone)}")
+    else:
+        steps.append(f"{side} retransmitted the data {n.get('count')} times without an ACK for "
+                     f"{n.get('elapsed_s', 0):.1f} s ({f.id})")
+    peer = [s for s in facts.sides if s != side]
+    if peer and facts.packets.get(peer[0]):
+        segs = facts.packets[peer[0]]
+        shift = facts.clock_offset_s if peer[0] == "B" else 0.0
+        last_peer = max((s.time - shift for s in segs), default=None)
+        if last_peer is not None and last_peer < first:
+            steps.append(f"capture {peer[0]} holds no packet after {clock(last_peer, zone)}: "
+                         f"the peer was unreachable")
+    elapsed_app = (inc.end - first) if inc.app_ms is None or inc.kind == "app_timeout" else None
+    if inc.kind == "app_timeout":
+        elapsed_app = inc.end - first
+    nums.update(first_send=round(first, 6), app_failed_after_s=round(elapsed_app, 6) if elapsed_app else None)
+    if times:
+        default_abort, anchor = predict_abort(times, 15, None, opt.rto_min_s, opt.rto_max_s)
+        nums.update(first_rto_retransmission=round(anchor, 6),
+                    default_abort_after_s=round(default_abort - first, 3))
+        matches = []
+        if elapsed_app:
+            for r2 in range(1, 16):
+                t, _ = predict_abort(times, r2, None, opt.rto_min_s, opt.rto_max_s)
+                if abs((t - first) - elapsed_app) <= max(0.01 * elapsed_app, 0.05):
+                    matches.append((r2, t))
+        if matches:
+            r2, t = matches[0]
+            pred = t - first
+            err = abs(pred - elapsed_app) / elapsed_app * 100
+            names = f"tcp_retries2={r2}" if len(matches) == 1 else \
+                f"tcp_retries2={matches[0][0]}…{matches[-1][0]}"
+            nums.update(tcp_retries2=r2, tcp_retries2_matches=[m[0] for m in matches],
+                        predicted_abort_after_s=round(pred, 3), abort_error_pct=round(err, 2))
+            steps.append(f"Linux gave up by tcp_retries2: {names} predicts the abort {pred:.3f} s after the "
+                         f"first send ({model_timeout(r2, opt.rto_min_s, opt.rto_max_s):g} s of backoff from "
+                         f"the first RTO retransmission, checked when the RTO timer fires); the app saw it "
+                         f"after {elapsed_app:.3f} s ({err:.1f} % off)")
+            if r2 != 15:
+                steps.append(f"with the default tcp_retries2=15 it would have hung ≈ {nums['default_abort_after_s']:.0f} s "
+                             f"({nums['default_abort_after_s'] / 60:.1f} min)")
+        elif elapsed_app:
+            steps.append(f"the app gave up after {elapsed_app:.3f} s; Linux alone (tcp_retries2=15) would abort "
+                         f"≈ {nums['default_abort_after_s']:.0f} s after the first send")
+        else:
+            steps.append(f"Linux (tcp_retries2=15) gives up ≈ {nums['default_abort_after_s']:.0f} s after the "
+                         f"first send")
+        faster = []
+        for r2 in (3, 5):
+            t, _ = predict_abort(times, r2, None, opt.rto_min_s, opt.rto_max_s)
+            if elapsed_app is None or t - first < elapsed_app - 0.05:
+                faster.append(f"tcp_retries2={r2} → {t - first:.1f} s")
+        ut = 5.0
+        t, _ = predict_abort(times, None, ut)
+        if elapsed_app is None or t - first < elapsed_app - 0.05:
+            faster.append(f"TCP_USER_TIMEOUT={int(ut * 1000)} → {t - first:.1f} s")
+        if faster:
+            nums["faster"] = faster
+            steps.append("→ would have failed faster: " + ", ".join(faster) + ", or an RPC deadline")
+    else:
+        abort = n.get("abort_at_s")
+        if abort:
+            steps.append(f"Linux gives up ≈ {abort:.1f} s after the first send (plugin prediction, per its prefs)")
+            nums["predicted_abort_after_s"] = abort
+    return steps, nums
+
+
+def _fmt_gaps(gaps: Sequence[float]) -> str:
+    txt = [f"{g:.2f}" if g < 10 else f"{g:.1f}" for g in gaps]
+    if len(txt) > 8:
+        txt = txt[:3] + ["…"] + txt[-3:]
+    return " ".join(txt) + " s"
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+def diagnose(facts: TcpFacts, logs: Sequence, *, zone: Optional[int] = None,
+             options: DiagnoseOptions = DiagnoseOptions()) -> Diagnosis:
+    """App incidents of `logs` (SideLogs, events in A's clock) explained by `facts`.
+
+    Returns findings of kind app_stall / app_timeout, ids `app-1`, `app-2` … in time order; an
+    incident sharing its root cause with an earlier one says so ("→ also A's timeout at …")."""
+    incidents = find_incidents(logs, options)
+    chosen: List[Tuple[Incident, Optional[_Cause]]] = []
+    for inc in incidents:
+        if inc.side not in facts.sides:
+            if not inc.weak:
+                chosen.append((inc, None))
+            continue
+        cands = _candidates(inc, facts, options)
+        if not cands and inc.weak:
+            continue                # a one-off 140 ms request TCP has nothing to say about
+        chosen.append((inc, cands[0] if cands else None))
+    by_root: Dict[str, List[int]] = {}
+    for i, (inc, c) in enumerate(chosen):
+        if c is not None:
+            by_root.setdefault(c.ids[0], []).append(i)
+    findings: List[Finding] = []
+    explained = 0
+    for i, (inc, c) in enumerate(chosen):
+        step0 = _step0(inc, zone, facts.clock_offset_s)
+        base = {"side": inc.side, "log": inc.ref, "log_text": _short(inc.event.text, 300),
+                "app_ms": None if inc.app_ms is None else round(inc.app_ms, 3), "app_start": round(inc.start, 6), "app_end": round(inc.end, 6),
+                "zone": zone_label(zone)}
+        if c is None:
+            why = ("no capture of this host" if inc.side not in facts.sides else
+                   "no loss, HOL, window or retries episode on the captured connections in its window")
+            nums = {**base, "cause": None, "chain": [step0]}
+            summary = f"{step0}: TCP does not explain it ({why})"
+            caused = ()
+        else:
+            explained += 1
+            if c.kind == "hol":
+                steps, extra = _hol_chain(inc, c, facts, zone)
+            elif c.kind == "rwnd":
+                steps, extra = _rwnd_chain(inc, c, facts, logs, zone)
+            else:
+                steps, extra = _retries_chain(inc, c, facts, options, zone)
+            also = [chosen[j][0] for j in by_root.get(c.ids[0], []) if j != i]
+            if also:
+                groups: Dict[str, List[Incident]] = {}
+                for o in also:
+                    groups.setdefault(_what(o), []).append(o)
+                parts = []
+                for what, incs in groups.items():
+                    own = [o.end + (facts.clock_offset_s if o.side == "B" else 0.0) for o in incs]
+                    n_txt = f" ×{len(incs)}" if len(incs) > 1 else ""
+                    parts.append(f"{what}{n_txt} at {_short_times(own, zone)} "
+                                 f"({incs[0].ref}{' …' if len(incs) > 1 else ''})")
+                steps.append("→ also " + "; ".join(parts))
+            nums = {**base, **extra, "chain": [step0] + steps}
+            summary = " ← ".join([step0] + [s for s in steps if not s.startswith("→")])
+            arrows = [s for s in steps if s.startswith("→")]
+            if arrows:
+                summary += " " + " ".join(arrows)
+            caused = c.ids
+        evidence = tuple(f"{e.source}:{e.line_no}: {_short(e.text, 200)}" for e in (inc.event,) + inc.others)
+        findings.append(Finding(kind=inc.kind, summary=summary, start=inc.start, end=inc.end, stream=None,
+                                frames=(), evidence=evidence, caused_by=caused, id=f"app-{i + 1}",
+                                numbers=nums))
+    return Diagnosis(tuple(findings), tuple(inc for inc, _ in chosen), explained, len(chosen) - explained)
+
+
+def windows_of(diagnosis: Diagnosis, facts: TcpFacts, limit: int = 20) -> List[Tuple[float, float]]:
+    """Time windows (A's clock) worth showing in a timeline: each incident widened to its causes."""
+    by_id = {f.id: f for f in facts.findings}
+    lost = {r.id: r for r in facts.lost}
+    out = []
+    for f in diagnosis.findings[:limit]:
+        a, b = f.start, f.end
+        for cid in f.caused_by:
+            if cid in lost:
+                r = lost[cid]
+                a = min(a, r.sent_at)
+                if r.delivered_by:
+                    b = max(b, r.delivered_by.arrived_at)
+            elif cid in by_id and by_id[cid].kind == "hol_blocked":
+                a, b = min(a, by_id[cid].start), max(b, by_id[cid].end)
+        out.append((a, b))
+    if not out:
+        out = [(f.start, f.end) for f in facts.findings if f.kind in ("hol_blocked", "rwnd_throttling", "retries")][:limit]
+    return out

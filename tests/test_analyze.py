@@ -1,0 +1,100 @@
+"""`tcpstall analyze`: the library (one two-pass tshark run -> streams + findings) and the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pytshark_ext import analyze as an
+from pytshark_ext.cli import main
+from pytshark_ext.tshark import FIELD_SEP
+
+from conftest import sample, truth
+
+
+@pytest.fixture(autouse=True)
+def _home(isolated_home):
+    yield
+
+
+@pytest.fixture(scope="module")
+def hb_server():
+    return an.analyze_capture(str(sample("heartbeat-loss-server.pcapng")))
+
+
+def test_parse_output_splits_rows_and_summary():
+    n = len(an.FIELDS)
+    row = ["7", "100.5", "0"] + [""] * (n - 3)
+    lines = [FIELD_SEP.join(row),
+             "TCPSTALL\tstream=0\tsrc=10.0.0.1\tsport=1\tdst=10.0.0.2\tdport=2\tfirst_t=1.0\tlast_t=2.0"
+             "\tfirst_frame=1\tlast_frame=9\thol_episodes=0",
+             "TCPSTALL_END\tstreams=1\terrors=0"]
+    rows, streams, errors, first = an.parse_output(lines)
+    assert len(rows) == 1 and rows[0]["frame.number"] == ["7"] and rows[0]["tcpstall.hol.hold_ms"] == []
+    assert streams[0].stream == 0 and streams[0].columns == {"hol_episodes": "0"}
+    assert errors == 0 and first is None
+
+
+def test_hol_finding_matches_truth(hb_server):
+    t = truth("heartbeat-loss")["faults"][0]
+    held, filler = t["held_at_server"][0], t["arrived_at_server"][0]
+    assert hb_server.plugin_errors == 0
+    assert len(hb_server.streams) == 1
+    [f] = [f for f in hb_server.findings if f.kind == "hol_blocked"]
+    assert f.stream == 0
+    assert f.numbers["release_frame"] == filler["frame"]
+    assert f.numbers["first_held_frame"] == held["frame"]
+    assert f.numbers["released_bytes"] == 21
+    assert abs(f.numbers["max_hold_ms"] - held["hold_ms"]) <= 1.0
+    assert abs(f.duration_ms - held["hold_ms"]) <= 1.0
+    assert abs(f.start - held["time"]) <= 0.001 and abs(f.end - filler["time"]) <= 0.001
+    assert held["frame"] in f.frames and filler["frame"] in f.frames
+    assert f.numbers["trigger"] == "rack" and f.numbers["severity"] == "warn"
+    assert "thin_stream" in f.numbers
+    assert f.summary.startswith("HOL-blocked delivery: released 21 bytes")
+
+
+def test_json_shape(hb_server):
+    d = an.to_json(hb_server)
+    json.dumps(d)   # serialisable
+    assert set(d) >= {"streams", "findings"}
+    s = d["streams"][0]
+    assert s["hol_episodes"] == 1 and isinstance(s["hol_worst_ms"], float)
+    f = d["findings"][0]
+    for key in ("kind", "summary", "stream", "frames", "start", "end", "duration_ms",
+                "released_bytes", "max_hold_ms", "first_held_frame", "release_frame"):
+        assert key in f, key
+    assert f["kind"] == "hol_blocked"
+
+
+def test_table_render(hb_server):
+    text = an.render_table(hb_server)
+    assert "HOL episodes" in text and "hol_blocked" in text and "HOL-blocked delivery" in text
+
+
+def test_clean_capture_has_no_findings():
+    r = an.analyze_capture(str(sample("clean-heartbeat-server.pcapng")))
+    assert r.findings == () and r.plugin_errors == 0
+    assert "no stalls found" in an.render_table(r)
+
+
+def test_cli_table_and_json():
+    runner = CliRunner()
+    cap = str(sample("heartbeat-loss-client.pcapng"))
+    res = runner.invoke(main, ["analyze", cap])
+    assert res.exit_code == 0, res.output
+    assert "hol_blocked" in res.output and "HOL worst ms" in res.output
+    res = runner.invoke(main, ["analyze", cap, "--json", "-o", "hol_warn_ms:50"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    [f] = d["findings"]
+    assert f["view"] == "sender" and f["severity"] == "note"   # 20 ms hold < 50 ms threshold
+
+
+def test_cli_errors_are_one_line():
+    runner = CliRunner()
+    res = runner.invoke(main, ["analyze", "/nonexistent/capture.pcapng"])
+    assert res.exit_code == 1 and "no such file" in res.output
+    res = runner.invoke(main, ["analyze", str(sample("heartbeat-loss-client.pcapng")), "-o", "nocolon"])
+    assert res.exit_code == 1 and "NAME:VALUE" in res.output

@@ -1,0 +1,347 @@
+"""App logs on the packet timeline: each stall/timeout the lab apps logged is explained by the
+fault the lab injected, with the numbers of the truth files (HOL within 1 ms, abort within 1 %).
+
+Expectations come from `<scenario>.truth.json` (what the router dropped, what the apps measured,
+the retransmission schedule) -- never from the code under test. tshark runs once per scenario
+(module-scoped fixtures); the log variants re-use the packets.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import sample, truth
+from pytshark_ext.applog import LogSpec, format_offset, parse_log_spec
+from pytshark_ext.cli import main
+from pytshark_ext.correlate import analyze_both, correlate_captures, with_plugin_findings
+from pytshark_ext.diagnose import (DiagnoseOptions, TcpFacts, diagnose, find_incidents, model_timeout,
+                                   predict_abort, rto_chain)
+from pytshark_ext.records import LogEvent
+from pytshark_ext.timeline import SideLog, load_packets_both, report_for_correlation
+
+
+def pair(scenario: str):
+    return str(sample(f"{scenario}-client.pcapng")), str(sample(f"{scenario}-server.pcapng"))
+
+
+def correlated(scenario: str):
+    a, b = pair(scenario)
+    result = correlate_captures(a, b)
+    result = with_plugin_findings(result, *analyze_both(a, b))
+    return result, load_packets_both(a, b)
+
+
+def logs_of(scenario: str, t: dict):
+    """FILE@A for the client host's log, FILE@B for the server's (the truth names the roles)."""
+    logs = t["app"]["logs"]
+    specs = []
+    for role, name in sorted(logs.items()):
+        side = "A" if role in ("client", "sender") else "B"
+        specs.append(parse_log_spec(f"{sample(name)}@{side}"))
+    return specs
+
+
+def app(report, kind=None, side=None):
+    return [f for f in report.diagnosis.findings
+            if (kind is None or f.kind == kind) and (side is None or f.numbers["side"] == side)]
+
+
+# --- pure: the Linux abort model ---------------------------------------------------------------
+
+def test_model_timeout_matches_design_numbers():
+    # DESIGN.md §2: retries2=15 -> 924.6 s, 8 -> 102.2 s, 6 -> 25.4 s
+    assert model_timeout(15) == pytest.approx(924.6)
+    assert model_timeout(8) == pytest.approx(102.2)
+    assert model_timeout(6) == pytest.approx(25.4)
+    assert model_timeout(3) == pytest.approx(3.0)
+
+
+def _schedule(t: dict):
+    r = t["retries"]
+    return [0.0] + [x["since_first_send_s"] for x in r["retransmissions"]]
+
+
+def test_predict_abort_on_the_lab_schedule_peer_vanishes():
+    t = truth("peer-vanishes")
+    times = _schedule(t)
+    r = t["retries"]
+    k = rto_chain(times)
+    first_rto = r["first_rto_retransmission"] - r["first_send"]
+    assert times[k] == pytest.approx(first_rto, abs=1e-5)
+    abort, _ = predict_abort(times, retries2=int(r["tcp_retries2"]))
+    assert abort == pytest.approx(r["etimedout_since_first_send_s"], rel=0.01)
+    # the default (15) would hang for > 15 minutes
+    assert predict_abort(times, retries2=15)[0] > model_timeout(15)
+
+
+def test_predict_abort_with_tcp_user_timeout():
+    t = truth("peer-vanishes-usertimeout")
+    r = t["retries"]
+    abort, _ = predict_abort(_schedule(t), user_timeout_s=r["tcp_user_timeout_ms"] / 1000)
+    assert abort == pytest.approx(r["etimedout_since_first_send_s"], rel=0.01)
+
+
+# --- pure: incidents from log events -----------------------------------------------------------
+
+def _ev(t, text, kind="duration", dur=None, line=1):
+    return LogEvent(t, "x.log", line, text, kind, dur, None if dur is None else t - dur)
+
+
+def _side_log(events, side="A"):
+    from pytshark_ext.applog import LogRead, LogStats
+    read = LogRead("x.log", "x.log", tuple(events), LogStats())
+    return SideLog(side, read, tuple(events))
+
+
+def test_stall_is_an_outlier_of_its_own_kind_of_line():
+    events = [_ev(100 + i * 0.06, f"heartbeat seq={i} read cost 60ms", dur=0.060, line=i) for i in range(20)]
+    events.append(_ev(102, "heartbeat seq=99 read cost 110ms", dur=0.110, line=50))   # < 2 x median
+    events.append(_ev(103, "heartbeat seq=98 read cost 140ms", dur=0.140, line=51))
+    events.append(_ev(104, "request done in 90ms", dur=0.090, line=52))               # below 100 ms
+    events.append(_ev(105, "rpc timed out", kind="timeout", line=53))
+    inc = find_incidents([_side_log(sorted(events, key=lambda e: e.time))])
+    assert [(i.kind, i.event.line_no) for i in inc] == [("app_stall", 51), ("app_timeout", 53)]
+    assert inc[0].app_ms == pytest.approx(140)
+    assert inc[1].end - inc[1].start == pytest.approx(DiagnoseOptions().timeout_lookback_s)
+
+
+def test_lines_about_the_same_interval_are_one_incident():
+    span = LogEvent(10.0, "x.log", 3, "Read Start ... Read End", "span", 0.3, 9.7)
+    cost = _ev(10.0, "read cost 300ms", dur=0.3, line=4)
+    inc = find_incidents([_side_log([span, cost])])
+    assert len(inc) == 1 and len(inc[0].others) == 1
+
+
+# --- lab scenarios ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hb():
+    t = truth("heartbeat-loss")
+    result, packets = correlated("heartbeat-loss")
+    return t, result, packets, report_for_correlation(result, packets, logs_of("heartbeat-loss", t))
+
+
+def test_heartbeat_zone_less_logs_are_aligned_to_utc_plus_8(hb):
+    t, _, _, report = hb
+    assert len(report.logs) == 2
+    for lg in report.logs:
+        assert lg.read.stats.zoneless > 0 and lg.read.stats.zoned == 0
+        assert lg.read.tz_inferred == t["app"]["utc_offset_s"]
+        assert any(format_offset(t["app"]["utc_offset_s"]) in w for w in lg.warnings)
+
+
+def test_heartbeat_receiver_read_stall_explained_by_the_dropped_segment(hb):
+    t, result, _, report = hb
+    fault = t["faults"][0]
+    slow = max(t["app"]["read_costs_over_100ms"], key=lambda x: x["cost_ms"])
+    stalls = [f for f in app(report, "app_stall", "B") if abs(f.numbers["app_end"] - slow["time"]) < 0.001]
+    assert len(stalls) == 1, [f.summary for f in report.diagnosis.findings]
+    f = stalls[0]
+    n = f.numbers
+    assert n["cause"] == "hol"
+    assert n["app_ms"] == pytest.approx(slow["cost_ms"], abs=1)
+    lost = {r.id: r for r in result.lost}[n["lost_id"]]
+    assert lost.id in f.caused_by and any(c.startswith("B:hol_blocked") for c in f.caused_by)
+    assert (n["lost_seq_raw"], n["lost_len"]) == (fault["seq_raw"], fault["len"])
+    assert n["sent_at"] == pytest.approx(fault["sent_at"], abs=0.001)
+    assert n["hold_ms"] == pytest.approx(max(h["hold_ms"] for h in fault["held_at_server"]), abs=1)
+    assert n["retransmit_after_ms"] == pytest.approx(fault["retransmissions"][0]["after_ms"], abs=1)
+    arrived = fault["arrived_at_server"][0]["time"]
+    assert n["delivered_at_downstream_clock"] == pytest.approx(arrived, abs=0.001)
+    # the app's Read returned when the retransmission arrived; the stall it logged is explained
+    assert abs(n["app_end_after_delivery_ms"]) < 1
+    assert n["explained_ms"] == pytest.approx(slow["cost_ms"], abs=1)
+    assert n["thin_stream"] and n["send_interval_ms"] == pytest.approx(t["app"]["interval_ms"], rel=0.2)
+    for words in ("Read blocked", "lost between the captures", "HOL-blocked delivery", "thin stream",
+                  str(fault["seq_raw"])):
+        assert words in f.summary
+
+
+def test_heartbeat_sender_timeout_explained_by_the_same_loss(hb):
+    t, _, _, report = hb
+    (timeout,) = t["app"]["timeouts"]
+    found = [f for f in app(report, "app_timeout", "A") if abs(f.numbers["app_end"] - timeout["time"]) < 0.001]
+    assert len(found) == 1
+    f = found[0]
+    assert f.numbers["cause"] == "hol" and f.numbers["lost_seq_raw"] == t["faults"][0]["seq_raw"]
+    assert f.numbers["app_ms"] == pytest.approx(t["app"]["timeout_ms"])
+    # the receiver's chain names this timeout as a consequence
+    stall = app(report, "app_stall", "B")[0]
+    assert "→ also A's heartbeat timed out" in stall.summary
+
+
+def test_heartbeat_every_incident_is_explained(hb):
+    _, _, _, report = hb
+    d = report.diagnosis
+    assert d.findings and d.unexplained == 0
+    assert all(f.caused_by for f in d.findings)
+
+
+def test_heartbeat_timeline_merges_both_captures_and_both_logs(hb):
+    t, _, _, report = hb
+    sources = {r.source for r in report.rows}
+    assert sources == {"A", "B", "log A", "log B"}
+    times = [r.time for r in report.rows]
+    assert times == sorted(times)
+    lost_rows = [r for r in report.rows if any(m.startswith("LOST") for m in r.marks)]
+    assert [r.frame for r in lost_rows] == [t["faults"][0]["client_frame"]]
+
+
+def test_explicit_zone_overrides_inference(hb):
+    t, result, packets, _ = hb
+    off = format_offset(t["app"]["utc_offset_s"])
+    specs = [LogSpec(s.path, s.side, t["app"]["utc_offset_s"]) for s in logs_of("heartbeat-loss", t)]
+    report = report_for_correlation(result, packets, specs)
+    assert all(lg.read.tz_inferred is None and not any("assuming" in w for w in lg.warnings)
+               for lg in report.logs)
+    assert report.diagnosis.unexplained == 0 and report.diagnosis.findings
+    # a wrong zone puts the logs an hour away: nothing to explain, and a warning says so
+    wrong = [LogSpec(s.path, s.side, t["app"]["utc_offset_s"] - 3600) for s in specs]
+    report = report_for_correlation(result, packets, wrong)
+    assert not report.diagnosis.findings or report.diagnosis.explained == 0
+    assert any("no event within a minute" in w for w in report.warnings), (off, report.warnings)
+
+
+def test_garbage_lines_are_counted_never_fatal(hb, tmp_path):
+    t, result, packets, _ = hb
+    src = sample(t["app"]["logs"]["receiver"]).read_text().splitlines()
+    junk = ["\x00\x01binary junk", "not a log line at all", "2026/13/45 99:99:99.000000 bad date"]
+    mixed = ["garbage before any event"] + src[:40] + junk + src[40:]
+    path = tmp_path / "receiver.log"
+    path.write_text("\n".join(mixed) + "\n")
+    report = report_for_correlation(result, packets, [parse_log_spec(f"{path}@B")])
+    (lg,) = report.logs
+    assert lg.read.stats.garbage >= 3
+    assert any("unparseable" in w for w in report.warnings)
+    assert any(f.kind == "app_stall" and f.caused_by for f in report.diagnosis.findings)
+
+
+@pytest.fixture(scope="module")
+def rcvbuf():
+    t = truth("small-rcvbuf")
+    result, packets = correlated("small-rcvbuf")
+    return t, report_for_correlation(result, packets, logs_of("small-rcvbuf", t))
+
+
+def test_small_rcvbuf_slow_request_explained_by_window_throttling(rcvbuf):
+    t, report = rcvbuf
+    a = t["app"]
+    tr = a["transfer"]
+    (f,) = [f for f in app(report, side="A") if f.numbers["cause"] == "rwnd"]
+    assert f.kind == "app_timeout"               # status=TIMEOUT in the client log
+    n = f.numbers
+    assert n["app_ms"] == pytest.approx(a["proc_time_ms"], abs=1)
+    assert n["window"] == tr["server_advertised_window_bytes"]["median"]
+    assert n["limited_ms"] == pytest.approx(tr["duration_ms"], rel=0.01)
+    assert n["bytes"] == a["message_bytes"]
+    # bytes / window x RTT explains what the app measured; the RTT is the path's (handshake)
+    rtt = t["handshake"]["rtt_ms"]
+    assert n["cycle_ms"] == pytest.approx(rtt, rel=0.2)
+    assert n["model_ms"] == pytest.approx(a["proc_time_ms"], rel=0.05)
+    need = a["message_bytes"] * rtt / a["app_timeout_ms"]
+    assert n["app_timeout_ms"] == a["app_timeout_ms"]
+    assert n["window_needed"] == pytest.approx(need, rel=0.1)
+    # the server log line that states the receive buffer is cited
+    cited = n["rcvbuf_log"]
+    line_no = int(cited.rsplit(":", 1)[1])
+    server_log = sample(a["logs"]["server"]).read_text().splitlines()
+    assert server_log[line_no - 1] in a["server_log_rcvbuf_lines"]
+    assert "receiver window throttling" in f.summary and f.caused_by
+
+
+def test_small_rcvbuf_server_read_also_explained(rcvbuf):
+    _, report = rcvbuf
+    fs = app(report, side="B")
+    assert fs and all(f.numbers["cause"] == "rwnd" for f in fs)
+
+
+@pytest.fixture(scope="module")
+def vanish():
+    t = truth("peer-vanishes")
+    result, packets = correlated("peer-vanishes")
+    return t, report_for_correlation(result, packets, logs_of("peer-vanishes", t))
+
+
+def test_peer_vanishes_etimedout_explained_by_tcp_retries2(vanish):
+    t, report = vanish
+    r = t["retries"]
+    (f,) = app(report, "app_timeout", "A")
+    n = f.numbers
+    assert n["cause"] == "retries" and f.caused_by
+    assert n["app_end"] == pytest.approx(t["app"]["error_time"], abs=0.001)
+    assert n["first_send"] == pytest.approx(r["first_send"], abs=0.001)
+    assert n["retransmissions"] == r["retransmission_count"]
+    assert n["first_rto_retransmission"] == pytest.approx(r["first_rto_retransmission"], abs=0.001)
+    assert n["tcp_retries2"] == int(r["tcp_retries2"])
+    assert n["predicted_abort_after_s"] == pytest.approx(r["etimedout_since_first_send_s"], rel=0.01)
+    assert n["app_failed_after_s"] == pytest.approx(r["etimedout_since_first_send_s"], rel=0.01)
+    assert n["default_abort_after_s"] > model_timeout(15)
+    assert n["faster"] and "would have failed faster" in f.summary and "ETIMEDOUT" in f.summary
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+def test_cli_correlate_with_logs_json(tmp_path):
+    t = truth("heartbeat-loss")
+    a, b = pair("heartbeat-loss")
+    html_out = tmp_path / "hb.html"
+    ann = tmp_path / "hb.pcapng"
+    args = ["correlate", a, b, "--json", "--html", str(html_out)]
+    for spec in logs_of("heartbeat-loss", t):
+        args += ["--log", f"{spec.path}@{spec.side}"]
+    if shutil.which("editcap"):
+        args += ["--annotate", str(ann)]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    kinds = [f["kind"] for f in doc["findings"]]
+    assert "app_stall" in kinds and "app_timeout" in kinds
+    stall = next(f for f in doc["findings"] if f["kind"] == "app_stall")
+    assert stall["caused_by"] and stall["numbers"]["chain"][0].startswith("B's Read blocked")
+    assert [lg["tz_inferred"] for lg in doc["logs"]] == [format_offset(t["app"]["utc_offset_s"])] * 2
+    assert doc["diagnosis"]["unexplained"] == 0 and doc["timeline"]
+    assert "assuming UTC+08:00" in res.stderr
+    assert html_out.is_file() and "<svg" in html_out.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    if shutil.which("editcap"):
+        import subprocess
+        out = subprocess.run(["tshark", "-r", str(ann), "-Y", "frame.comment", "-T", "fields", "-e",
+                              "frame.comment"], capture_output=True, text=True, check=True).stdout
+        assert "log heartbeat-loss-sender.log:61" in out      # the timeout line, on A's nearest packet
+
+
+def test_cli_log_errors_are_one_line(tmp_path):
+    a, b = pair("heartbeat-loss")
+    runner = CliRunner()
+    res = runner.invoke(main, ["correlate", a, b, "--log", str(tmp_path / "missing.log@A")])
+    assert res.exit_code == 1 and "missing.log" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.stderr
+    res = runner.invoke(main, ["correlate", a, b, "--log", str(sample("heartbeat-loss-sender.log"))])
+    assert res.exit_code == 2 and "@A" in res.stderr
+    res = runner.invoke(main, ["correlate", a, b, "--log-tz", "+25:00"])
+    assert res.exit_code == 2
+    res = runner.invoke(main, ["analyze", a, "--log", str(sample("heartbeat-loss-sender.log")),
+                               "--log-format", "(no ts group)"])
+    assert res.exit_code == 2 and "(?P<ts>" in res.stderr
+    res = runner.invoke(main, ["analyze", a, "--html", str(tmp_path / "nodir" / "x.html")])
+    assert res.exit_code == 1 and "nodir" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("scenario", ["clean-heartbeat", "clean-rpc", "clean-bulk"])
+def test_clean_runs_log_no_incident(scenario):
+    """No fault injected: the lab apps' logs hold no stall or timeout (no tshark needed)."""
+    from pytshark_ext.applog import read_log
+    t = truth(scenario)
+    logs = []
+    for role, name in t["app"]["logs"].items():
+        read = read_log(str(sample(name)), tz=t["app"]["utc_offset_s"])
+        assert read.stats.events > 0
+        logs.append(SideLog("A", read, read.events))
+    # one-off durations (a 2 MB request in 142 ms) are candidates only; with no TCP cause, nothing
+    assert all(i.weak for i in find_incidents(logs) if i.kind == "app_stall")
+    assert not [i for i in find_incidents(logs) if i.kind == "app_timeout"]
+    facts = TcpFacts(sides=("A",), names={"A": "x.pcapng"}, findings=())
+    assert diagnose(facts, logs).findings == ()

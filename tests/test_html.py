@@ -1,0 +1,108 @@
+"""`--html`: the self-contained page renders in headless Chromium (Debian's chromium) with a
+ladder diagram, and log text is escaped (a log line holding `<script>` stays text)."""
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from conftest import sample, truth
+from pytshark_ext.applog import parse_log_spec
+from pytshark_ext.correlate import analyze_both, correlate_captures, with_plugin_findings
+from pytshark_ext.render.html import render_html, write_html
+from pytshark_ext.timeline import load_packets_both, report_for_correlation
+
+CHROMIUM = "/usr/bin/chromium"
+EVIL = '<script>document.title="pwned"</script> & <img src=x onerror=alert(1)> "q"'
+
+
+def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium) -- HTML not checked in a browser")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """heartbeat-loss with both logs; the receiver log gets a hostile line inside the stall."""
+    tmp = tmp_path_factory.mktemp("html")
+    t = truth("heartbeat-loss")
+    slow = max(t["app"]["read_costs_over_100ms"], key=lambda x: x["cost_ms"])
+    lines = sample(t["app"]["logs"]["receiver"]).read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if f"seq={slow['seq']} read cost" in ln)
+    stamp = lines[i][:26]                       # "2026/11/21 22:02:33.374002"
+    lines.insert(i + 1, f"{stamp} conn.go:99: {EVIL}")
+    receiver = tmp / "receiver.log"
+    receiver.write_text("\n".join(lines) + "\n")
+    a, b = str(sample("heartbeat-loss-client.pcapng")), str(sample("heartbeat-loss-server.pcapng"))
+    result = with_plugin_findings(correlate_captures(a, b), *analyze_both(a, b))
+    report = report_for_correlation(result, load_packets_both(a, b), [
+        parse_log_spec(f"{sample(t['app']['logs']['sender'])}@A"), parse_log_spec(f"{receiver}@B")])
+    out = tmp / "page.html"
+    write_html(str(out), render_html(report, title="tcpstall <test> & co", tcp_findings=result.findings))
+    return tmp, out, report
+
+
+def test_page_is_self_contained_and_escaped(page):
+    _, out, _ = page
+    text = out.read_text()
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;document.title" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    # no external resource: no src/href attributes, no URL but the SVG namespace
+    assert not re.findall(r"<[a-zA-Z][^<>]*\s(?:src|href)\s*=", text)
+    assert set(re.findall(r"https?://[^\s\"'<>]+", text)) <= {"http://www.w3.org/2000/svg"}
+    assert "tcpstall &lt;test&gt; &amp; co" in text
+
+
+def test_page_has_a_ladder_with_the_loss_and_the_held_span(page):
+    _, out, report = page
+    text = out.read_text()
+    assert text.count("<svg") >= 1
+    assert "✕" in text                               # the lost segment ends in a cross
+    assert 'fill="#f39c12"' in text                   # a held (HOL) span
+    lost = report.facts.lost[0]
+    assert f"seq={lost.seq_raw}" in text
+    assert "B&#x27;s Read blocked" in text or "B's Read blocked" in text
+
+
+def test_chromium_renders_the_page_and_keeps_log_text_as_text(page):
+    tmp, out, _ = page
+    res = chromium(tmp, "--dump-dom", out.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    dom = res.stdout
+    assert "<svg" in dom and dom.count("<line") > 10
+    assert "<script" not in dom.lower()                  # the log's script never became an element
+    assert "&lt;script&gt;document.title" in dom
+    title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
+    assert title == "tcpstall &lt;test&gt; &amp; co"      # no script ran to change it
+
+
+def _png_ink(path: Path) -> float:
+    """Share of non-white bytes in the PNG's (filtered) scanlines: 0 for a blank page."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    return sum(1 for b in raw[::7] if b not in (0, 255)) / max(1, len(raw[::7]))
+
+
+def test_chromium_screenshot_is_not_blank(page):
+    tmp, out, _ = page
+    png = tmp / "page.png"
+    res = chromium(tmp, "--window-size=1150,1700", f"--screenshot={png}", out.as_uri())
+    assert res.returncode == 0 and png.is_file(), res.stderr[-2000:]
+    assert png.stat().st_size > 20_000
+    assert _png_ink(png) > 0.01

@@ -1,0 +1,290 @@
+"""Receiver window throttling (plugins/tcpstall/rwnd.lua): golden `-T fields` runs of the real
+plugin over the committed lab captures, one-pass and `-2 -Y tcpstall`.
+
+The expected numbers are computed here WITHOUT the plugin, from the raw segments of the same capture
+(tshark -T fields of tcp.seq / tcp.ack / tcp.len / tcp.window_size_value) and from the lab's truth
+file: the window the server advertised, its window shift (lost in the `-nohs` copies, which is the
+point: the plugin must infer it), the first window-limited data segment, the ACK of the last byte,
+the bytes sent and the time per round trip (stop-and-wait: one window per round)."""
+from __future__ import annotations
+
+import functools
+import statistics
+from typing import Dict, List, NamedTuple, Tuple
+
+import pytest
+
+from pytshark_ext import analyze
+from pytshark_ext import tshark as ts
+
+from conftest import sample, truth
+
+FIELDS = (
+    "frame.number", "frame.time_epoch", "tcp.stream",
+    "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
+    "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms",
+    "tcpstall.rwnd.bytes", "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame",
+    "tcpstall.rwnd.cause", "tcpstall.rwnd.throttling", "_ws.expert.message",
+)
+
+CLIENT = "198.18.1.2"     # lab topology (truth["topology"]["client"]); asserted in expected()
+
+
+@pytest.fixture(autouse=True)
+def _home(isolated_home):
+    yield
+
+
+@functools.lru_cache(maxsize=None)
+def run(capture: str, two_pass: bool, prefs: Tuple[Tuple[str, object], ...] = ()):
+    """(rows by frame, stream summaries) of one plugin run with `-z tcpstall,tsv`."""
+    lines = ts.run_lines(capture, fields=FIELDS, display_filter="tcpstall", two_pass=two_pass,
+                         prefs=dict(prefs) or None, extra=["-z", "tcpstall,tsv"])
+    rows, streams, errors, first_error = analyze.parse_output(lines, FIELDS)
+    assert errors == 0, first_error
+    by_frame = {int(r["frame.number"][0]): r for r in rows}
+    return by_frame, streams
+
+
+def one(r, name):
+    v = r.get(name) or []
+    return v[0] if v else None
+
+
+def experts(by_frame) -> List[Tuple[int, dict]]:
+    return [(f, r) for f, r in sorted(by_frame.items()) if r.get("tcpstall.rwnd.throttling")]
+
+
+class Expected(NamedTuple):
+    first_data_frame: int
+    first_data_t: float
+    end_ack_frame: int
+    end_ack_t: float
+    bytes: int
+    window: int                  # server's advertised window in bytes
+    raw_windows: List[int]
+    scalefactors: List[str]      # Wireshark's tcp.window_size_scalefactor of the server's packets
+    round_ms: float              # mean time between successive client data segments
+    window_full_flags: int       # Wireshark's own "window full" warnings
+
+    @property
+    def limited_ms(self) -> float:
+        return (self.end_ack_t - self.first_data_t) * 1000
+
+
+@functools.lru_cache(maxsize=None)
+def expected(capture: str, server_wscale: int) -> Expected:
+    """From the raw segments (no plugin): the client's data, the server's ACKs and windows."""
+    f = ("frame.number", "frame.time_epoch", "ip.src", "tcp.seq", "tcp.ack", "tcp.len",
+         "tcp.window_size_value", "tcp.flags.syn", "tcp.window_size_scalefactor", "tcp.analysis.window_full")
+    rows = [dict(zip(f, [v[0] if v else None for v in r]))
+            for r in ts.iter_fields(capture, f, with_plugin=False)]
+    data = [r for r in rows if r["ip.src"] == CLIENT and int(r["tcp.len"]) > 0]
+    assert data, "no client data"
+    first, last = data[0], data[-1]
+    end = int(last["tcp.seq"]) + int(last["tcp.len"])
+    ack = next(r for r in rows if r["ip.src"] != CLIENT and int(r["tcp.ack"]) >= end
+               and float(r["frame.time_epoch"]) >= float(last["frame.time_epoch"]))
+    server = [r for r in rows if r["ip.src"] != CLIENT and r["tcp.flags.syn"] in ("0", "False")]
+    raws = [int(r["tcp.window_size_value"]) for r in server]
+    times = [float(r["frame.time_epoch"]) for r in data]
+    return Expected(
+        first_data_frame=int(first["frame.number"]), first_data_t=float(first["frame.time_epoch"]),
+        end_ack_frame=int(ack["frame.number"]), end_ack_t=float(ack["frame.time_epoch"]),
+        bytes=end - int(first["tcp.seq"]),
+        window=statistics.mode(raws) << server_wscale, raw_windows=raws,
+        scalefactors=sorted({r["tcp.window_size_scalefactor"] for r in server}),
+        round_ms=statistics.mean(b - a for a, b in zip(times, times[1:])) * 1000,
+        window_full_flags=sum(1 for r in rows if r["tcp.analysis.window_full"] is not None),
+    )
+
+
+SIDES = ["client", "server"]
+PASSES = [pytest.param(False, id="one-pass"), pytest.param(True, id="two-pass")]
+
+
+def check_episode(by_frame, exp: Expected, tr: dict, wscale: int, inferred: bool):
+    ex = experts(by_frame)
+    # once at the start (when it has lasted rwnd_min_episode_ms) and once on the frame that ends it
+    assert len(ex) == 2, [f for f, _ in ex]
+    (f_start, start), (f_end, end) = ex
+    assert one(start, "tcpstall.rwnd.end_frame") is None
+    assert int(one(start, "tcpstall.rwnd.start_frame")) == exp.first_data_frame
+    assert 100.0 <= float(one(start, "tcpstall.rwnd.limited_ms")) < 120.0
+    assert int(one(end, "tcpstall.rwnd.start_frame")) == exp.first_data_frame
+    assert int(one(end, "tcpstall.rwnd.end_frame")) == exp.end_ack_frame
+    assert f_end > exp.end_ack_frame
+
+    # window and shift: the server's window (truth: 562 B, shift 0 from its SYN-ACK)
+    window = int(one(end, "tcpstall.rwnd.window"))
+    assert window == exp.window == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    assert int(one(end, "tcpstall.rwnd.scale")) == wscale
+    assert one(end, "tcpstall.rwnd.scale_inferred") == ("1" if inferred else "0")
+
+    # duration: first window-limited data segment -> ACK of the last byte
+    limited = float(one(end, "tcpstall.rwnd.limited_ms"))
+    assert abs(limited - exp.limited_ms) <= 0.1
+    assert int(one(end, "tcpstall.rwnd.bytes")) == exp.bytes
+    # RTT: one window per round trip, so the mean round is the RTT the transfer ran at
+    rtt = float(one(end, "tcpstall.rwnd.rtt_ms"))
+    assert abs(rtt - exp.round_ms) <= 0.03 * exp.round_ms
+    assert tr["handshake"]["rtt_ms"] * 0.8 <= rtt <= tr["handshake"]["rtt_ms"] * 1.5
+    # cap = window / RTT, and that is the throughput the transfer actually got
+    cap = float(one(end, "tcpstall.rwnd.cap_mbps"))
+    assert abs(cap - window * 8 / rtt / 1000) <= 0.01
+    achieved = exp.bytes * 8 / (exp.limited_ms / 1000) / 1e6
+    assert abs(cap - achieved) <= 0.03 * achieved
+    assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
+
+    msg = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert len(msg) == 1
+    assert msg[0].startswith(f"receiver window throttling: rwnd {window} B (1×MSS 562")
+    assert f"caps throughput at {cap:.1f} Mbit/s at RTT {rtt:.2f} ms" in msg[0]
+    assert f"window-limited for {exp.limited_ms / 1000:.2f} s" in msg[0]
+    assert "{:,} B sent".format(exp.bytes).replace(",", " ") in msg[0]
+    assert "bytes/window × RTT = " in msg[0]
+    assert ("shift 0 inferred" in msg[0]) == inferred
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+def test_small_rcvbuf_with_handshake(side, two_pass):
+    tr = truth("small-rcvbuf")
+    assert tr["topology"]["client"] == CLIENT
+    cap = str(sample(f"small-rcvbuf-{side}.pcapng"))
+    wscale = tr["handshake"]["server_wscale"]
+    exp = expected(cap, wscale)
+    assert exp.bytes == tr["app"]["transfer"]["payload_bytes"] == tr["app"]["message_bytes"]
+    by_frame, streams = run(cap, two_pass)
+    check_episode(by_frame, exp, tr, wscale, inferred=False)
+    # the whole transfer was window-limited: the episode is the transfer (truth, from the apps)
+    end = experts(by_frame)[-1][1]
+    assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - tr["app"]["transfer"]["duration_ms"]) <= 2 * exp.round_ms
+    # per-frame fields on the window-limited data segments
+    first = by_frame[exp.first_data_frame]
+    assert int(one(first, "tcpstall.rwnd.window")) > 0 and float(one(first, "tcpstall.rwnd.limited_ms")) == 0.0
+    # -z tcpstall,tsv columns
+    (s,) = streams
+    assert s.columns["rwnd_episodes"] == "1"
+    assert abs(float(s.columns["rwnd_limited_ms"]) - exp.limited_ms) <= 0.1
+    assert s.columns["rwnd_window"] == str(exp.window)
+    assert s.columns["rwnd_scale"] == str(wscale)
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+def test_small_rcvbuf_without_handshake_infers_scale(side, two_pass):
+    tr = truth("small-rcvbuf-nohs")
+    cap = str(sample(f"small-rcvbuf-nohs-{side}.pcapng"))
+    wscale = tr["lost_handshake"]["server_wscale"]
+    exp = expected(cap, wscale)
+    # the premise: Wireshark does not know the scale and says nothing about the window
+    assert exp.scalefactors == ["-1"]
+    assert exp.window_full_flags == 0
+    by_frame, streams = run(cap, two_pass)
+    check_episode(by_frame, exp, tr, wscale, inferred=True)
+    # before the inference the scale is reported unknown (-1), not guessed
+    scales = [(f, one(r, "tcpstall.rwnd.scale"), one(r, "tcpstall.rwnd.scale_inferred"))
+              for f, r in sorted(by_frame.items()) if one(r, "tcpstall.rwnd.scale") is not None]
+    assert scales[0][1] == "-1" and scales[0][0] <= exp.first_data_frame
+    first_inferred = next(f for f, sc, inf in scales if inf == "1")
+    assert first_inferred < experts(by_frame)[0][0]
+    assert all(sc == str(wscale) for f, sc, inf in scales if f >= first_inferred)
+    (s,) = streams
+    assert s.columns["rwnd_scale"] == f"{wscale} inferred"
+    assert s.columns["rwnd_episodes"] == "1"
+
+
+def test_nohs_with_wireshark_default_scaling_pref():
+    """The user told Wireshark the shift (tcp.default_window_scaling): used, not inferred."""
+    tr = truth("small-rcvbuf-nohs")
+    cap = str(sample("small-rcvbuf-nohs-client.pcapng"))
+    exp = expected(cap, tr["lost_handshake"]["server_wscale"])
+    by_frame, _ = run(cap, False, (("tcp.default_window_scaling", "0"),))
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    end = ex[-1][1]
+    assert int(one(end, "tcpstall.rwnd.window")) == exp.window
+    assert one(end, "tcpstall.rwnd.scale") == "0" and one(end, "tcpstall.rwnd.scale_inferred") == "0"
+    assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - exp.limited_ms) <= 0.1
+
+
+def test_one_pass_and_two_pass_agree():
+    cap = str(sample("small-rcvbuf-nohs-server.pcapng"))
+    a, _ = run(cap, False)
+    b, _ = run(cap, True)
+    keys = [k for k in FIELDS if k.startswith("tcpstall.rwnd")]
+    assert {f: [r.get(k) for k in keys] for f, r in a.items()} == {f: [r.get(k) for k in keys] for f, r in b.items()}
+
+
+@pytest.mark.parametrize("scenario", ["clean-rpc", "clean-bulk", "clean-heartbeat"])
+@pytest.mark.parametrize("side", SIDES)
+def test_clean_captures_no_throttling(scenario, side):
+    by_frame, streams = run(str(sample(f"{scenario}-{side}.pcapng")), False)
+    assert experts(by_frame) == []
+    assert all(s.columns["rwnd_episodes"] == "0" for s in streams)
+
+
+def test_min_episode_pref_and_switch():
+    cap = str(sample("small-rcvbuf-client.pcapng"))
+    by_frame, _ = run(cap, False, (("rwnd_min_episode_ms", 10000),))
+    assert experts(by_frame) == []
+    by_frame, streams = run(cap, False, (("rwnd_enabled", False),))
+    assert all(one(r, "tcpstall.rwnd.window") is None for r in by_frame.values())
+    assert all("rwnd_episodes" not in s.columns for s in streams)
+
+
+def test_text_table_columns():
+    lines = list(ts.run_lines(str(sample("small-rcvbuf-client.pcapng")), extra=["-q", "-z", "tcpstall"]))
+    header = next(ln for ln in lines if ln.startswith("stream"))
+    for title in ("RWND episodes", "RWND limited ms", "RWND window", "RWND scale"):
+        assert title in header
+
+
+# --- tcpstall analyze: one rwnd_throttling finding per episode ---------------------------------
+
+def test_analyze_finding_small_rcvbuf_nohs():
+    tr = truth("small-rcvbuf-nohs")
+    cap = str(sample("small-rcvbuf-nohs-client.pcapng"))
+    exp = expected(cap, tr["lost_handshake"]["server_wscale"])
+    res = analyze.analyze_capture(cap)
+    fs = [f for f in res.findings if f.kind == "rwnd_throttling"]
+    assert len(fs) == 1
+    d = analyze.finding_to_dict(fs[0])
+    assert d["window"] == exp.window and d["scale"] == 0 and d["scale_inferred"] is True
+    assert d["start_frame"] == exp.first_data_frame and d["end_frame"] == exp.end_ack_frame
+    assert abs(d["start"] - exp.first_data_t) < 1e-6
+    assert abs(d["end"] - exp.end_ack_t) < 0.001
+    assert abs(d["duration_ms"] - exp.limited_ms) <= 0.2
+    assert d["bytes"] == exp.bytes and d["cause"] == "small_rcvbuf" and d["ongoing"] is False
+    assert abs(d["rtt_ms"] - exp.round_ms) <= 0.03 * exp.round_ms
+    assert d["summary"].startswith("receiver window throttling: rwnd 562 B")
+
+
+def _row(frame, t, **kv):
+    r = {k: [] for k in analyze.FIELDS}
+    r["frame.number"], r["frame.time_epoch"], r["tcp.stream"] = [str(frame)], [str(t)], ["0"]
+    for k, v in kv.items():
+        r[k.replace("__", ".")] = [str(v)]
+    return r
+
+
+def test_analyze_merges_start_and_end_reports():
+    """Pure: the start report and the end report of one episode make one finding (the end's
+    numbers); an episode whose end the capture never showed is `ongoing`."""
+    rows = [
+        _row(4, 10.0),
+        _row(120, 10.1, tcpstall__rwnd__throttling=1, tcpstall__rwnd__start_frame=4, tcpstall__rwnd__limited_ms=100.0,
+             tcpstall__rwnd__window=562),
+        _row(7406, 16.8, tcpstall__rwnd__throttling=1, tcpstall__rwnd__start_frame=4, tcpstall__rwnd__end_frame=7403,
+             tcpstall__rwnd__limited_ms=6539.4, tcpstall__rwnd__window=562, tcpstall__rwnd__bytes=2079208),
+        _row(9000, 20.0, tcpstall__rwnd__throttling=1, tcpstall__rwnd__start_frame=8000, tcpstall__rwnd__limited_ms=150.0,
+             tcpstall__rwnd__window=1124),
+    ]
+    fs = [f for f in analyze.findings_from_rows(rows) if f.kind == "rwnd_throttling"]
+    assert len(fs) == 2
+    a, b = fs
+    assert a.start == 10.0 and abs(a.duration_ms - 6539.4) < 1e-6 and a.frames == (4, 7403, 7406)
+    assert a.numbers["bytes"] == 2079208 and a.numbers["ongoing"] is False
+    assert b.numbers["ongoing"] is True and b.numbers["window"] == 1124
+    assert abs(b.start - (20.0 - 0.150)) < 1e-9

@@ -26,8 +26,8 @@ import heapq
 import math
 import queue
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
                       Segment)
@@ -109,7 +109,7 @@ class _Dir:
     """One direction (src:port -> dst:port) of one capture."""
     __slots__ = ("side", "idx", "key", "count", "max_end", "base", "peer", "hist", "lo", "hi",
                  "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_heap", "reo_max", "reordered",
-                 "reo_examples", "streams", "first_t", "conflicts", "retx", "max_ack")
+                 "reo_examples", "streams", "first_t", "conflicts", "retx", "max_ack", "last_stream")
 
     def __init__(self, side: str, idx: int, key: tuple, stream):
         self.side = side
@@ -133,6 +133,7 @@ class _Dir:
         self.reordered = 0
         self.reo_examples: List[tuple] = []
         self.streams = {stream} if stream not in (None, "") else set()
+        self.last_stream = stream
         self.first_t: Optional[float] = None
         self.conflicts = 0
         self.retx: Dict[int, int] = {}   # seq -> transmissions seen (only for retransmitted seqs)
@@ -206,8 +207,10 @@ class _Engine:
             d = side.dirs[dk] = _Dir(side.name, len(side.dirs), dk, stream)
             d.first_t = t
             d.base = seq if fl & 0x02 else (seq - 1) & MASK
-        elif stream not in (None, "") and len(d.streams) < 8:
-            d.streams.add(stream)
+        elif stream != d.last_stream:          # tcp.stream changes only on port reuse
+            d.last_stream = stream
+            if stream not in (None, "") and len(d.streams) < 8:
+                d.streams.add(stream)
         if fl & 0x02:
             d.base = seq                       # a SYN: relative numbering starts here
         d.count += 1
@@ -434,8 +437,9 @@ class _Engine:
                 if ra is None:
                     A.done = True
             else:
-                lim = inf if ra is None else ra[1] + theta
-                while rb is not None and rb[1] < lim:
+                # exactly the negation of the test above (no float rearrangement: never loop idle)
+                lim = inf if ra is None else ra[1]
+                while rb is not None and not (lim <= rb[1] - theta):
                     ingest(B, A, rb)
                     rb = next(rows_b, None)
                 if rb is None:

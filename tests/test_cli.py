@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 from click.testing import CliRunner
 
 from pytshark_ext import __version__
@@ -76,9 +75,3 @@ def test_doctor_flags_a_stale_installed_copy(isolated_home):
     stale.write_text(stale.read_text() + "\n-- locally edited\n")
     res = run("doctor")
     assert res.exit_code == 1 and "DIFFERENT copy" in res.output
-
-
-@pytest.mark.parametrize("cmd", ["correlate"])
-def test_placeholders_say_not_implemented(cmd):
-    res = run(cmd, "a.pcapng", "b.pcapng")
-    assert res.exit_code == 2 and "not implemented yet" in res.output

@@ -63,3 +63,18 @@ def test_targets_really_ran(report):
     """Skipped is not passed: the plugin and analyze always run; the others once implemented."""
     ran = {t: c.get("pass", 0) + c.get("fail", 0) for t, c in report["targets"].items()}
     assert ran.get("plugin", 0) >= 20 and ran.get("analyze", 0) >= 20, report["targets"]
+
+
+def test_a_failing_tshark_is_never_lost_when_its_output_ends_first(tmp_path):
+    """Regression (found by the fuzz: `notes.pcap` read as "no segments" under load): tshark
+    closes stdout, then exits 2 a moment later. Reading to the end must still raise."""
+    from pytshark_ext import tshark as ts
+
+    fake = tmp_path / "fake-tshark"
+    fake.write_text("#!/bin/sh\necho 1\nexec 1>&-\nsleep 0.7\n"
+                    "echo 'tshark: The file \"x\" isn'\"'\"'t a capture file in a format TShark understands.' >&2\n"
+                    "exit 2\n")
+    fake.chmod(0o755)
+    run = ts.TsharkRun([str(fake)], "x.pcapng")
+    with pytest.raises(ts.CaptureError, match="x.pcapng: tshark: The file"):
+        list(run)

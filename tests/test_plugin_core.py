@@ -180,3 +180,13 @@ def test_plugin_never_writes_files_or_runs_programs():
         for bad in ("os.execute", "io.popen", "io.write", "os.remove", "os.rename", "io.output"):
             assert bad not in text, (path.name, bad)
         assert 'io.open(path, "w' not in text and "register_postdissector(proto, true)" not in text
+
+
+def test_bench_noop_reads_the_same_extractors():
+    """bench/plugin_overhead's baseline must read exactly the plugin's Field extractors."""
+    import re
+    root = plugin_dir().parent
+    plugin = set(re.findall(r'Field\.new\("([^"]+)"\)', plugin_script().read_text()))
+    noop_text = (root / "bench" / "plugin_overhead_noop.lua").read_text()
+    names = set(re.findall(r'"([a-z0-9_.]+)"', noop_text.split("local NAMES = {", 1)[1].split("}", 1)[0]))
+    assert names == plugin

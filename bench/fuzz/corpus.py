@@ -638,6 +638,8 @@ def plan(src: Sources, n: int, seed: int, only_cheap: bool = False,
         quota[c.name] = max(share, len(fixed[c.name])) if n >= 500 else max(1, share)
         if c.weight == 0:
             quota[c.name] = len(fixed[c.name]) if n >= 500 else max(1, min(len(fixed[c.name]), n // 25))
+        if c.rand is None:          # only fixed recipes: each at most once
+            quota[c.name] = min(quota[c.name], len(fixed[c.name]))
     # trim or grow to exactly n, adjusting the random-capable categories with the largest quotas
     growable = [c.name for c in cats if c.rand is not None] or [cats[0].name]
     while sum(quota.values()) > n:

@@ -32,18 +32,21 @@ def run_fuzz(cases: int = 1000, seed: int = 1, jobs: int = 1, targets: Sequence[
              lab_dir: Optional[Path] = DEFAULT_LAB, make_lab: bool = True, only_cheap: bool = False,
              one_target_per_case: bool = False, work: Optional[Path] = None, keep: bool = False,
              failures_dir: Optional[Path] = None, categories: Optional[Sequence[str]] = None,
-             log=print) -> dict:
+             log=print, slice_: Optional[tuple] = None) -> dict:
     """Make and run the corpus; returns the report (also what the CI sample test asserts on)."""
     t0 = time.monotonic()
     if lab_dir is not None and make_lab:
         labcaps.make_all(Path(lab_dir), log=log)
     src = corpus.find_sources(lab_dir)
     plan = corpus.plan(src, cases, seed, only_cheap=only_cheap, categories=categories)
+    if slice_ is not None:      # the same corpus, run in parts (e.g. 100 cases at a time)
+        plan = plan[slice_[0]:slice_[1]]
     own_work = work is None
     work = Path(work or tempfile.mkdtemp(prefix="tcpstall-fuzz-"))
     cdir = work / "cases"
     cdir.mkdir(parents=True, exist_ok=True)
     ctx = Context(work)
+    ctx.light = one_target_per_case
     skip = {name: TARGETS[name].skip_reason(ctx) for name in targets}
 
     def one(case: Case) -> List[Outcome]:
@@ -126,7 +129,31 @@ def summarize(plan: List[Case], outcomes: List[Outcome], skip: Dict[str, Optiona
         "failures": [dict(o.to_json(), note=next((c.note for c in plan if c.id == o.case), ""),
                           params=next((c.params for c in plan if c.id == o.case), {}))
                      for o in outcomes if o.status == "fail"],
+        "cases": [{"id": c.id, "category": c.category, "kind": c.kind, "expect": c.expect, "error": c.error,
+                   "note": c.note, "params": c.params} for c in plan],
+        "outcomes": [{k: v for k, v in o.to_json().items() if k != "stderr_tail"} for o in outcomes],
     }
+
+
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report from the reports of slices of the same corpus (same --cases and --seed)."""
+    plan = [Case(id=c["id"], category=c["category"], kind=c["kind"], params=c["params"], expect=c["expect"],
+                 note=c.get("note", ""), error=c.get("error")) for r in reports for c in r["cases"]]
+    outcomes = []
+    tails = {(f["case"], f["target"]): f.get("stderr_tail", "") for r in reports for f in r["failures"]}
+    for r in reports:
+        for o in r["outcomes"]:
+            oc = Outcome(**o)
+            oc.stderr_tail = tails.get((oc.case, oc.target), "")
+            outcomes.append(oc)
+    skip: Dict[str, Optional[str]] = {}
+    for r in reports:
+        skip.update(r.get("skipped_targets", {}))
+    merged = summarize(plan, outcomes, skip, reports[0]["seed"], reports[0]["requested"],
+                       sum(r["seconds"] for r in reports), Path(reports[0]["work"]),
+                       Path(reports[0]["failures_dir"]) if reports[0].get("failures_dir") else None)
+    merged["merged_from"] = len(reports)
+    return merged
 
 
 def print_report(r: dict, out=sys.stdout) -> None:
@@ -159,6 +186,14 @@ def print_report(r: dict, out=sys.stdout) -> None:
             p(f"      {f['command']}")
 
 
+def _write_json(path: Path, data: dict) -> None:
+    """Through a temporary file and a rename: never a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,7 +212,18 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the corpus directory")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--nice", type=int, default=0, help="os.nice() increment for this run")
+    ap.add_argument("--slice", default=None, metavar="START:END",
+                    help="run only cases START..END-1 of the planned corpus (run a big corpus in parts)")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="REPORT",
+                    help="print one report from the JSON reports of --slice runs, and exit")
     a = ap.parse_args(argv)
+    if a.merge:
+        report = merge_reports([json.loads(p.read_text()) for p in a.merge])
+        path = a.out / f"fuzz-seed{report['seed']}-n{report['requested']}.json"
+        _write_json(path, report)
+        print_report(report)
+        print(f"\nreport: {path}")
+        return 1 if report["totals"]["failed_runs"] else 0
     if a.nice:
         os.nice(a.nice)
     targets = [t.strip() for t in a.targets.split(",") if t.strip()]
@@ -185,13 +231,14 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown target(s): {', '.join(bad)}")
     a.out.mkdir(parents=True, exist_ok=True)
+    sl = tuple(int(x) for x in a.slice.split(":")) if a.slice else None
     report = run_fuzz(a.cases, a.seed, a.jobs, targets, a.lab_dir, not a.no_lab, a.cheap, a.one_target,
                       a.work, a.keep, a.out / f"fuzz-failures-seed{a.seed}",
-                      [c for c in a.categories.split(",") if c] or None, log=lambda m: print(m, flush=True))
-    path = a.out / f"fuzz-seed{a.seed}-n{a.cases}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, path)
+                      [c for c in a.categories.split(",") if c] or None, log=lambda m: print(m, flush=True),
+                      slice_=sl)
+    suffix = f"-s{sl[0]}-{sl[1]}" if sl else ""
+    path = a.out / f"fuzz-seed{a.seed}-n{a.cases}{suffix}.json"
+    _write_json(path, report)
     print_report(report)
     print(f"\nreport: {path}")
     return 1 if report["totals"]["failed_runs"] else 0

@@ -200,12 +200,12 @@ end
 
 -- anything to show for this frame's result? (held frames have nothing before their release)
 function M.visible(r)
-    return r.hold_ms ~= nil or r.rel ~= nil or r.thin ~= nil
+    return (r.hold_ms or r.rel or r.thin) and true or false
 end
 
 function M.render(tree, r)
     local warn_ms = core.settings.hol_warn_ms or 20
-    if r.held and r.hold_ms ~= nil then
+    if r.held and r.hold_ms then
         tree:add(F.hol_hold_ms, r.hold_ms)
         tree:add(F.hol_release_frame, r.release_frame)
         local ei = (r.hold_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note

@@ -19,8 +19,8 @@
 --   * the budget is checked only when the RTO timer fires (and only once icsk_retransmits >= 1):
 --     the abort is the first RTO expiry at or after retrans_stamp + T. Future expiries are simulated
 --     from the RTO intervals observed in the capture (they include the timer slack): base RTO =
---     min over the observed RTOs of interval_k / 2^(k-1), doubling, capped at rto_max (or at the
---     median capped interval observed).
+--     median of interval_k / 2^(k-1) over the last three RTOs seen, doubling, capped at rto_max
+--     (or at the median capped interval observed).
 --
 -- The first retransmission of a lone segment is usually a tail loss probe: PTO = min(2·SRTT +
 -- 200 ms, RTO) ≈ RTO on a short path, and the probe does not back off the RTO timer, so the first
@@ -177,14 +177,17 @@ local function rto_model(ep, fwd)
     local s = core.settings
     local rto_min = (s.rto_min_ms or 200) / 1000
     local rto_max = (s.rto_max_ms or 120000) / 1000
-    -- the lower envelope of the observed intervals: timer slack only ever adds, and once a
-    -- firing sits on a timer-wheel boundary the doubled intervals land on boundaries again (this
-    -- kernel: 208, 416, 832 ms ... 13.31 s exactly, with a stray +24 or +128 ms in between)
-    local base = nil
-    for i = 1, #ep.ratios do
+    -- the RTOs observed so far, latest first: median of the last three interval_k / 2^(k-1). The
+    -- timer wheel rounds every expiry up to its level's granularity, so each interval carries
+    -- slack; the latest (longest) intervals run on the coarsest level, as the next ones will, and
+    -- the median drops a stray one (this kernel: 212, 436, 828, 1668, 3328, 6656 ms -> 13312 ms)
+    local last3 = {}
+    for i = #ep.ratios, 1, -1 do
         local x = ep.ratios[i]
-        if x >= rto_min * 0.9 and (base == nil or x < base) then base = x end
+        if x >= rto_min * 0.9 then last3[#last3 + 1] = x end
+        if #last3 == 3 then break end
     end
+    local base = median(last3)
     if base == nil then
         -- nothing observed yet: Linux RTO = SRTT + max(4·mdev, rto_min) ≈ SRTT + rto_min, rounded up
         -- to the timer tick, plus the timer wheel's slack (this kernel: 208 ms for 200 ms)

@@ -337,7 +337,9 @@ local function on_arrival(d, pkt, ds, de)
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    local h = { s = ds, e = de, t = pkt.time, f = pkt.number }
+    -- presized with the keys HOL adds later (false = not yet), so the entry is never rehashed
+    local h = { s = ds, e = de, t = pkt.time, f = pkt.number, held = false, hole = 0, bytes = 0,
+                hold_ms = false, release_frame = false }
     local n = #ooo
     local maxe = d.ooo_maxe
     if n < head or maxe == nil or ds >= maxe then

@@ -183,6 +183,7 @@ class Scenario:
             path.with_suffix(".failed.json").write_text(json.dumps(self.truth, indent=2) + "\n")
             raise
         path.write_text(json.dumps(self.truth, indent=2) + "\n")
+        path.with_suffix(".failed.json").unlink(missing_ok=True)
         log(f"{self.name}: wrote {path.name} ({self.truth['captures']['client']['packets']} / "
             f"{self.truth['captures']['server']['packets']} packets client/server)")
         self.extra_outputs(client_cap, server_cap, csegs, ssegs)

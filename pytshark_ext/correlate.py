@@ -103,6 +103,92 @@ def rows_from_batches(batches: Iterable[Iterable[str]], capture: str = "") -> It
             continue
 
 
+# --- when was the capture running? -----------------------------------------------------------
+
+def capture_span(path: str) -> Optional[Tuple[Optional[float], Optional[float]]]:
+    """(start, end) epoch seconds of the capture process itself, from the Interface Statistics
+    Blocks dumpcap writes at the end of a pcapng file (isb_starttime / isb_endtime), or None
+    (pcap files, files rewritten by editcap, damaged files). A capture that saw nothing for a
+    while (a peer that vanished behind a blackhole) was still running: packets due in that time
+    and never seen there are losses, not "outside the capture"."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            head = f.read(28)
+            if len(head) < 28 or head[:4] != b"\x0a\x0d\x0d\x0a":
+                return None
+            bo = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            # interface timestamp resolutions, from the IDBs right after the SHB
+            (shb_len,) = struct.unpack(bo + "I", head[4:8])
+            f.seek(shb_len)
+            res: List[float] = []
+            t0 = None                                   # first packet, to sanity-check ISB units
+            while True:
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    break
+                btype, blen = struct.unpack(bo + "II", hdr)
+                if btype == 6 and res:
+                    iface, hi, lo = struct.unpack(bo + "III", f.read(12))
+                    t0 = ((hi << 32) | lo) * (res[iface] if iface < len(res) else 1e-6)
+                    break
+                if btype != 1 or blen < 20:
+                    break
+                body = f.read(blen - 8)[8:-4]          # skip linktype/reserved/snaplen
+                r = 1e-6
+                for code, val in _options(body, bo):
+                    if code == 9 and val:
+                        v = val[0]
+                        r = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+                res.append(r)
+            # ISBs sit at the end: walk back over trailing blocks
+            f.seek(0, 2)
+            pos = f.tell()
+            start = end = None
+            for _ in range(64):
+                if pos < 12:
+                    break
+                f.seek(pos - 4)
+                (blen,) = struct.unpack(bo + "I", f.read(4))
+                if blen < 12 or blen > pos:
+                    break
+                f.seek(pos - blen)
+                blk = f.read(blen)
+                (btype,) = struct.unpack(bo + "I", blk[:4])
+                if btype != 5:
+                    break
+                iface, hi, lo = struct.unpack(bo + "III", blk[8:20])
+                raw = {0: (hi << 32) | lo}
+                for code, val in _options(blk[20:-4], bo):
+                    if code in (2, 3) and len(val) == 8:
+                        h, l_ = struct.unpack(bo + "II", val)
+                        raw[code] = (h << 32) | l_
+                # dumpcap writes ISB times in microseconds whatever if_tsresol says: take the unit
+                # that puts the ISB nearest the first packet
+                r = res[iface] if iface < len(res) else 1e-6
+                if t0 is not None:
+                    r = min((r, 1e-6, 1e-9), key=lambda u: abs(raw[0] * u - t0))
+                ts = {k: v * r for k, v in raw.items()}
+                s_, e_ = ts.get(2), ts.get(3, ts[0])
+                start = s_ if start is None or (s_ is not None and s_ < start) else start
+                end = e_ if end is None or e_ > end else end
+                pos -= blen
+            return (start, end) if end is not None else None
+    except (OSError, struct.error, IndexError):
+        return None
+
+
+def _options(body: bytes, bo: str):
+    import struct
+    i = 0
+    while i + 4 <= len(body):
+        code, ln = struct.unpack(bo + "HH", body[i:i + 4])
+        if code == 0:
+            break
+        yield code, body[i + 4:i + 4 + ln]
+        i += 4 + ((ln + 3) & ~3)
+
+
 # --- streaming engine -------------------------------------------------------------------------
 
 class _Dir:
@@ -151,7 +237,7 @@ def _host(addr: str) -> str:
 
 class _Side:
     __slots__ = ("name", "dirs", "pending", "queue", "first", "last", "count", "done", "unmatched",
-                 "outside_before", "outside_after", "dropped_nomatch")
+                 "outside_before", "outside_after", "dropped_nomatch", "cap_start", "cap_end")
 
     def __init__(self, name: str):
         self.name = name
@@ -166,10 +252,21 @@ class _Side:
         self.outside_before = 0
         self.outside_after = 0
         self.dropped_nomatch = 0
+        self.cap_start: Optional[float] = None   # the capture process's own span (pcapng ISB), if known
+        self.cap_end: Optional[float] = None
+
+    def running(self) -> Tuple[Optional[float], Optional[float]]:
+        """When this capture was certainly running: its packets, widened by the ISB span."""
+        first, last = self.first, self.last
+        if self.cap_start is not None and (first is None or self.cap_start < first):
+            first = self.cap_start
+        if self.cap_end is not None and (last is None or self.cap_end > last):
+            last = self.cap_end
+        return first, last
 
 
-# entry tuple: (time, frame, dir, seq, len, ip_id, idx, fill, key, tsval)
-E_T, E_F, E_D, E_SEQ, E_LEN, E_IPID, E_IDX, E_FILL, E_KEY, E_TSV = range(10)
+# entry tuple: (time, frame, dir, seq, len, ip_id, idx, transmission number or 0, key, tsval, flags)
+E_T, E_F, E_D, E_SEQ, E_LEN, E_IPID, E_IDX, E_FILL, E_KEY, E_TSV, E_FL = range(11)
 
 BUCKET_S = 0.1
 REORDER_WINDOW = 256
@@ -237,7 +334,7 @@ class _Engine:
         # the content key, kept as its 64-bit hash: a collision between two different in-flight
         # transmissions needs ~2^32 of them pending at once
         key = hash((seq, ack, ln, tsv, tse))
-        entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv)
+        entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv, fl)
         cand = other.pending.pop(key, None)
         if cand is not None:
             if type(cand) is list:
@@ -286,9 +383,10 @@ class _Engine:
         return a.ip_eq >= 8 and a.ip_ne * 20 <= a.ip_eq
 
     def _beyond_other(self, side: _Side, other: _Side, t: float) -> bool:
+        last = other.running()[1]
         if side is self.A:
-            return t + self.lo > other.last + self.opt.slack_s
-        return t - self.hi > other.last + self.opt.slack_s
+            return t + self.lo > last + self.opt.slack_s
+        return t - self.hi > last + self.opt.slack_s
 
     def _match(self, a: tuple, b: tuple) -> None:
         da: _Dir = a[E_D]
@@ -380,9 +478,11 @@ class _Engine:
             ln = len(q)
             # before the other capture started: not a loss, not worth keeping
             if side is A:
-                before = (B.first - self.hi - slack) if B.first is not None else -math.inf
+                first = B.running()[0]
+                before = (first - self.hi - slack) if first is not None else -math.inf
             else:
-                before = (A.first + self.lo - slack) if A.first is not None else -math.inf
+                first = A.running()[0]
+                before = (first + self.lo - slack) if first is not None else -math.inf
             while n < ln and q[n][E_T] < horizon:
                 e = q[n]
                 if self._unpend(side, e):
@@ -542,6 +642,13 @@ def _merge_hists(hists: Iterable[Dict[int, int]]) -> Dict[int, int]:
     return out
 
 
+def _control_name(flags: int) -> str:
+    names = [n for bit, n in ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST")) if flags & bit]
+    if not names:
+        return "pure ACK"
+    return "/".join(names) + ("-ACK" if flags & 0x10 else "") + " segment"
+
+
 def _seq_in(seq: int, start: int, length: int) -> bool:
     return ((seq - start) & MASK) < max(length, 1)
 
@@ -699,7 +806,7 @@ class _Builder:
         counts: Dict[Tuple[int, str], int] = {}
         self.outside = {"A": 0, "B": 0}
         self.unpaired_packets = {"A": 0, "B": 0}
-        spans = {"A": (e.A.first, e.A.last), "B": (e.B.first, e.B.last)}
+        spans = {"A": e.A.running(), "B": e.B.running()}
         for side in (e.A, e.B):
             other = "B" if side.name == "A" else "A"
             ofirst, olast = spans[other]
@@ -733,7 +840,7 @@ class _Builder:
                     flow=fid, direction=adir.label, upstream=up, seen_at=side.name, frame=ent[E_F],
                     seq_raw=seq, seq_rel=(seq - d.base) & MASK if d.base is not None else seq,
                     len=ent[E_LEN], tsval=int(ent[E_TSV]) if str(ent[E_TSV]).isdigit() else None,
-                    sent_at=t_a, kind=kind, transmission=ent[E_FILL] or 1)
+                    sent_at=t_a, kind=kind, transmission=ent[E_FILL] or 1, flags=ent[E_FL])
                 if kind == "lost":
                     # pure ACKs are listed too (a lost ACK can stall a sender)
                     rec = replace(rec, delivered_by=self._delivery(adir, up, rec))
@@ -817,8 +924,8 @@ class _Builder:
 
     def _overlap(self, counts) -> Dict[str, object]:
         e = self.e
-        a0, a1 = e.A.first, e.A.last
-        b0, b1 = self._to_a("B", e.B.first), self._to_a("B", e.B.last)
+        a0, a1 = e.A.running()
+        b0, b1 = (self._to_a("B", x) for x in e.B.running())
         start, end = max(a0, b0), min(a1, b1)
         partial = (abs(a0 - b0) > 1.0 or abs(a1 - b1) > 1.0)
         outside_a = self.outside["A"] + e.A.outside_after + e.A.dropped_nomatch
@@ -857,16 +964,17 @@ class _Builder:
                     numbers={"capture": cap, "packets": len(ep)}))
         for r in lost[:self.opt.max_listed]:
             down = "B" if r.upstream == "A" else "A"
-            what = f"{r.len}-byte segment" if r.len else "pure ACK"
+            what = f"{r.len}-byte segment" if r.len else _control_name(r.flags)
             if r.transmission > 1:
                 what += f" (transmission #{r.transmission})"
             if r.delivered_by:
                 dv = r.delivered_by
                 how = (f"delivered by transmission #{dv.transmission} ({r.upstream} frame {dv.up_frame}), "
-                       f"which reached {down} (frame {dv.down_frame}) {dv.after_ms:.1f} ms after the original send")
+                       f"which reached {down} (frame {dv.down_frame}) {dv.after_ms:.1f} ms after this one was sent")
                 end = dv.arrived_at
             else:
-                how = "never delivered within the captures" if r.len else "not retransmitted (ACKs are not)"
+                how = ("never delivered within the captures" if r.len or r.flags & 0x03
+                       else "not retransmitted (ACKs and RSTs are not)")
                 end = r.sent_at
             ev = [f"{r.seen_at} frame {r.frame}: seq {r.seq_raw} (relative {r.seq_rel}) len {r.len}"
                   + (f" TSval {r.tsval}" if r.tsval is not None else ""),
@@ -988,17 +1096,26 @@ def with_plugin_findings(result: CorrelationResult, analysis_a, analysis_b) -> C
 
 # --- entry points -------------------------------------------------------------------------------
 
+Span = Optional[Tuple[Optional[float], Optional[float]]]
+
+
 def correlate(segments_a: Iterable[Segment], segments_b: Iterable[Segment], *, name_a: str = "A",
-              name_b: str = "B", options: Optional[CorrelateOptions] = None) -> CorrelationResult:
-    """Correlate two streams of Segments (each in capture order)."""
+              name_b: str = "B", options: Optional[CorrelateOptions] = None,
+              span_a: Span = None, span_b: Span = None) -> CorrelationResult:
+    """Correlate two streams of Segments (each in capture order). `span_a`/`span_b`: when each
+    capture was running, if known beyond its packets (see `capture_span`)."""
     return correlate_rows(rows_from_segments(segments_a), rows_from_segments(segments_b),
-                          name_a=name_a, name_b=name_b, options=options)
+                          name_a=name_a, name_b=name_b, options=options, span_a=span_a, span_b=span_b)
 
 
 def correlate_rows(rows_a: Iterable[Row], rows_b: Iterable[Row], *, name_a: str = "A", name_b: str = "B",
-                   options: Optional[CorrelateOptions] = None) -> CorrelationResult:
+                   options: Optional[CorrelateOptions] = None, span_a: Span = None,
+                   span_b: Span = None) -> CorrelationResult:
     opt = options or CorrelateOptions()
     eng = _Engine(opt)
+    for side, span in ((eng.A, span_a), (eng.B, span_b)):
+        if span:
+            side.cap_start, side.cap_end = span
     eng.run(iter(rows_a), iter(rows_b))
     return _Builder(eng, name_a, name_b, opt).build()
 
@@ -1065,7 +1182,8 @@ def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None
     try:
         return correlate_rows(rows_from_batches(_threaded_batches(run_a, path_a), path_a),
                               rows_from_batches(_threaded_batches(run_b, path_b), path_b),
-                              name_a=path_a, name_b=path_b, options=options)
+                              name_a=path_a, name_b=path_b, options=options,
+                              span_a=capture_span(path_a), span_b=capture_span(path_b))
     finally:
         _close(run_a)
         _close(run_b)

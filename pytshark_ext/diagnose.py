@@ -214,6 +214,7 @@ class _Cause:
     lost: Optional[LostSegment] = None
     finding: Optional[Finding] = None
     related: List[Finding] = field(default_factory=list)
+    lost_related: List[LostSegment] = field(default_factory=list)   # retries: its transmissions
 
     @property
     def ids(self) -> Tuple[str, ...]:
@@ -222,7 +223,7 @@ class _Cause:
             ids.append(self.lost.id)
         if self.finding is not None:
             ids.append(self.finding.id)
-        ids += [f.id for f in self.related]
+        ids += [f.id for f in self.related] + [r.id for r in self.lost_related]
         return tuple(dict.fromkeys(i for i in ids if i))
 
 
@@ -231,15 +232,22 @@ def _candidates(inc: Incident, facts: TcpFacts, opt: DiagnoseOptions) -> List[_C
     span = max(w1 - w0, 1e-6)
     out: List[_Cause] = []
     hol = [f for f in facts.findings if f.kind == "hol_blocked"]
+    # losses a retries finding accounts for (the peer was gone) belong to that finding
+    by_retries: Dict[str, Finding] = {}
+    for f in facts.findings:
+        if f.kind == "retries":
+            for cid in f.caused_by:
+                by_retries.setdefault(cid, f)
     for r in facts.lost:
-        if not r.len:
+        if not r.len or r.id in by_retries:
             continue
         a, b = _lost_window(r)
         ov = _overlap(w0, w1, a, min(b, w1 + 3600))
         if ov < 0:
             continue
         linked = [f for f in hol if r.id in f.caused_by]
-        out.append(_Cause("hol", 3.0 + ov / span, lost=r, related=linked))
+        base = 3.0 if r.delivered_by is not None else 1.5     # never delivered: not a HOL story
+        out.append(_Cause("hol", base + ov / span, lost=r, related=linked))
     claimed = {f.id for c in out for f in c.related}
     for f in facts.findings:
         if f.id in claimed or f.kind not in ("hol_blocked", "rwnd_throttling", "retries"):
@@ -257,7 +265,8 @@ def _candidates(inc: Incident, facts: TcpFacts, opt: DiagnoseOptions) -> List[_C
         base = {"hol": 2.0, "retries": 2.0, "rwnd": 1.0}[kind]
         if kind == "rwnd" and frac < 0.3:
             continue                # a short window-limited stretch does not explain a long stall
-        out.append(_Cause(kind, base + frac + same, finding=f))
+        related = [by_id for by_id in facts.lost if by_id.id in f.caused_by] if kind == "retries" else []
+        out.append(_Cause(kind, base + frac + same, finding=f, lost_related=related))
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -472,6 +481,26 @@ def data_rtt_ms(facts: TcpFacts, t0: float, t1: float,
     return best
 
 
+def _data_receiver(facts: TcpFacts, f: Finding) -> Optional[str]:
+    """"A"/"B": the host that receives the data of the finding's episode (the one advertising the
+    small window), from the busiest data direction in capture A and capture A's own host."""
+    from .timeline import capture_host
+    segs = facts.packets.get("A") or ()
+    if not segs:
+        return None
+    inside = [s for s in segs if f.start - 0.5 <= s.time <= f.end + 0.5 and s.length]
+    if not inside:
+        return None
+    volume: Dict[str, int] = {}
+    for s in inside:
+        volume[s.dst] = volume.get(s.dst, 0) + s.length
+    dst = max(volume, key=volume.get)
+    host_a = capture_host(segs[:20000])
+    if dst == host_a:
+        return "A"
+    return "B" if "B" in facts.sides else None
+
+
 def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[List[str], dict]:
     f = c.finding
     n = f.numbers or {}
@@ -493,13 +522,7 @@ def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[
     else:
         m = _BYTES_IN_LOG.search(inc.event.text)
         sent = int(m.group(1)) if m else None
-    side = _side_of(f) or inc.side
-    receiver = "B" if side and facts.sides == ("A", "B") and inc.side == "A" else ("the receiver")
-    if facts.sides == ("A", "B"):
-        receiver = "B" if inc.side == "A" else "A"
-        # the app that waited for the data may be the receiver itself (B's read)
-        if "read" in inc.event.text.lower():
-            receiver = inc.side
+    receiver = _data_receiver(facts, f) or "the receiver"
     limited = n.get("limited_ms")
     nums = {"cause": "rwnd", "rwnd_id": f.id, "window": window, "scale": n.get("scale"),
             "limited_ms": limited, "rtt_ms": None if rtt_ms is None else round(rtt_ms, 3),
@@ -521,7 +544,7 @@ def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[
                f"{turn_ms:.2f} ms in the capture)" if turn_ms is not None else f"one window per RTT of {rtt_ms:.2f} ms")
         steps.append(f"{per}: {_num(sent)} B / {window} B × {cycle:.2f} ms ≈ {_ms(est)}"
                      f" (throughput capped at {cap:.1f} Mbit/s){vs}")
-    for lg in logs:
+    for lg in sorted(logs, key=lambda lg: lg.side != receiver):      # the receiver's own log first
         for e in lg.events:
             if _RCVBUF.search(e.text.split("\n", 1)[0]):
                 steps.append(f"{lg.side}'s log states the receive buffer: "
@@ -533,7 +556,7 @@ def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[
     m = _APP_TIMEOUT.search(inc.event.text)
     if m and sent and rtt_ms:
         t_ms = float(m.group(1)) * (1000 if m.group(2).lower() == "s" else 1)
-        need = sent * rtt_ms / t_ms
+        need = sent * nums.get("cycle_ms", rtt_ms) / t_ms
         nums.update(app_timeout_ms=t_ms, window_needed=int(math.ceil(need)))
         steps.append(f"→ to finish within the app's {t_ms:.0f} ms timeout the window must be ≥ "
                      f"{_num(math.ceil(need))} B")
@@ -623,7 +646,13 @@ def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, opt: DiagnoseOptio
         steps.append(f"{side} retransmitted the data {n.get('count')} times without an ACK for "
                      f"{n.get('elapsed_s', 0):.1f} s ({f.id})")
     peer = [s for s in facts.sides if s != side]
-    if peer and facts.packets.get(peer[0]):
+    if c.lost_related:
+        lost = c.lost_related
+        steps.append(f"capture {peer[0] if peer else 'B'} saw none of {'these' if len(lost) > 1 else 'this'} "
+                     f"{len(lost)} transmission{'s' if len(lost) > 1 else ''} ({lost[0].id}"
+                     f"{' … ' + lost[-1].id if len(lost) > 1 else ''}): the path or the peer was gone")
+        nums["lost_transmissions"] = len(lost)
+    elif peer and facts.packets.get(peer[0]):
         segs = facts.packets[peer[0]]
         shift = facts.clock_offset_s if peer[0] == "B" else 0.0
         last_peer = max((s.time - shift for s in segs), default=None)

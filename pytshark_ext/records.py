@@ -108,6 +108,7 @@ class LostSegment:
     kind: str = "lost"              # lost | unseen_upstream
     id: str = ""
     transmission: int = 1           # 1 = original send, 2 = first retransmission, ... (at `seen_at`)
+    flags: int = 0                  # tcp.flags (SYN/FIN/RST/ACK ...) of that packet
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ captures + log events, marked by source) that the table and HTML renderers print
 from __future__ import annotations
 
 import re
+import statistics
 import threading
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -286,6 +287,26 @@ def retransmitted_frames(segments: Sequence[Segment]) -> List[int]:
         else:
             out.append(s.frame)
     return out
+
+
+def capture_host(segments: Sequence[Segment]) -> Optional[str]:
+    """The address of the host a single capture was taken on: the endpoint that answers the
+    other's data fastest (its ACKs leave right away, the peer's come back a round trip later)."""
+    delays: Dict[str, List[float]] = {}
+    sent: Dict[tuple, List[Tuple[int, float]]] = {}
+    for s in segments:
+        if s.length:
+            sent.setdefault((s.src, s.sport), []).append(((s.seq_raw + s.length) & 0xFFFFFFFF, s.time))
+        if s.flags & 0x10:
+            waiting = sent.get((s.dst, s.dport))
+            if waiting:
+                end, t = waiting[0]
+                if ((s.ack_raw - end) & 0xFFFFFFFF) < 0x80000000:
+                    delays.setdefault(s.src, []).append(s.time - t)
+                    waiting.clear()
+    if not delays:
+        return segments[0].src if segments else None
+    return min(delays, key=lambda k: statistics.median(delays[k]))
 
 
 def _merge_windows(windows: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:

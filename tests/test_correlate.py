@@ -101,6 +101,24 @@ def test_nosack_variant_delivery_by_a_larger_retransmission():
     assert f["retransmissions"][0]["len"] > d["len"]
 
 
+@pytest.mark.parametrize("scenario", ["heartbeat-loss", "heartbeat-loss-nosack", "cable-back", "peer-restarts",
+                                      "peer-vanishes", "peer-vanishes-usertimeout", "seq-wrap", "clean-rpc",
+                                      "small-rcvbuf-nohs"])
+def test_lost_set_equals_the_lab_drops(scenario):
+    """Every packet the router dropped (both directions, retransmissions included), nothing else.
+    peer-vanishes: the server capture sees nothing after the blackhole; its pcapng statistics
+    block says it was still running, so the retransmissions are losses, not "outside B"."""
+    t = truth(scenario)
+    want = sorted((d["frame"], d["seq_raw"], d["len"], d["tsval"]) for d in t["dropped_segments"])
+    r = correlate_captures(*pair(scenario))
+    got = sorted((x.frame, x.seq_raw, x.len, x.tsval) for x in r.lost)
+    assert got == want
+    client = f"{t['topology']['client']}:"
+    for x in r.lost:        # the client capture is A: client-sent drops are seen at A, server-sent at B
+        assert x.seen_at == ("A" if x.direction.startswith(client) else "B")
+    assert r.not_captured_total == 0 and r.unseen_upstream_total == 0
+
+
 @pytest.mark.parametrize("scenario", ["clean-heartbeat", "clean-bulk"])
 def test_clean_pair_nothing_lost(scenario):
     assert truth(scenario)["dropped_segments"] == []
@@ -330,3 +348,31 @@ def test_json_roundtrip_of_result(hb):
     doc = correlate_json(hb)
     assert json.loads(json.dumps(doc)) == doc
     assert doc["lost_total"] == 1 and doc["unseen_upstream_total"] == 0
+
+
+def test_ip_id_breaks_ties_when_there_are_no_tcp_timestamps():
+    """Without TCP timestamps a retransmission has the same seq/ack/len as the original: the IP ID
+    (Linux increments it per packet) tells which transmission reached B. Pure function, records
+    only (the transport-level content two capture points would record for such a flow)."""
+    from pytshark_ext.records import Segment
+
+    def seg(frame, t, seq, ip_id, src="10.0.0.1", sport=5000, dst="10.0.0.2", dport=80, ln=100, ack=1):
+        return Segment(frame=frame, time=t, src=src, dst=dst, sport=sport, dport=dport, seq_raw=seq, ack_raw=ack,
+                       length=ln, flags=0x18, window=500, tsval=None, tsecr=None, ip_id=ip_id)
+
+    a, b = [], []
+    for i in range(12):                         # in-order data, every one delivered 5 ms later
+        a.append(seg(len(a) + 1, 1.0 + i * 0.01, 1000 + i * 100, 10 + i))
+        b.append(seg(len(b) + 1, 1.005 + i * 0.01, 1000 + i * 100, 10 + i))
+        a.append(seg(len(a) + 1, 1.011 + i * 0.01, 1, 500 + i, "10.0.0.2", 80, "10.0.0.1", 5000, 0, 1100 + i * 100))
+        b.append(seg(len(b) + 1, 1.006 + i * 0.01, 1, 500 + i, "10.0.0.2", 80, "10.0.0.1", 5000, 0, 1100 + i * 100))
+    lost_seq = 1000 + 12 * 100
+    a.append(seg(len(a) + 1, 1.2, lost_seq, 40))           # original: dropped between A and B
+    orig_frame = len(a)
+    a.append(seg(len(a) + 1, 1.4, lost_seq, 41))           # retransmission: same seq/ack/len, new IP ID
+    b.append(seg(len(b) + 1, 1.405, lost_seq, 41))
+    r = correlate(a, b)
+    (lost,) = r.lost
+    assert (lost.frame, lost.seq_raw) == (orig_frame, lost_seq)
+    assert lost.delivered_by.up_frame == orig_frame + 1 and lost.delivered_by.down_frame == len(b)
+    assert r.one_way_delay_ms["A->B"].max == pytest.approx(5.0, abs=0.01)

@@ -345,3 +345,22 @@ def test_clean_runs_log_no_incident(scenario):
     assert not [i for i in find_incidents(logs) if i.kind == "app_timeout"]
     facts = TcpFacts(sides=("A",), names={"A": "x.pcapng"}, findings=())
     assert diagnose(facts, logs).findings == ()
+
+
+def test_cli_analyze_one_capture_with_its_log():
+    """The receiver's capture alone + its log: the Read stall is the HOL episode of the hole the
+    dropped heartbeat left (two tshark runs)."""
+    t = truth("heartbeat-loss")
+    fault = t["faults"][0]
+    slow = max(t["app"]["read_costs_over_100ms"], key=lambda x: x["cost_ms"])
+    res = CliRunner().invoke(main, ["analyze", str(sample("heartbeat-loss-server.pcapng")), "--json",
+                                    "--log", str(sample(t["app"]["logs"]["receiver"]))], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    (stall,) = [f for f in doc["findings"] if f["kind"] == "app_stall"]
+    assert stall["cause"] == "hol" and stall["caused_by"] and all(c.startswith("hol_blocked") for c in stall["caused_by"])
+    assert stall["missing_seq_raw"] == fault["seq_raw"] and stall["missing_len"] == fault["len"]
+    assert stall["hold_ms"] == pytest.approx(max(h["hold_ms"] for h in fault["held_at_server"]), abs=1)
+    assert stall["app_end"] == pytest.approx(slow["time"], abs=0.001)
+    assert abs(stall["app_end_after_delivery_ms"]) < 1
+    assert doc["logs"][0]["tz_inferred"] == format_offset(t["app"]["utc_offset_s"])

@@ -288,3 +288,35 @@ def test_analyze_merges_start_and_end_reports():
     assert a.numbers["bytes"] == 2079208 and a.numbers["ongoing"] is False
     assert b.numbers["ongoing"] is True and b.numbers["window"] == 1124
     assert abs(b.start - (20.0 - 0.150)) < 1e-9
+
+
+# --- inference never guesses: real captures with their beginning cut off ------------------------
+
+@pytest.mark.parametrize("capture,cut", [
+    ("clean-rpc-server", 200),      # receiver side, server shift 10: inferred from the window-limited start
+    ("clean-bulk-client", 3),       # sender side, shift 10
+    ("seq-wrap-server", 1000),      # receiver side, the sender's turn unknown at first: must not guess
+    ("small-rcvbuf-server", 1000),  # shift 0
+])
+def test_cut_captures_infer_true_shift_or_say_unknown(tmp_path, capture, cut):
+    """editcap drops the first packets (as the lab makes the -nohs copies): the inferred shift is the
+    server's real one from the truth file, or "unknown" - never another value."""
+    import subprocess
+    scenario = capture.rsplit("-", 1)[0]
+    wscale = truth(scenario)["handshake"]["server_wscale"]
+    dst = tmp_path / f"{capture}-cut{cut}.pcapng"
+    subprocess.run(["editcap", str(sample(f"{capture}.pcapng")), str(dst), f"1-{cut}"], check=True,
+                   capture_output=True)
+    by_frame, streams = run(str(dst), False)
+    (s,) = streams
+    assert s.columns["rwnd_scale"] in (f"{wscale} inferred", "unknown")
+    if capture == "clean-rpc-server":
+        assert s.columns["rwnd_scale"] == f"{wscale} inferred" and wscale > 0
+    if scenario.startswith("small-rcvbuf"):
+        assert s.columns["rwnd_scale"] == f"{wscale} inferred" and s.columns["rwnd_episodes"] == "1"
+    else:
+        assert experts(by_frame) == []
+    # every shift shown on any frame is one of the two real ones (either direction's receiver)
+    hs = truth(scenario)["handshake"]
+    shown = {one(r, "tcpstall.rwnd.scale") for r in by_frame.values()} - {None, "-1"}
+    assert shown <= {str(hs["server_wscale"]), str(hs["client_wscale"])}

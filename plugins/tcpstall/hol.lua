@@ -92,10 +92,12 @@ function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     -- receiver view: this packet's data (direction fwd)
     if pkt.arrival == "held" then
-        -- the held entry itself is this frame's result (one table less per held frame)
-        local h = pkt.held_entry
-        h.held, h.hole, h.bytes = true, pkt.hole, pkt.de - pkt.ds
-        out.hol = h
+        -- compact per-frame result of a held frame (big captures hold most frames):
+        -- { [1] hold_ms, [2] release_frame, [3] bytes, [4] hole, [5] view: nil receiver,
+        --   1 sender (SACK), 2 sender (dupACK) } -- [1], [2] false until the release is seen
+        local r = { false, false, pkt.de - pkt.ds, pkt.hole }
+        pkt.held_entry.res = r
+        out.hol = r
     end
     if pkt.released ~= nil then
         local ents = pkt.released
@@ -104,9 +106,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
         for i = 1, #ents do
             local h = ents[i]
             if h.t < first_t or (h.t == first_t and h.f < first_f) then first_t, first_f = h.t, h.f end
-            if h.held then
-                h.hold_ms = (t - h.t) * 1000
-                h.release_frame = pkt.number
+            local r = h.res
+            if r then
+                r[1] = (t - h.t) * 1000
+                r[2] = pkt.number
             end
         end
         local rel = {
@@ -143,14 +146,11 @@ function M.on_packet(pkt, fwd, rev, out, st)
             local first_f = held[1] and held[1].first_f or sr.first_f
             for i = 1, #held do
                 local g = held[i]
-                local r = result_for(g.first_f)
-                r.hol = r.hol or {}
-                r.hol.held = true
-                r.hol.bytes = g.e - g.s
-                r.hol.hold_ms = (t - g.sack_t) * 1000
-                r.hol.release_frame = pkt.number
-                r.hol.sender_view = true
-                r.hol.dupack_based = sr.dupack_based
+                local res = result_for(g.first_f)
+                local r = res.hol
+                if r == nil then r = {} res.hol = r end
+                r[1], r[2], r[3], r[4] = (t - g.sack_t) * 1000, pkt.number, g.e - g.s, false
+                r[5] = sr.dupack_based and 2 or 1
             end
             local lr = rev.last_rtx
             local by = nil
@@ -200,22 +200,23 @@ end
 
 -- anything to show for this frame's result? (held frames have nothing before their release)
 function M.visible(r)
-    return (r.hold_ms or r.rel or r.thin) and true or false
+    return (r[1] or r.rel or r.thin) and true or false
 end
 
 function M.render(tree, r)
     local warn_ms = core.settings.hol_warn_ms or 20
-    if r.held and r.hold_ms then
-        tree:add(F.hol_hold_ms, r.hold_ms)
-        tree:add(F.hol_release_frame, r.release_frame)
-        local ei = (r.hold_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
+    local hold_ms, release_frame = r[1], r[2]
+    if hold_ms then
+        tree:add(F.hol_hold_ms, hold_ms)
+        tree:add(F.hol_release_frame, release_frame)
+        local ei = (hold_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
         local txt
-        if r.sender_view then
+        if r[5] then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
-                r.bytes or 0, r.dupack_based and "reported by a dupACK" or "SACKed", fmt_ms(r.hold_ms), r.release_frame)
+                r[3] or 0, r[5] == 2 and "reported by a dupACK" or "SACKed", fmt_ms(hold_ms), release_frame)
         else
             txt = string.format("HOL-blocked delivery: %d bytes held %s ms behind a %d-byte hole, released by frame %d",
-                r.bytes or 0, fmt_ms(r.hold_ms), r.hole or 0, r.release_frame)
+                r[3] or 0, fmt_ms(hold_ms), r[4] or 0, release_frame)
         end
         tree:add_proto_expert_info(ei, txt)
     end

@@ -6,9 +6,11 @@
 --   Wireshark's `tcp.default_window_scaling` pref when the user set it (tcp.window_size_scalefactor
 --   is then known without a handshake), else it is INFERRED: the bytes S has in flight can never
 --   exceed the window S knows, so flight <= raw * 2^k for every sample gives a lower bound k_min,
---   and a plateau of the flight AT raw * 2^k_min (within one segment, at least 4 times, on at least
---   2 different ACKs, never above) fixes k = k_min. Until then the scale is reported as unknown
---   (`tcpstall.rwnd.scale` = -1), never guessed.
+--   and a plateau of the flight AT raw * 2^k_min (within one segment, at least one full segment in
+--   flight, at least 4 times, on at least 2 different ACKs, never above) fixes k = k_min. Samples
+--   count only once S's turn is measured (TS echo / data->ACK), so that a receiver-side capture
+--   does not count ACKs S had not seen yet. Until then the scale is reported as unknown
+--   (`tcpstall.rwnd.scale` = -1), never guessed; a later sample above the bound revises it.
 --
 -- * "The window S knew" when it sent a segment: R's ACKs are kept in a small ring
 --   {time, ack, raw window, frame}; a data segment seen at time t was sent knowing the ACKs seen
@@ -316,7 +318,10 @@ local function infer(A, S, st, pkt, flight, raw, out)
     local w = raw * 2 ^ k
     local tol = A.mss
     if tol > w / 4 then tol = w / 4 end
-    if flight >= w - tol and flight > raw * 2 ^ (k - 1) then
+    -- a touch: the flight reaches raw * 2^k (within a segment) with at least one full segment in
+    -- flight (tiny flights next to a tiny raw value prove nothing: at a receiver-side capture the
+    -- flight is underestimated by the ACKs the sender had not seen yet)
+    if flight >= w - tol and flight > raw * 2 ^ (k - 1) and flight >= A.mss then
         A.touches = A.touches + 1
         if A.touch_last_ack ~= A.kack then
             A.touch_acks = A.touch_acks + 1
@@ -345,7 +350,9 @@ local function on_data(A, S, pkt, out, st)
     if A.kack == nil then return end                -- no ACK from R known yet
     local ack, raw = A.kack, A.kraw
     local flight = de - ack
-    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns then
+    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns and S.turn_min ~= nil then
+        -- (only once S's turn is measured: without it a receiver-side capture would count ACKs
+        -- the sender had not seen yet and see tiny flights)
         infer(A, S, st, pkt, flight, raw, out)
     end
     local m = A.kuns and 1 or mult(A)

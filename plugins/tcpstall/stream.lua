@@ -326,7 +326,6 @@ local function on_arrival(d, pkt, ds, de)
             if h.e > s0 then
                 bytes = bytes + (h.e - s0)
                 segs = segs + 1
-                h.contrib = true
             end
             if h.e > cov then cov = h.e end
         end
@@ -337,9 +336,7 @@ local function on_arrival(d, pkt, ds, de)
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    -- presized with the keys HOL adds later (false = not yet), so the entry is never rehashed
-    local h = { s = ds, e = de, t = pkt.time, f = pkt.number, held = false, hole = 0, bytes = 0,
-                hold_ms = false, release_frame = false }
+    local h = { s = ds, e = de, t = pkt.time, f = pkt.number, res = false }
     local n = #ooo
     local maxe = d.ooo_maxe
     if n < head or maxe == nil or ds >= maxe then
@@ -374,7 +371,6 @@ local function rcv_catch_up(d, ack)
     local g = ooo[head]
     if g == nil then return end
     while g ~= nil and g.s < ack and g.e <= ack do
-        g.dropped = true
         head = head + 1
         g = ooo[head]
     end

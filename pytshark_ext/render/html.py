@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..diagnose import clock, zone_label
 from ..records import Finding, Segment
-from ..timeline import LogReport, flags_text
+from ..timeline import LogReport, capture_host, flags_text
 
 E = lambda s: html.escape(str(s), quote=True)   # noqa: E731  (one name, used everywhere)
 
@@ -74,8 +74,8 @@ def _window_arrows(report: LogReport, lo: float, hi: float) -> Tuple[List[_Arrow
     a = [s for s in pk["A"].segments if lo <= s.time <= hi] if "A" in pk else []
     b = [s for s in pk["B"].segments if lo <= s.time - off <= hi] if "B" in pk else []
     arrows: List[_Arrow] = []
-    if "B" not in pk:               # one capture: horizontal arrows, host on the left
-        host = a[0].src if a else ""
+    if "B" not in pk:               # one capture: horizontal arrows, the capture's host on the left
+        host = capture_host(pk["A"].segments[:20000])
         for s in a:
             arrows.append(_Arrow(s.time, s.time, s.src == host, _label(s), _kind(s),
                                  marks.get(("A", s.frame), ())))
@@ -187,10 +187,11 @@ def _ladder(report: LogReport, lo: float, hi: float, title: str) -> str:
     times = [t for t in times if t is not None]
     if not times:
         return ""
-    # scale: the typical gap between consecutive events gets ~16 px (dense bursts stay readable),
+    # scale: the typical gap between consecutive packets gets ~16 px (dense bursts stay readable),
     # but a short window still fills ~900 px; long quiet stretches are folded by _YMap
     distinct = sorted(set(times))
-    gaps = [(b - a) * 1000 for a, b in zip(distinct, distinct[1:]) if b > a]
+    starts = sorted(set(x.t0 for x in arrows))
+    gaps = [(b - a) * 1000 for a, b in zip(starts, starts[1:]) if b > a]     # between packets
     span_ms = max((distinct[-1] - distinct[0]) * 1000, 1.0)
     px = max(16.0 / statistics.median(gaps) if gaps else 1.0, 900.0 / span_ms)
     ymap = _YMap(times, min(30.0, max(0.5, px)))
@@ -202,8 +203,14 @@ def _ladder(report: LogReport, lo: float, hi: float, title: str) -> str:
            f'<rect x="0" y="0" width="{WIDTH}" height="{int(ymap.height)}" fill="#fff"/>']
     two = "B" in report.packets
     out.append(f'<text x="{X_A}" y="20" text-anchor="middle" font-weight="bold">A: {E(os.path.basename(names.get("A", "")))}</text>')
-    out.append(f'<text x="{X_B}" y="20" text-anchor="middle" font-weight="bold">'
-               f'{"B: " + E(os.path.basename(names.get("B", ""))) if two else "peer"}</text>')
+    if two:
+        right = "B: " + E(os.path.basename(names.get("B", "")))
+    else:
+        host = capture_host(report.packets["A"].segments[:20000]) or ""
+        peers = {s.dst if s.src == host else s.src for s in report.packets["A"].segments[:2000]}
+        right = "peer " + E(", ".join(sorted(peers)[:2]))
+        out.append(f'<text x="{X_A}" y="34" text-anchor="middle" fill="#5b6570">(host {E(host)})</text>')
+    out.append(f'<text x="{X_B}" y="20" text-anchor="middle" font-weight="bold">{right}</text>')
     bottom = ymap.height - 30
     for x in (X_A, X_B):
         out.append(f'<line x1="{x}" y1="{TOP - 20}" x2="{x}" y2="{bottom:.1f}" stroke="#34495e" stroke-width="2"/>')
@@ -331,8 +338,12 @@ def render_html(report: LogReport, *, title: str = "tcpstall", tcp_findings: Seq
     parts.append('<div class="sub">' + " · ".join(f"{E(k)}: {E(v)}" for k, v in sorted(names.items()))
                  + f" · times: capture A's clock, {E(zone_label(zone))}</div>")
     d = report.diagnosis
-    parts.append(f"<h2>Diagnosis: {len(d.findings)} app incident(s), {d.explained} explained by TCP</h2>")
-    parts += [_finding_html(f, zone) for f in d.findings] or ["<p>The logs show no stall or timeout.</p>"]
+    if report.logs:
+        parts.append(f"<h2>Diagnosis: {len(d.findings)} app incident(s), {d.explained} explained by TCP</h2>")
+        parts += [_finding_html(f, zone) for f in d.findings] or ["<p>The logs show no stall or timeout.</p>"]
+    else:
+        parts.append("<h2>Diagnosis</h2><p>No application log given (--log): the ladders show the capture "
+                     "findings.</p>")
     wins = list(windows) if windows is not None else windows_of(d, report.facts)
     merged: List[Tuple[float, float]] = []
     for a, b in sorted(wins):

@@ -13,7 +13,7 @@ Schema (stable; times are epoch seconds in capture A's clock unless named otherw
                                 directions[]: {direction, direction_b, nearer_sender, matched, only_a, only_b,
                                                one_way_delay_ms, ip_id_stable, reordered}}
     lost[]                     {id, flow, direction, nearer_sender, seen_at, frame, seq_raw, seq_rel, len, tsval,
-                                transmission (1 = original),
+                                transmission (1 = original), flags (tcp.flags as an int),
                                 sent_at, delivered_by: null | {transmission, up_frame, down_frame, sent_at,
                                                                arrived_at, after_ms}}
     lost_total                 (lost[] is capped; this is the full count)
@@ -51,7 +51,7 @@ def delay_dict(st: Optional[DelayStats]) -> Optional[dict]:
 def lost_dict(r: LostSegment) -> dict:
     d = {"id": r.id, "flow": r.flow, "direction": r.direction, "nearer_sender": r.upstream,
          "seen_at": r.seen_at, "frame": r.frame, "seq_raw": r.seq_raw, "seq_rel": r.seq_rel, "len": r.len,
-         "tsval": r.tsval, "transmission": r.transmission, "sent_at": _r(r.sent_at), "delivered_by": None}
+         "tsval": r.tsval, "transmission": r.transmission, "flags": r.flags, "sent_at": _r(r.sent_at), "delivered_by": None}
     if r.delivered_by is not None:
         dv = r.delivered_by
         d["delivered_by"] = {"transmission": dv.transmission, "up_frame": dv.up_frame,

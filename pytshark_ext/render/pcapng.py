@@ -15,8 +15,8 @@ from typing import Dict, List, Mapping, Optional
 
 from ..tshark import CaptureError, TsharkFailed, TsharkNotFound
 
-# keep the editcap command line well below ARG_MAX
-MAX_COMMENTS = 20000
+# comments per editcap run (the command line must stay well below ARG_MAX); more take several passes
+PER_PASS = 4000
 
 
 def correlate_comments(result) -> Dict[int, str]:
@@ -62,22 +62,29 @@ def write_annotated(capture: str, out: str, comments: Mapping[int, str], *, edit
     folder = out_path.parent if str(out_path.parent) else Path(".")
     if not folder.is_dir():
         raise CaptureError(f"{out}: directory {folder} does not exist")
-    items = sorted(comments.items())[:MAX_COMMENTS]
-    args = [tool, "-F", "pcapng"]
-    for frame, text in items:
-        args += ["-a", f"{int(frame)}:{text}"]
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=str(folder))
-    os.close(fd)
+    items = sorted(comments.items())
+    passes = [items[i:i + PER_PASS] for i in range(0, len(items), PER_PASS)] or [[]]
+    temps: List[str] = []
     try:
-        proc = subprocess.run(args + [str(capture), tmp], capture_output=True, text=True)
-        if proc.returncode != 0:
-            detail = " ".join(proc.stderr.split())[:300] or f"exit status {proc.returncode}"
-            raise TsharkFailed(f"{out}: editcap failed: {detail}", proc.stderr, proc.returncode)
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        src = str(capture)
+        for chunk in passes:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=str(folder))
+            os.close(fd)
+            temps.append(tmp)
+            args = [tool, "-F", "pcapng"]
+            for frame, text in chunk:
+                args += ["-a", f"{int(frame)}:{text}"]
+            proc = subprocess.run(args + [src, tmp], capture_output=True, text=True)
+            if proc.returncode != 0:
+                detail = " ".join(proc.stderr.split())[:300] or f"exit status {proc.returncode}"
+                raise TsharkFailed(f"{out}: editcap failed: {detail}", proc.stderr, proc.returncode)
+            src = tmp
+        os.replace(src, out_path)
+        temps.remove(src)
+    finally:
+        for tmp in temps:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
     return len(items)

@@ -34,7 +34,7 @@ def timeline_table(rows: Sequence, zone: Optional[int] = None, max_rows: int = 3
                    two_captures: Optional[bool] = None) -> str:
     """The merged timeline: one clock (A's, shown in `zone`), every row marked by its source."""
     if not rows:
-        return "timeline: nothing to show"
+        return "timeline: nothing to show (no app incident and no capture finding)"
     table = []
     for r in rows[:max_rows]:
         where = (f"{r.frame}" if r.frame is not None else (f"{r.log}:{r.line_no}" if r.log else ""))
@@ -96,7 +96,13 @@ def with_logs_json(doc: dict, report, finding_to_dict) -> dict:
     """A command's JSON document plus the app findings (rendered by that command's own
     `finding_to_dict`), `diagnosis`, `logs` and `timeline`."""
     doc = dict(doc)
-    doc["findings"] = list(doc.get("findings", [])) + [finding_to_dict(f) for f in report.diagnosis.findings]
+    added = []
+    for f in report.diagnosis.findings:
+        d = finding_to_dict(f)
+        d.setdefault("caused_by", list(f.caused_by))       # analyze's dicts leave it out
+        d.setdefault("evidence", list(f.evidence))
+        added.append(d)
+    doc["findings"] = list(doc.get("findings", [])) + added
     doc.update(diagnosis=diagnosis_json(report.diagnosis), logs=logs_json(report.logs),
                timeline=timeline_json(report.rows))
     return doc

@@ -71,6 +71,9 @@ def main(argv=None) -> int:
         "plain": base,
         "noop": base[:1] + ["-X", f"lua_script:{NOOP}"] + base[1:] + lua_extra,
         "tcpstall": base[:1] + ["-X", f"lua_script:{plugin_script()}"] + base[1:] + lua_extra,
+        # attribution only: the core and the HOL analyzer, rwnd and retries switched off
+        "core+hol": base[:1] + ["-X", f"lua_script:{plugin_script()}", "-o", "tcpstall.rwnd_enabled:FALSE",
+                                "-o", "tcpstall.retries_enabled:FALSE"] + base[1:] + lua_extra,
     }
     n = packet_count(tshark, capture)
     print(f"capture: {capture} ({n} packets){'  [two-pass]' if args.two_pass else ''}")
@@ -90,6 +93,7 @@ def main(argv=None) -> int:
     r_plain = best["tcpstall"] / best["plain"]
     print(f"tcpstall / noop  = {r_noop:.2f}x   (target <= {TARGET:.2f}x: {'met' if r_noop <= TARGET else 'NOT met'})")
     print(f"tcpstall / plain = {r_plain:.2f}x   (plain tshark -q builds no protocol tree at all)")
+    print(f"core+hol / noop  = {best['core+hol'] / best['noop']:.2f}x   (rwnd and retries analyzers off)")
     if n > 0:
         per_pkt = (best["tcpstall"] - best["noop"]) / n * 1e6
         print(f"tcpstall cost over the no-op: {per_pkt:.1f} us/packet")

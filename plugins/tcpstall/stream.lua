@@ -314,8 +314,20 @@ local function on_arrival(d, pkt, ds, de)
         end
         d.rcv_nxt = new
         d.ooo_head = head
+        -- the released entries all lie below `new`, the remaining ones above it: subtract the
+        -- released coverage from the running union instead of recounting what remains
+        local runion, rcov = 0, nil
+        for i = 1, #rel do
+            local g2 = rel[i]
+            if rcov == nil or g2.s >= rcov then
+                runion, rcov = runion + (g2.e - g2.s), g2.e
+            elseif g2.e > rcov then
+                runion, rcov = runion + (g2.e - rcov), g2.e
+            end
+        end
+        d.ooo_union = d.ooo_union - runion
         ooo_compact(d)
-        if d.ooo_head <= #d.ooo then ooo_recount(d) end
+        if d.ooo_head <= #d.ooo and d.ooo_union < 0 then ooo_recount(d) end
         -- held bytes delivered: the union of the held entries within [old rcv_nxt, new rcv_nxt).
         -- Normally that is everything above this packet's payload; when the sender collapsed the
         -- held data into the retransmission, the held copies still count (they waited).

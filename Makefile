@@ -7,9 +7,9 @@ PY    := $(VENV)/bin/python
 TCPSTALL := $(VENV)/bin/tcpstall
 SAMPLES := sample_captures
 APT_PACKAGES := tshark tcpdump nftables ethtool iproute2 python3-venv \
-                wireshark-qt xvfb xdotool imagemagick chromium
+                wireshark-qt xvfb xdotool imagemagick chromium tcpreplay
 # one tool per package above, to decide whether apt-get is needed at all
-APT_TOOLS := tshark editcap dumpcap tcpdump nft ethtool ip wireshark Xvfb xdotool import chromium
+APT_TOOLS := tshark editcap dumpcap tcpdump nft ethtool ip wireshark Xvfb xdotool import chromium tcprewrite
 
 .PHONY: demo test setup os-deps venv lab bench-data bench fuzz clean
 

@@ -130,6 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--client")
     ap.add_argument("--server")
     ap.add_argument("--pyshark-packets", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timing rounds (bare, parallel, correlate interleaved); the minimum of each is shown")
     ap.add_argument("--big", action="store_true", help="also a ~1 M-packet-per-side pair (memory scaling)")
     ap.add_argument("--big-client")
     ap.add_argument("--big-server")
@@ -142,16 +144,23 @@ def main(argv=None) -> int:
     cmd_a, cmd_b = bare_commands(a, b)
     print(f"capture pair: {a}\n              {b}")
     print(f"tshark:       {cmd_a[0]} (fields and prefs exactly as correlate runs it)")
-    # 1. bare extraction, one capture, then both in parallel
-    t_bare, rss_bare, cpu_bare = _wait_rss(cmd_a)
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in (cmd_a, cmd_b)]
-    for p in procs:
-        p.wait()
-    t_par = time.perf_counter() - t0
-    # 2. the CLI end to end
+    # 1. bare extraction (one capture), both in parallel, and the CLI end to end, interleaved
+    #    rounds on a shared machine: the minimum of each is the least disturbed run
     tcpstall = shutil.which("tcpstall", path=str(Path(PY).parent)) or "tcpstall"
-    t_cli, _, cpu_cli = _wait_rss([tcpstall, "correlate", "--no-plugin", "--json", a, b])
+    runs = {"bare": [], "par": [], "cli": []}
+    for _ in range(max(1, args.repeat)):
+        runs["bare"].append(_wait_rss(cmd_a))
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in (cmd_a, cmd_b)]
+        for p in procs:
+            p.wait()
+        runs["par"].append((time.perf_counter() - t0, 0, 0))
+        runs["cli"].append(_wait_rss([tcpstall, "correlate", "--no-plugin", "--json", a, b]))
+    t_bare, rss_bare, cpu_bare = min(runs["bare"])
+    t_par = min(runs["par"])[0]
+    t_cli, _, cpu_cli = min(runs["cli"])
+    print(f"rounds:       {len(runs['cli'])} (wall s, bare/parallel/correlate): "
+          + "; ".join(f"{x[0]:.1f}/{y[0]:.1f}/{z[0]:.1f}" for x, y, z in zip(runs["bare"], runs["par"], runs["cli"])))
     # 3. memory, in a fresh process
     m = measure_child(a, b)
     n = m["packets_a"] + m["packets_b"]
@@ -164,6 +173,8 @@ def main(argv=None) -> int:
         ("ratio correlate / one bare extraction", f"{t_cli / t_bare:.2f}  (target <= 1.3; needs 2 idle cores: "
                                                   f"two tsharks run in parallel)"),
         ("ratio correlate / both bare in parallel", f"{t_cli / t_par:.2f}"),
+        ("CPU: correlate / one bare extraction", f"{cpu_cli / cpu_bare:.2f}  (2 tsharks + Python; on 2 idle cores "
+                                                 f"the wall ratio tends to half of this)"),
         ("Python-side CPU per packet", f"{m['self_cpu'] / n * 1e6:.1f} us (tshark: "
                                        f"{m['tshark_cpu'] / n * 1e6:.1f} us per packet)"),
         ("Python-side peak RSS", f"{m['self_rss'] / 2**20:.1f} MiB = {m['self_rss'] / n:.0f} B/packet (target < 300)"),

@@ -194,7 +194,7 @@ def _options(body: bytes, bo: str):
 class _Dir:
     """One direction (src:port -> dst:port) of one capture."""
     __slots__ = ("side", "idx", "key", "count", "max_end", "base", "peer", "hist", "lo", "hi",
-                 "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_heap", "reo_max", "reordered",
+                 "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_heap", "reo_max", "reo_last", "reordered",
                  "reo_examples", "streams", "first_t", "conflicts", "retx", "max_ack", "last_stream")
 
     def __init__(self, side: str, idx: int, key: tuple, stream):
@@ -216,6 +216,7 @@ class _Dir:
         self.buckets: Dict[int, list] = {}  # 100 ms of A time -> [min d, max d, tA@min, tA@max, fA@min, fA@max]
         self.reo_heap: List[tuple] = []
         self.reo_max = -1
+        self.reo_last = -1               # B index of the last match judged
         self.reordered = 0
         self.reo_examples: List[tuple] = []
         self.streams = {stream} if stream not in (None, "") else set()
@@ -269,7 +270,10 @@ class _Side:
 E_T, E_F, E_D, E_SEQ, E_LEN, E_IPID, E_IDX, E_FILL, E_KEY, E_TSV, E_FL = range(11)
 
 BUCKET_S = 0.1
-REORDER_WINDOW = 256
+# Matches complete in the order of whichever capture is read second, so they are re-sorted into
+# B's order in a window before a-order inversions are counted; a match that completes later than
+# the window allows is not judged at all (never a false "reordered").
+REORDER_WINDOW = 4096
 NO_MATCH_CAP = 500_000
 
 
@@ -440,7 +444,10 @@ class _Engine:
 
     @staticmethod
     def _reorder_pop(da: _Dir) -> None:
-        _, ia, fa, fb, ta = heapq.heappop(da.reo_heap)
+        ib, ia, fa, fb, ta = heapq.heappop(da.reo_heap)
+        if ib < da.reo_last:
+            return                      # too late to place in B's order: not judged
+        da.reo_last = ib
         if ia < da.reo_max:
             da.reordered += 1
             if len(da.reo_examples) < 20:

@@ -56,6 +56,12 @@ class CaptureError(TsharkError):
     """The capture file itself is the problem (missing, unreadable, not a capture)."""
 
 
+class CaptureTruncated(CaptureError):
+    """tshark read the capture up to a cut (a full disk, a killed dumpcap) and then failed with
+    "appears to have been cut short in the middle of a packet". Every line before the cut was
+    already delivered to the consumer: a caller may keep them and report this as a warning."""
+
+
 @dataclass(frozen=True)
 class TsharkInfo:
     path: str
@@ -193,6 +199,7 @@ def build_command(tshark: str, capture: str, *, fields: Sequence[str] = (), disp
     return cmd
 
 
+_CUT_SHORT_RE = re.compile(r"appears to have been cut short in the middle of a packet")
 _LUA_ERROR_RE = re.compile(r"Lua: Error|\[string \".*\"\]:\d+:|lua_script.*error", re.I)
 
 
@@ -225,6 +232,37 @@ def check_capture_path(capture: str) -> None:
         # no capture format is this short (pcap's file header alone is 24 bytes); tshark would
         # read e.g. a bare pcapng magic "\n\r\r\n" as a one-record JSON file and exit 0
         raise CaptureError(f"{capture}: only {size} bytes, too short to be a capture")
+    if size:
+        what = _not_a_capture(p)
+        if what:
+            raise CaptureError(f"{capture}: {what}, not a packet capture")
+
+
+# Files tshark opens without complaint although they hold no packets: its "MIME File Format"
+# reader takes images and executables, its JSON reader any JSON text (1 "packet", 0 TCP streams).
+_NON_CAPTURE_MAGIC = (
+    (b"\x7fELF", "an ELF executable"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"),
+    (b"%PDF-", "a PDF document"),
+)
+
+
+def _not_a_capture(path: Path) -> Optional[str]:
+    """What the file is, when its first bytes say it is certainly not a capture; else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None         # let tshark report it
+    for magic, what in _NON_CAPTURE_MAGIC:
+        if head.startswith(magic):
+            return what
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    # JSON: text from the first byte on (binary formats such as ERF may start with any byte, but
+    # not with 64 printable ones)
+    if text[:1] in (b"{", b"[") and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+        return "JSON text"
+    return None
 
 
 class TsharkRun:
@@ -308,6 +346,8 @@ class TsharkRun:
             raise TsharkFailed(f"{self.capture}: the tcpstall Lua plugin failed: {self._lua_error}",
                                self.stderr_tail, rc)
         if rc != 0:
+            if rc in (1, 2) and _CUT_SHORT_RE.search(self.stderr_tail):
+                raise CaptureTruncated(_one_line_problem(self.capture, self.stderr_tail))
             raise CaptureError(_one_line_problem(self.capture, self.stderr_tail)) if rc in (1, 2) \
                 else TsharkFailed(_one_line_problem(self.capture, self.stderr_tail), self.stderr_tail, rc)
 

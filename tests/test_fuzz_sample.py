@@ -78,3 +78,48 @@ def test_a_failing_tshark_is_never_lost_when_its_output_ends_first(tmp_path):
     run = ts.TsharkRun([str(fake)], "x.pcapng")
     with pytest.raises(ts.CaptureError, match="x.pcapng: tshark: The file"):
         list(run)
+
+
+def test_truncated_capture_delivers_its_packets_then_raises_capture_truncated(tmp_path):
+    """A capture cut by a full disk: every packet before the cut is delivered, then
+    CaptureTruncated (a CaptureError) says so, so callers can keep the analysis and warn."""
+    from conftest import sample
+    from pytshark_ext import tshark as ts
+
+    data = sample("heartbeat-loss-server.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[: len(data) // 2 + 7])
+    got = []
+    with pytest.raises(ts.CaptureTruncated, match="cut.pcapng: .*cut short"):
+        for seg in ts.iter_segments(str(cut)):
+            got.append(seg)
+    assert len(got) > 20 and issubclass(ts.CaptureTruncated, ts.CaptureError)
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b"", "empty file (0 bytes)"),                       # tshark: an empty ERF capture, exit 0
+    (b"\x0a\x0d\x0d\x0a", "only 4 bytes"),               # tshark: a one-record JSON file, exit 0
+    (b"\x7fELF\x02\x01\x01" + bytes(200), "an ELF executable"),   # tshark: "MIME File Format"
+    (b'  {"streams": [], "findings": [], "capture": "x.pcapng"}\n', "JSON text"),
+])
+def test_files_tshark_accepts_but_are_not_captures_are_rejected_in_one_line(tmp_path, content, problem):
+    """Found by the fuzz: tshark exits 0 on these, and analyze reported "0 TCP stream(s)"."""
+    from pytshark_ext import tshark as ts
+
+    f = tmp_path / "not a capture.pcapng"
+    f.write_bytes(content)
+    with pytest.raises(ts.CaptureError) as err:
+        ts.check_capture_path(str(f))
+    assert str(err.value).startswith(f"{f}: {problem}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "nsecpcap", "modpcap", "snoop", "netmon2", "5views"])
+def test_real_captures_in_other_formats_pass_the_early_checks(tmp_path, fmt):
+    import subprocess
+
+    from conftest import sample
+    from pytshark_ext import tshark as ts
+
+    out = tmp_path / f"cap.{fmt}"
+    subprocess.run(["editcap", "-F", fmt, str(sample("heartbeat-loss-server.pcapng")), str(out)], check=True)
+    ts.check_capture_path(str(out))

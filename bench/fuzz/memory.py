@@ -110,23 +110,26 @@ def main(argv=None) -> int:
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--pair", nargs=2, type=Path, default=None)
     ap.add_argument("--no-iter", action="store_true", help="skip the reader-alone measurement")
+    ap.add_argument("--no-log", action="store_true", help="skip the log measurements (only --pair)")
     a = ap.parse_args(argv)
     DATA.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    log = make_big_log(DATA / f"fuzz-big-{a.lines}.log", a.lines, _capture_start(CAPTURE))
-    made = time.time() - t0
-    rows = [("log", f"{log.name}: {a.lines:,} lines, {log.stat().st_size / 2**20:.0f} MiB (made in {made:.0f} s)")]
+    rows = []
     mib = lambda b: f"{b / 2**20:.0f} MiB"      # noqa: E731
-    m = measure(["cli", "analyze", "--log", f"{log}:+08:00", "--json", str(CAPTURE)])
-    rows.append(("analyze CAPTURE --log BIG", json.dumps(m) if "error" in m else
-                 f"rc {m['rc']}, {m['seconds']} s, Python peak RSS {mib(m['self_rss'])}, "
-                 f"tshark {mib(m['children_rss'])}"))
-    m = measure(["iter", str(log)]) if not a.no_iter else {"error": "skipped (--no-iter)", "rc": None}
-    rows.append(("applog.iter_log_events", json.dumps(m) if "error" in m else
-                 f"{m['stderr']}, {m['seconds']} s, peak RSS {mib(m['self_rss'])}"))
+    if not a.no_log:
+        t0 = time.time()
+        log = make_big_log(DATA / f"fuzz-big-{a.lines}.log", a.lines, _capture_start(CAPTURE))
+        made = time.time() - t0
+        rows += [("log", f"{log.name}: {a.lines:,} lines, {log.stat().st_size / 2**20:.0f} MiB (made in {made:.0f} s)")]
+        m = measure(["cli", "analyze", "--log", f"{log}:+08:00", "--json", str(CAPTURE)])
+        rows.append(("analyze CAPTURE --log BIG", json.dumps(m) if "error" in m else
+                     f"rc {m['rc']}, {m['seconds']} s, Python peak RSS {mib(m['self_rss'])}, "
+                     f"tshark {mib(m['children_rss'])}"))
+        m = measure(["iter", str(log)]) if not a.no_iter else {"error": "skipped (--no-iter)", "rc": None}
+        rows.append(("applog.iter_log_events", json.dumps(m) if "error" in m else
+                     f"{m['stderr']}, {m['seconds']} s, peak RSS {mib(m['self_rss'])}"))
     if a.pair:
         for extra in ([], ["--no-plugin"]):
-            m = measure(["cli", "correlate", *extra, "--json", str(a.pair[0]), str(a.pair[1])])
+            m = measure(["cli", "correlate", *extra, "--json", str(a.pair[0].resolve()), str(a.pair[1].resolve())])
             rows.append((f"correlate {' '.join(extra)} PAIR", json.dumps(m) if "error" in m else
                          f"rc {m['rc']}, {m['seconds']} s, Python peak RSS {mib(m['self_rss'])}, "
                          f"largest tshark {mib(m['children_rss'])}"))

@@ -2,6 +2,7 @@
 
 Schema (stable; times are epoch seconds in capture A's clock unless named otherwise):
 
+    schema                     "tcpstall.correlate/1"
     capture_a / capture_b      {path, packets, first, last}            first/last: that capture's own clock
     clock_offset_ms            B's clock minus A's (null when no connection was seen both ways)
     clock_offset_bound_ms      |error| bound: half the room left by the minimum RTT between the points

@@ -13,14 +13,17 @@ APT_TOOLS := tshark editcap dumpcap tcpdump nft ethtool ip wireshark Xvfb xdotoo
 
 .PHONY: demo test setup os-deps venv lab bench-data bench fuzz clean
 
-# The main job on the bundled captures: the single-capture analysis of each incident, then the
-# two-capture story of the heartbeat loss.
+# The main job on the bundled captures: one capture of each incident, then the two-capture
+# story of the heartbeat loss with both applications' logs (and an HTML ladder to open).
 demo: setup
 	$(TCPSTALL) doctor
-	@for cap in heartbeat-loss-server small-rcvbuf-nohs-client peer-vanishes-client; do \
-	  echo; echo "== tcpstall analyze $(SAMPLES)/$$cap.pcapng"; \
-	  $(TCPSTALL) analyze $(SAMPLES)/$$cap.pcapng $(DEMO_PREFS_$$cap) || exit 1; \
-	done
+	$(TCPSTALL) analyze $(SAMPLES)/heartbeat-loss-server.pcapng
+	$(TCPSTALL) analyze $(SAMPLES)/small-rcvbuf-nohs-client.pcapng
+	$(TCPSTALL) analyze -o tcp_retries2:6 $(SAMPLES)/peer-vanishes-client.pcapng
+	$(TCPSTALL) correlate $(SAMPLES)/heartbeat-loss-client.pcapng $(SAMPLES)/heartbeat-loss-server.pcapng \
+	  --log $(SAMPLES)/heartbeat-loss-sender.log@A --log $(SAMPLES)/heartbeat-loss-receiver.log@B \
+	  --html demo-heartbeat-loss.html
+	@echo; echo "open demo-heartbeat-loss.html in a browser for the ladder diagram"
 
 test: setup
 	$(PY) -m pytest -q
@@ -55,6 +58,9 @@ bench-data: setup
 
 bench: setup
 	$(PY) -m bench
+
+fuzz: setup
+	$(PY) -m bench.fuzz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -262,7 +262,8 @@ end
 ---------------------------------------------------------------------------------------------------
 -- per packet
 
-local band = bit32.band
+-- flag bits by arithmetic: bit32 is Lua 5.2 only (Wireshark 4.4 may run Lua 5.4)
+local function has_bit(v, b) return v % (b + b) >= b end
 local FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 -- tcp.window_size_scalefactor holds the multiplier (1, 2, ... 16384), or -1 (unknown: no
@@ -303,7 +304,7 @@ local function build_packet(pinfo)
     if X.icmp() ~= nil or X.icmpv6() ~= nil then return nil end   -- TCP header quoted in ICMP error
     local fi_ack, fi_len, fi_win, fi_sc = X.ack_raw(), X.len(), X.win(), X.win_scale()
     local flags = fi_flags.value
-    local ackf = band(flags, ACK) ~= 0
+    local ackf = has_bit(flags, ACK)
     local ack_raw = fi_ack and fi_ack.value or 0
     local p = pkt
     -- reset the optional keys (straight-line: a loop over PKT_RESET cost more than all the rest
@@ -323,9 +324,9 @@ local function build_packet(pinfo)
     p.ack_raw = ack_raw
     p.len = fi_len and fi_len.value or 0
     p.flags = flags
-    p.syn = band(flags, SYN) ~= 0
-    p.fin = band(flags, FIN) ~= 0
-    p.rst = band(flags, RST) ~= 0
+    p.syn = has_bit(flags, SYN)
+    p.fin = has_bit(flags, FIN)
+    p.rst = has_bit(flags, RST)
     p.ackf = ackf
     p.win_raw = fi_win and fi_win.value or nil
     p.win_scale = fi_sc and sf_shift(fi_sc.value) or nil   -- field is the multiplier 2^shift

@@ -222,9 +222,9 @@ def _chop(src, p, d):
 @category("format", "capture", "ok", 4,
           fixed=lambda s: [{"src": rel(c), "F": "pcap"} for c in s.captures],
           rand=lambda s, r: {"src": rel(_pick(r, s.captures)),
-                             "F": r.choice(["nsecpcap", "modpcap", "snoop", "netmon2", "erf", "5views",
+                             "F": r.choice(["nsecpcap", "modpcap", "snoop", "netmon2", "5views",
                                             "ngsniffer", "nokiapcap", "rh6_1pcap", "visual"])},
-          label="editcap -F pcap for every capture; other OSes' formats (snoop, netmon2, erf ...)")
+          label="editcap -F pcap for every capture; other OSes' formats (snoop, netmon2, 5views ...)")
 def _format(src, p, d):
     name = f"conv.{p['F']}"
     editcap("-F", p["F"], ROOT / p["src"], d / name)
@@ -291,7 +291,7 @@ def _ooo(src, p, d):
 
 @category("time-shift", "capture", "ok", 2,
           rand=lambda s, r: {"src": rel(_pick(r, s.captures)),
-                             "t": r.choice([28800, -28800, 86400 * 365 * 30, -1.7e9, 0.000001])},
+                             "t": r.choice(["28800", "-28800", "946080000", "-1700000000", "0.000001"])},
           label="editcap -t (8 h, years, before 1970)")
 def _tshift(src, p, d):
     editcap("-t", str(p["t"]), ROOT / p["src"], d / "shifted.pcapng")
@@ -444,10 +444,16 @@ def _pair_real(src, p, d):
 
 def _pair_damaged_rand(src, rng):
     a, b = rng.choice(src.pairs)
-    return {"a": rel(a), "b": rel(b), "side": rng.choice("ab"),
-            "how": rng.choice(["corrupt", "corrupt", "truncate", "snaplen", "mid-stream", "dup", "pcap",
-                               "shift-8h", "shift-back"]),
-            "seed": rng.randrange(1 << 30), "frac": round(rng.random(), 5)}
+    how = rng.choice(["corrupt", "corrupt", "truncate", "snaplen", "mid-stream", "dup", "pcap",
+                      "shift-8h", "shift-back"])
+    p = {"a": rel(a), "b": rel(b), "side": rng.choice("ab"), "how": how,
+         "seed": rng.randrange(1 << 30), "frac": round(rng.random(), 5)}
+    # still the same connections: correlate must find them (snaplen 54 keeps IPv4+TCP headers;
+    # IPv6 and VXLAN lose the (inner) TCP header at 54 bytes: that side has no TCP at all)
+    if how in ("mid-stream", "dup", "pcap", "shift-8h", "shift-back") or \
+            (how == "snaplen" and not any(k in a.name for k in ("ipv6", "vxlan"))):
+        p["expect"] = "ok"
+    return p
 
 
 @category("pair-damaged", "pair", "any", 8, rand=_pair_damaged_rand,

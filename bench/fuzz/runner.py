@@ -233,7 +233,7 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     sl = tuple(int(x) for x in a.slice.split(":")) if a.slice else None
     report = run_fuzz(a.cases, a.seed, a.jobs, targets, a.lab_dir, not a.no_lab, a.cheap, a.one_target,
-                      a.work, a.keep, a.out / f"fuzz-failures-seed{a.seed}",
+                      a.work, a.keep, a.out / f"fuzz-failures-seed{a.seed}-n{a.cases}",
                       [c for c in a.categories.split(",") if c] or None, log=lambda m: print(m, flush=True),
                       slice_=sl)
     suffix = f"-s{sl[0]}-{sl[1]}" if sl else ""

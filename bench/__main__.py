@@ -1,6 +1,7 @@
 """`python -m bench [NAME] [options]`: run one benchmark (default: all known, with defaults).
 
     python -m bench                      every benchmark below
+    python -m bench plugin_overhead      bench/plugin_overhead.py (see its --help)
     python -m bench correlate [--big]    bench/correlate.py (see its --help)
 """
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("correlate",)
+BENCHES = ("plugin_overhead", "correlate")
 
 
 def main(argv=None) -> int:

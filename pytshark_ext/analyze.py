@@ -357,8 +357,10 @@ def to_json(result: AnalysisResult) -> dict:
     }
 
 
-_COLUMN_TITLES = {"hol_episodes": "HOL episodes", "hol_total_ms": "HOL total ms",
-                  "hol_worst_ms": "HOL worst ms"}
+def _column_title(key: str) -> str:
+    """The plugin's -z column key as a header: "rwnd_limited_ms" -> "rwnd limited ms"."""
+    words = key.split("_")
+    return " ".join(w.upper() if w in ("hol", "rto") else w for w in words)
 
 
 def render_table(result: AnalysisResult) -> str:
@@ -370,7 +372,7 @@ def render_table(result: AnalysisResult) -> str:
         for k in s.columns:
             if k not in keys:
                 keys.append(k)
-    headers = ["stream", "endpoints", "duration s"] + [_COLUMN_TITLES.get(k, k) for k in keys]
+    headers = ["stream", "endpoints", "duration s"] + [_column_title(k) for k in keys]
     table = [[s.stream, s.endpoints, f"{s.last_t - s.first_t:.3f}"] + [s.columns.get(k, "") for k in keys]
              for s in result.streams]
     parts = [f"{result.capture}: {len(result.streams)} TCP stream(s), {len(result.findings)} finding(s)",

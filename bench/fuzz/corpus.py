@@ -444,9 +444,10 @@ def _pair_real(src, p, d):
 
 def _pair_damaged_rand(src, rng):
     a, b = rng.choice(src.pairs)
+    side = rng.choice("ab")
     how = rng.choice(["corrupt", "corrupt", "truncate", "snaplen", "mid-stream", "dup", "pcap",
                       "shift-8h", "shift-back"])
-    p = {"a": rel(a), "b": rel(b), "side": rng.choice("ab"), "how": how,
+    p = {"a": rel(a), "b": rel(b), "side": side, "how": how,
          "seed": rng.randrange(1 << 30), "frac": round(rng.random(), 5)}
     # still the same connections: correlate must find them (snaplen 54 keeps IPv4+TCP headers;
     # IPv6 and VXLAN lose the (inner) TCP header at 54 bytes: that side has no TCP at all)

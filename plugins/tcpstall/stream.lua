@@ -697,21 +697,21 @@ function M.ingest(pkt, fwd, rev)
     fwd.last_t = t
 
     -- sequence numbers (this direction's space)
+    local syn, len, tsval = pkt.syn, pkt.len, pkt.tsval
+    local seq_raw = pkt.seq_raw
     local ref = fwd.ref
-    if ref == nil then ref = pkt.seq_raw fwd.ref = ref end
+    if ref == nil then ref = seq_raw fwd.ref = ref end
     -- unwrap (inline seq.unwrap): absolute value closest to ref
-    local dd = (pkt.seq_raw - ref) % TWO32
+    local dd = (seq_raw - ref) % TWO32
     if dd >= HALF then dd = dd - TWO32 end
     local s = ref + dd
-    pkt.seq = s
-    local synlen = pkt.syn and 1 or 0
-    local ds = s + synlen
-    local de = ds + pkt.len
-    local nxt = de + (pkt.fin and 1 or 0)
-    pkt.ds, pkt.de, pkt.nxt = ds, de, nxt
+    local ds = syn and s + 1 or s
+    local de = ds + len
+    local nxt = pkt.fin and de + 1 or de
+    pkt.seq, pkt.ds, pkt.de, pkt.nxt = s, ds, de, nxt
     if nxt > fwd.ref then fwd.ref = nxt end
 
-    if pkt.syn then
+    if syn then
         fwd.isn = s
         if pkt.wscale_opt ~= nil then fwd.wscale = pkt.wscale_opt end
         if pkt.mss_opt ~= nil then fwd.mss = pkt.mss_opt end
@@ -727,9 +727,10 @@ function M.ingest(pkt, fwd, rev)
     end
 
     -- TS echo before anything else changes
-    if pkt.tsval ~= nil then
-        if pkt.tsecr ~= nil and pkt.tsecr ~= 0 then ts_echo(rev, fwd, pkt.tsecr, t) end
-        ts_record(fwd, pkt.tsval, t)
+    if tsval ~= nil then
+        local tsecr = pkt.tsecr
+        if tsecr ~= nil and tsecr ~= 0 then ts_echo(rev, fwd, tsecr, t) end
+        ts_record(fwd, tsval, t)
     end
 
     -- sender view
@@ -737,12 +738,12 @@ function M.ingest(pkt, fwd, rev)
     if nxt > s then
         local high_before = fwd.high
         local rtx = on_send(fwd, pkt, s, nxt)
-        if rtx == nil and pkt.len > 0 and high_before ~= nil and ds < high_before and not pkt.duplicate then
+        if rtx == nil and len > 0 and high_before ~= nil and ds < high_before and not pkt.duplicate then
             -- first time this capture sees these bytes, but data above them was seen before:
             -- a retransmission whose original was lost before this capture point, or a late
             -- original (reordering). The TSval tells: sent after the highest data seen = resent.
             local later = false
-            local tv, hv = pkt.tsval, fwd.high_tsval
+            local tv, hv = tsval, fwd.high_tsval
             if tv ~= nil and hv ~= nil then
                 local dv = (tv - hv) % TWO32
                 later = dv ~= 0 and dv < HALF
@@ -758,7 +759,7 @@ function M.ingest(pkt, fwd, rev)
                 rtx = { first_t = nil, prev_t = nil, n = 1, unseen = true, by_tsval = later }
             end
         end
-        if high_before == nil or nxt > high_before then fwd.high_tsval = pkt.tsval end
+        if high_before == nil or nxt > high_before then fwd.high_tsval = tsval end
         if rtx ~= nil then
             if rtx.n < 1 then rtx.n = 1 end
             fwd.retrans = fwd.retrans + 1
@@ -766,7 +767,7 @@ function M.ingest(pkt, fwd, rev)
             rtx.f, rtx.t, rtx.s, rtx.e = pkt.number, t, ds, de
             fwd.last_rtx = rtx
             rtx.trigger, rtx.why = classify(fwd, pkt, rtx, last_send_t)
-        elseif pkt.len > 0 then
+        elseif len > 0 then
             local r = fwd.new_times
             local k = fwd.new_times_n % 8 + 1
             r[k] = t
@@ -777,11 +778,12 @@ function M.ingest(pkt, fwd, rev)
     end
 
     -- receiver view of this direction's data
-    if pkt.len > 0 then on_arrival(fwd, pkt, ds, de) end
+    if len > 0 then on_arrival(fwd, pkt, ds, de) end
 
     -- ACK and SACK for the peer's data
-    if pkt.ack ~= nil then
-        on_ack(rev, pkt, pkt.ack)
+    local ack = pkt.ack
+    if ack ~= nil then
+        on_ack(rev, pkt, ack)
         local sack = pkt.sack
         if sack ~= nil then
             local blocks = sack_abs_scratch   -- valid during this packet only, like pkt

@@ -60,7 +60,7 @@ bench: setup
 	$(PY) -m bench
 
 fuzz: setup
-	$(PY) -m bench.fuzz
+	$(PY) -m bench.fuzz --cases 1000 --seed 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

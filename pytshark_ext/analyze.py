@@ -66,6 +66,7 @@ class AnalysisResult:
     findings: Tuple[Finding, ...]
     plugin_errors: int = 0
     first_plugin_error: Optional[str] = None
+    warnings: Tuple[str, ...] = ()
 
     @property
     def start(self) -> Optional[float]:
@@ -100,8 +101,24 @@ def parse_output(lines: Iterable[str], fields: Sequence[str] = FIELDS):
             cols = line.split(FIELD_SEP)
             if len(cols) != n:
                 raise TsharkFailed(f"tshark printed a row with {len(cols)} columns, expected {n}")
-            rows.append({f: (c.split(OCCURRENCE_SEP) if c else []) for f, c in zip(fields, cols)})
+            # sparse: most of the ~40 fields are empty on any frame, and a big capture has a row
+            # for every held segment (absent fields read as [] through the accessors below)
+            row = {f: c.split(OCCURRENCE_SEP) for f, c in zip(fields, cols) if c}
+            rows.append(_compact_held(row))
     return rows, streams, errors, first_error
+
+
+# What the findings need from a frame that is only *held* (most frames of a lossy bulk capture):
+# which release it waits for. Its expert text and hold time stay in the capture.
+_HELD_KEEP = ("frame.number", "frame.time_epoch", "tcp.stream", "tcpstall.hol.release_frame")
+
+
+def _compact_held(row: Row) -> Row:
+    if "tcpstall.hol.release_frame" not in row or any(
+            k.startswith(("tcpstall.rwnd", "tcpstall.retries", "tcpstall.retrans", "tcpstall.thin"))
+            or k == "tcpstall.hol.released_bytes" for k in row):
+        return row
+    return {k: row[k] for k in _HELD_KEEP if k in row}
 
 
 def _stream_from_kv(kv: Mapping[str, str]) -> StreamSummary:
@@ -315,11 +332,12 @@ def analyze_capture(capture: str, *, tshark: Optional[str] = None,
                     prefs: Optional[Mapping[str, object]] = None) -> AnalysisResult:
     """Run tshark two-pass with the plugin over `capture`; raises tshark.TsharkError subclasses."""
     run = run_lines(str(capture), tshark=tshark, fields=FIELDS, display_filter=DISPLAY_FILTER,
-                    two_pass=True, prefs=prefs, extra=["-z", STAT_ARG])
+                    two_pass=True, prefs=prefs, extra=["-z", STAT_ARG], tolerate_truncation=True)
     rows, streams, errors, first_error = parse_output(run)
+    warnings = (f"{run.truncated} (analysed the packets before the cut)",) if run.truncated else ()
     return AnalysisResult(capture=str(capture), streams=tuple(streams),
                           findings=tuple(findings_from_rows(rows)),
-                          plugin_errors=errors, first_plugin_error=first_error)
+                          plugin_errors=errors, first_plugin_error=first_error, warnings=warnings)
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -354,6 +372,7 @@ def to_json(result: AnalysisResult) -> dict:
             for s in result.streams],
         "findings": [finding_to_dict(f) for f in result.findings],
         "plugin_errors": result.plugin_errors,
+        "warnings": list(result.warnings),
     }
 
 

@@ -224,6 +224,7 @@ def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark)
 
     _check_inputs(logs, [html_out])
     result = analyze_capture(capture, tshark=tshark, prefs=dict(parse_pref_option(p) for p in prefs))
+    _warn(result.warnings)
     if not (logs or html_out):
         click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
         return

@@ -22,6 +22,7 @@ Entry points: `correlate(segments_a, segments_b)` over iterables of `Segment` (p
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import heapq
 import math
 import queue
@@ -266,8 +267,8 @@ class _Side:
         return first, last
 
 
-# entry tuple: (time, frame, dir, seq, len, ip_id, idx, transmission number or 0, key, tsval, flags)
-E_T, E_F, E_D, E_SEQ, E_LEN, E_IPID, E_IDX, E_FILL, E_KEY, E_TSV, E_FL = range(11)
+# entry tuple: (time, frame, dir, seq, len, ip_id, idx, transmission number or 0, key, tsval, flags, tsecr)
+E_T, E_F, E_D, E_SEQ, E_LEN, E_IPID, E_IDX, E_FILL, E_KEY, E_TSV, E_FL, E_TSE = range(12)
 
 BUCKET_S = 0.1
 # Matches complete in the order of whichever capture is read second, so they are re-sorted into
@@ -336,33 +337,22 @@ class _Engine:
             side.outside_after += 1
             return
         # the content key, kept as its 64-bit hash: a collision between two different in-flight
-        # transmissions needs ~2^32 of them pending at once
-        key = hash((seq, ack, ln, tsv, tse))
-        entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv, fl)
+        # transmissions needs ~2^32 of them pending at once. TCP timestamps are not in the key but
+        # decide among its candidates (_pick): one capture may have lost them (snaplen 54 cuts the
+        # options), and then they must not prevent the match.
+        key = hash((seq, ack, ln))
+        entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv, fl, tse)
         cand = other.pending.pop(key, None)
         if cand is not None:
-            if type(cand) is list:
-                pick = None
-                if ipid:
-                    for i, c in enumerate(cand):
-                        if c[E_IPID] == ipid:
-                            pick = i
-                            break
-                if pick is None:
-                    pick = 0
-                    if ipid and cand[0][E_IPID] and self._ipid_strict(side, d, cand[0]):
-                        pick = None
-                if pick is None:
-                    other.pending[key] = cand
-                    cand = None
-                else:
-                    c = cand.pop(pick)
-                    if cand:
-                        other.pending[key] = cand if len(cand) > 1 else cand[0]
-                    cand = c
-            elif ipid and cand[E_IPID] and ipid != cand[E_IPID] and self._ipid_strict(side, d, cand):
+            cands = cand if type(cand) is list else [cand]
+            pick = self._pick(side, d, cands, tsv, tse, ipid)
+            if pick is None:
                 other.pending[key] = cand
                 cand = None
+            else:
+                cand = cands.pop(pick)
+                if cands:
+                    other.pending[key] = cands if len(cands) > 1 else cands[0]
         if cand is None:
             cur = side.pending.get(key)
             if cur is None:
@@ -380,6 +370,23 @@ class _Engine:
         if self._since_evict >= 512:
             self._since_evict = 0
             self.evict()
+
+    def _pick(self, side: _Side, d: _Dir, cands: List[tuple], tsv, tse, ipid) -> Optional[int]:
+        """Which pending transmission of the other capture this one is: the same TSval/TSecr
+        where both captures have them (a retransmission differs from its original only there),
+        then the same IP ID, else the oldest — unless this flow preserves IP IDs and they differ."""
+        fits = [i for i, c in enumerate(cands)
+                if not tsv or not c[E_TSV] or (c[E_TSV] == tsv and c[E_TSE] == tse)]
+        if not fits:
+            return None
+        if ipid:
+            for i in fits:
+                if cands[i][E_IPID] == ipid:
+                    return i
+        i = fits[0]
+        if ipid and cands[i][E_IPID] and self._ipid_strict(side, d, cands[i]):
+            return None
+        return i
 
     def _ipid_strict(self, side: _Side, d: _Dir, other_entry: tuple) -> bool:
         """Refuse a match on differing IP IDs only where this flow preserves IP IDs."""
@@ -1180,17 +1187,20 @@ def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None
     """Stream both captures through tshark (two processes in parallel) and correlate them."""
     path_a, path_b = str(path_a), str(path_b)
     kw = correlate_command_kwargs(display_filter)
-    run_a = run_lines(path_a, tshark=tshark, **kw)      # both processes start now
+    run_a = run_lines(path_a, tshark=tshark, tolerate_truncation=True, **kw)   # both start now
     try:
-        run_b = run_lines(path_b, tshark=tshark, **kw)
+        run_b = run_lines(path_b, tshark=tshark, tolerate_truncation=True, **kw)
     except BaseException:
         _close(run_a)
         raise
     try:
-        return correlate_rows(rows_from_batches(_threaded_batches(run_a, path_a), path_a),
-                              rows_from_batches(_threaded_batches(run_b, path_b), path_b),
-                              name_a=path_a, name_b=path_b, options=options,
-                              span_a=capture_span(path_a), span_b=capture_span(path_b))
+        result = correlate_rows(rows_from_batches(_threaded_batches(run_a, path_a), path_a),
+                                rows_from_batches(_threaded_batches(run_b, path_b), path_b),
+                                name_a=path_a, name_b=path_b, options=options,
+                                span_a=capture_span(path_a), span_b=capture_span(path_b))
+        cut = tuple(f"{r.truncated} (correlated the packets before the cut)"
+                    for r in (run_a, run_b) if r.truncated)
+        return dataclasses.replace(result, notes=result.notes + cut) if cut else result
     finally:
         _close(run_a)
         _close(run_b)

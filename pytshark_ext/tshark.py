@@ -273,9 +273,14 @@ class TsharkRun:
     on stderr raises TsharkFailed/CaptureError.
     """
 
-    def __init__(self, cmd: List[str], capture: str, stderr_lines: int = 20):
+    def __init__(self, cmd: List[str], capture: str, stderr_lines: int = 20,
+                 tolerate_truncation: bool = False):
         self.cmd = cmd
         self.capture = capture
+        # A capture cut short mid-packet (full disk, killed dumpcap) still holds every packet
+        # before the cut: callers that can use them get the problem here instead of an exception.
+        self.tolerate_truncation = tolerate_truncation
+        self.truncated: Optional[str] = None
         self._tail: deque = deque(maxlen=stderr_lines)
         self._lua_error: Optional[str] = None
         try:
@@ -347,17 +352,23 @@ class TsharkRun:
                                self.stderr_tail, rc)
         if rc != 0:
             if rc in (1, 2) and _CUT_SHORT_RE.search(self.stderr_tail):
+                if self.tolerate_truncation:
+                    self.truncated = _one_line_problem(self.capture, self.stderr_tail)
+                    return
                 raise CaptureTruncated(_one_line_problem(self.capture, self.stderr_tail))
             raise CaptureError(_one_line_problem(self.capture, self.stderr_tail)) if rc in (1, 2) \
                 else TsharkFailed(_one_line_problem(self.capture, self.stderr_tail), self.stderr_tail, rc)
 
 
-def run_lines(capture: str, *, tshark: Optional[str] = None, **kwargs) -> TsharkRun:
-    """Start tshark on `capture` (see build_command for kwargs); iterate the result for lines."""
+def run_lines(capture: str, *, tshark: Optional[str] = None, tolerate_truncation: bool = False,
+              **kwargs) -> TsharkRun:
+    """Start tshark on `capture` (see build_command for kwargs); iterate the result for lines.
+    With tolerate_truncation, a capture cut short sets `.truncated` (after the last line)
+    instead of raising CaptureTruncated."""
     capture = str(capture)
     check_capture_path(capture)
     path = find_tshark(tshark)
-    return TsharkRun(build_command(path, capture, **kwargs), capture)
+    return TsharkRun(build_command(path, capture, **kwargs), capture, tolerate_truncation=tolerate_truncation)
 
 
 def iter_fields(capture: str, fields: Sequence[str], *, tshark: Optional[str] = None,

@@ -125,19 +125,49 @@ def test_real_captures_in_other_formats_pass_the_early_checks(tmp_path, fmt):
     ts.check_capture_path(str(out))
 
 
-@pytest.mark.xfail(reason="found by the fuzz (pair-damaged/snaplen): with one side cut at snaplen 54 "
-                          "(TCP options, hence TSval, gone) correlate matches no segment; routed to the "
-                          "correlate owner", strict=False)
 def test_correlate_survives_one_side_cut_at_snaplen_54(tmp_path, isolated_home):
+    """Found by the fuzz (pair-damaged/snaplen): with one side cut at snaplen 54 its TCP options,
+    hence TSvals, are gone; matching must fall back to IP ID and still name the dropped segment."""
+    import json
     import subprocess
+
+    from click.testing import CliRunner
+
+    from conftest import sample, truth
+    from pytshark_ext.cli import main
+
+    cut = tmp_path / "client-54.pcapng"
+    subprocess.run(["editcap", "-s", "54", str(sample("heartbeat-loss-client.pcapng")), str(cut)], check=True)
+    res = CliRunner().invoke(main, ["correlate", "--no-plugin", "--json", str(cut),
+                                    str(sample("heartbeat-loss-server.pcapng"))])
+    assert res.exit_code == 0, res.output
+    dropped = truth("heartbeat-loss")["faults"][0]
+    lost = json.loads(res.output)["lost"]
+    assert [(x["seq_raw"], x["len"], x["frame"]) for x in lost] == \
+        [(dropped["seq_raw"], dropped["len"], dropped["client_frame"])]
+
+
+def test_analyze_and_correlate_keep_the_packets_before_a_cut(tmp_path):
+    """A capture cut short by a full disk still holds the incident: exit 0, one warning line
+    naming the file, and the finding from the packets before the cut."""
+    import json
 
     from click.testing import CliRunner
 
     from conftest import sample
     from pytshark_ext.cli import main
 
-    cut = tmp_path / "client-54.pcapng"
-    subprocess.run(["editcap", "-s", "54", str(sample("clean-heartbeat-client.pcapng")), str(cut)], check=True)
-    res = CliRunner().invoke(main, ["correlate", "--no-plugin", str(cut),
-                                    str(sample("clean-heartbeat-server.pcapng"))])
+    src = sample("heartbeat-loss-server.pcapng")
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(src.read_bytes()[:-300])          # mid-way through one of the last packets
+    res = CliRunner().invoke(main, ["analyze", "--json", str(cut)])
     assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [f["kind"] for f in out["findings"]] == ["hol_blocked"]
+    assert len(out["warnings"]) == 1 and str(cut) in out["warnings"][0] and "cut short" in out["warnings"][0]
+    assert f"tcpstall: warning: {cut}" in res.stderr
+    res = CliRunner().invoke(main, ["correlate", "--no-plugin", "--json",
+                                    str(sample("heartbeat-loss-client.pcapng")), str(cut)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert len(out["lost"]) == 1 and any("cut short" in n for n in out["notes"])

@@ -493,7 +493,7 @@ def _unrelated_rand(src, rng):
 
 
 @category("pair-unrelated", "pair", "any", 3, rand=_unrelated_rand,
-          label="two captures with nothing in common (or the same capture twice)")
+          label="two unrelated captures: nothing in common")
 def _unrelated(src, p, d):
     if p["a"] == p["b"]:
         return [_copy(ROOT / p["a"], d, "A.pcapng"), _copy(ROOT / p["b"], d, "B.pcapng")], "same twice"

@@ -468,6 +468,29 @@ local function sack_cov_trim(d, ack)
     if cov[1] ~= nil and cov[1][1] < ack then cov[1][1] = ack end
 end
 
+-- pkt.sack_released.segments on demand (see on_ack): the segments segs[_h0 .. _h1 - 1] just
+-- covered by the cumulative ACK that were SACKed (held at the receiver) before it covered them.
+-- Read in the same packet: those entries lie below segs_head, nothing changes them any more
+-- (compaction copies the live part into a new array and leaves this one as it is).
+local SR_LAZY = {}
+function SR_LAZY.__index(sr, k)
+    if k ~= "segments" then return nil end
+    local segs, ents = sr._segs, sr.entries
+    local held, j = {}, 1
+    if segs ~= nil then
+        for i = sr._h0, sr._h1 - 1 do
+            local g = segs[i]
+            while ents[j] ~= nil and ents[j].e <= g.s do j = j + 1 end
+            local en = ents[j]
+            if en ~= nil and en.s < g.e then
+                held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.t, sack_t = en.t, sack_f = en.f }
+            end
+        end
+    end
+    rawset(sr, "segments", held)
+    return held
+end
+
 local function on_ack(d, pkt, ack)
     local t, f = pkt.time, pkt.number
     local una = d.snd_una
@@ -536,24 +559,20 @@ local function on_ack(d, pkt, ack)
         d.dup_times, d.dup_frames = nil, nil
         -- RTT sample (Karn: only segments sent once), then drop acknowledged segments
         local segs = d.segs
-        local h = d.segs_head
+        local h0 = d.segs_head
+        local h = h0
         local sample_seg = nil
-        local held, j = nil, 1
         while segs[h] ~= nil and segs[h].e <= ack do
             local g = segs[h]
             if g.tx == 1 then sample_seg = g else sample_seg = nil end
-            if sr ~= nil and not sr.dupack_based then
-                -- segments that were SACKed (held at the receiver) before this ACK covered them
-                local ents = sr.entries
-                while ents[j] ~= nil and ents[j].e <= g.s do j = j + 1 end
-                if ents[j] ~= nil and ents[j].s < g.e then
-                    held = held or {}
-                    held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.t, sack_t = ents[j].t, sack_f = ents[j].f }
-                end
-            end
             h = h + 1
         end
-        if sr ~= nil and not sr.dupack_based then sr.segments = held or {} end
+        if sr ~= nil and not sr.dupack_based then
+            -- sr.segments (the acked segments that were SACKed before) is built on first read:
+            -- a receiver-side capture never reads it (the receiver view already has the release)
+            sr._segs, sr._h0, sr._h1 = segs, h0, h
+            setmetatable(sr, SR_LAZY)
+        end
         d.segs_head = h
         segs_compact(d)
         if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg.t, true) end

@@ -453,7 +453,8 @@ def _marker_words(msg: str) -> List[str]:
     location = _SOURCE_LOCATION.match(body)
     if location:
         body = body[location.end():]
-    return [w for w in (w.strip(_PUNCT).lower() for w in body.split()) if w]
+    # `key=value` tokens are attributes ("Read End n=21 seq=30"), not words of the operation
+    return [w for w in (w.strip(_PUNCT).lower() for w in body.split()) if w and "=" not in w]
 
 
 def start_end_key(msg: str) -> Optional[Tuple[str, str]]:

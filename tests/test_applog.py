@@ -157,6 +157,15 @@ def test_go_log_pairs_into_a_span(tmp_path):
     assert span.text == "node.go:233: Read Start ... node.go:240: Read End"
 
 
+def test_key_value_attributes_do_not_hide_the_end_marker(tmp_path):
+    # the lab's receiver log: "Read End n=21 seq=30" ends the "Read Start" before it
+    text = ("2019/08/14 15:18:45.703679 conn.go:88: Read Start\n"
+            "2019/08/14 15:18:45.943000 conn.go:95: Read End n=21 seq=30\n")
+    read = read_log(write(tmp_path, text), tz=H8)
+    assert [e.kind for e in read.events] == ["span"]
+    assert us(read.events[0].duration_s) == 239321
+
+
 # --------------------------------------------------------------------------------- events
 
 @pytest.mark.parametrize("msg, seconds", [

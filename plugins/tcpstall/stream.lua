@@ -515,11 +515,14 @@ local function on_ack(d, pkt, ack)
                 if top > ack then top = ack end
                 bytes = bytes + (top - g.s)
                 if g.t < first_t then first_t, first_f = g.t, g.f end
-                ents[#ents + 1] = { s = g.s, e = top, t = g.t, f = g.f }
                 if g.e > ack then
+                    ents[#ents + 1] = { s = g.s, e = top, t = g.t, f = g.f }
                     g.s = ack
                     break
                 end
+                -- wholly covered: the entry itself is the record (below sacked_head nothing
+                -- reads or changes it any more), no copy
+                ents[#ents + 1] = g
                 sh = sh + 1
             end
             if sb[sh] == nil then

@@ -14,6 +14,13 @@
 
 local VERSION = "0.1.0"
 
+-- Loaded twice (installed in the personal plugin folder AND given with -X lua_script:): the
+-- first copy is already registered; a second Proto("tcpstall") would be a "Lua Error".
+if rawget(_G, "tcpstall_loaded_from") ~= nil then
+    if warn ~= nil then warn("tcpstall: already loaded from " .. tostring(rawget(_G, "tcpstall_loaded_from"))) end
+    return
+end
+
 ---------------------------------------------------------------------------------------------------
 -- module loader: paths relative to this script's own location
 
@@ -25,6 +32,7 @@ local function script_dir()
 end
 
 local core = { version = VERSION, modules = {} }
+rawset(_G, "tcpstall_loaded_from", script_dir() or "?")
 local search_dirs = {}
 do
     local d = script_dir()
@@ -258,6 +266,10 @@ function core.expert(tree, ei, text)
 end
 
 -- ms with one decimal
+-- Longest expert text: Wireshark cuts a tree label at 239 bytes, and the expert's label adds
+-- "Expert Info (Warning/Sequence): " (32 bytes) in front of the text.
+core.EXPERT_MAX = 207
+
 function core.ms(sec)
     return math.floor(sec * 10000 + 0.5) / 10
 end

@@ -199,3 +199,27 @@ def test_packet_reset_list_matches_the_straight_line_reset():
     body = text.split("local function build_packet(pinfo)", 1)[1].split("p.number = pinfo.number", 1)[0]
     reset = re.findall(r"p\.([a-z_]+) = nil", body)
     assert sorted(listed) == sorted(reset)
+
+
+def test_expert_texts_fit_in_a_wireshark_tree_label():
+    # Wireshark cuts a label at 239 bytes and prefixes experts with "Expert Info (Warning/Sequence): "
+    # (32 bytes): longer texts show as "[truncated]" in the GUI.
+    seen = 0
+    for cap in sorted(SAMPLES.glob("*.pcapng")):
+        out = tshark_out(["-r", str(cap), "-2", "-Y", "tcpstall", "-T", "fields", "-E", "occurrence=a",
+                          "-E", "aggregator=\x1e", "-e", "_ws.expert.message"]).stdout
+        for msg in (m for line in out.splitlines() for m in line.split("\x1e") if m):
+            seen += 1
+            assert len(msg.encode()) <= 207, (cap.name, msg)
+    assert seen > 50
+
+
+def test_loaded_twice_is_not_a_lua_error(isolated_home):
+    # installed in the personal folder (GUI) and given with -X lua_script: as well
+    from click.testing import CliRunner
+    from pytshark_ext.cli import main
+    assert CliRunner().invoke(main, ["install-plugins"]).exit_code == 0
+    held = truth("heartbeat-loss")["faults"][0]["arrived_at_server"][0]["frame"]
+    out = tshark_out(["-r", str(sample("heartbeat-loss-server.pcapng")), "-Y", "tcpstall.hol.released",
+                      "-T", "fields", "-e", "frame.number"]).stdout
+    assert out.split() == [str(held)]

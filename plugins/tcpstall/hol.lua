@@ -78,7 +78,12 @@ local function thin_check(pkt, fwd, held_t)
     local took = pkt.time - orig_t
     local rtt = stream.rtt_min(fwd)
     if rtt == nil or rtt <= 0 then return nil end
-    if took < 3 * rtt or interval < rtt / 2 then return nil end
+    -- a bulk sender on a sub-millisecond path also has interval >= RTT/2: only a recovery delay
+    -- an application can notice (hol_warn_ms) and a sender idle for >= 1 ms between segments count
+    -- many dupACKs mean much data in flight: the wait was the reordering threshold, not thinness
+    if trig == "fast" and (rtx.ta_dup or fwd.dupacks or 0) > 4 then return nil end
+    if took < 3 * rtt or interval < rtt / 2 or interval < 0.001
+        or took * 1000 < core.settings.hol_warn_ms then return nil end
     return {
         took_ms = took * 1000, rtt_ms = rtt * 1000, interval_ms = interval * 1000,
         dupacks = rtx.ta_dup or fwd.dupacks, sacked = rtx.ta_sacked_n or 0, trigger = rtx.trigger,
@@ -240,9 +245,8 @@ function M.render(tree, r)
         local txt = string.format("HOL-blocked delivery: released %d bytes in %d segment%s held up to %s ms (first held frame %s)",
             rel.bytes, rel.segments, rel.segments == 1 and "" or "s", fmt_ms(rel.max_hold_ms), tostring(rel.first_held_frame or "?"))
         if rel.view == "sender" then
-            txt = txt .. (rel.dupack_based and " from the first dupACK (frame " or " from the first SACK (frame ") .. tostring(rel.first_sack_frame)
-            if rel.by_send_ms ~= nil then txt = txt .. string.format("; ~%s ms by send times", fmt_ms(rel.by_send_ms)) end
-            txt = txt .. ")"
+            txt = txt .. (rel.dupack_based and " since dupACK frame " or " since SACK frame ") .. tostring(rel.first_sack_frame)
+            if rel.by_send_ms ~= nil then txt = txt .. string.format(" (~%s ms by send times)", fmt_ms(rel.by_send_ms)) end
         end
         if what ~= nil then txt = txt .. "; filled by " .. what end
         local ei = (rel.max_hold_ms >= warn_ms) and E.hol_released or E.hol_released_note
@@ -258,9 +262,9 @@ function M.render(tree, r)
         else
             what = "RACK waited for a later segment to be SACKed"
         end
-        -- keep under Wireshark's 240-character label limit
+        -- within core.EXPERT_MAX bytes, so Wireshark shows it whole
         tree:add_proto_expert_info(E.thin_stream, string.format(
-            "Thin stream: retransmitted %s ms after the original%s (RTT %s ms): %s; the sender sends one segment every ~%s ms. Helps: send more often, or an app timeout above the recovery delay",
+            "Thin stream: retransmitted %s ms after the original%s, RTT %s ms: %s; one segment every ~%s ms. Helps: send more often or time out later",
             fmt_ms(th.took_ms), th.estimated and " (est.)" or "", fmt_ms(th.rtt_ms), what, fmt_ms(th.interval_ms)))
     end
 end

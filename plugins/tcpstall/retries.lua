@@ -411,16 +411,16 @@ function M.render(tree, r)
     tree:add(F.retries_budget_s, r.budget)
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
     if r.approaching then
-        local deadline = r.is_ut and "an RPC deadline would fail faster" or
-            "an RPC deadline or TCP_USER_TIMEOUT would fail faster"
-        -- expert texts stay below Wireshark's 240-byte label limit
+        local deadline = r.is_ut and "an RPC deadline fails faster" or
+            "a deadline or TCP_USER_TIMEOUT fails faster"
+        -- expert texts stay within core.EXPERT_MAX bytes
         tree:add_proto_expert_info(E.retries_approaching, string.format(
-            "retries approaching tcp_retries2: retransmission #%d of %d B, %s s without ACK; Linux gives up at ≈%s s or later (%s from the first RTO) — %s",
+            "retries approaching tcp_retries2: retransmission #%d of %d B, %s s without ACK; Linux gives up at ≈%s s or later (%s from RTO #1) — %s",
             r.count, r.bytes or 0, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(r), deadline))
     end
     if r.final then
         tree:add_proto_expert_info(E.retries_final, string.format(
-            "retries: last retransmission before the predicted abort: #%d (RTO #%d) of %d B, %s s without ACK; next RTO expiry ≈%s s is past the budget (%s from the first RTO at %s s): ETIMEDOUT",
+            "retries: last retransmission before the predicted abort: #%d (RTO #%d) of %d B, %s s without ACK; next RTO ≈%s s is past the budget (%s from RTO #1 at %s s): ETIMEDOUT",
             r.count, r.rto_n, r.bytes or 0, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(r), fmt_s(r.stamp_at)))
     end
 end

@@ -533,7 +533,7 @@ local function render_report(tree, rep)
     add(tree, F.rwnd_start_frame, rep.start_f)
     if rep.end_f ~= nil then add(tree, F.rwnd_end_frame, rep.end_f) end
     add(tree, F.rwnd_cause, rep.cause):append_text(": " .. rep.cause_txt)
-    -- the expert text (Wireshark cuts item labels at 240 bytes): the numbers that matter
+    -- the expert text (at most core.EXPERT_MAX bytes): the numbers that matter
     local segtxt = ""
     if rep.mss > 0 then
         local segs = rep.w / rep.mss
@@ -567,7 +567,7 @@ local function render_report(tree, rep)
         txt = format("receiver window throttling: rwnd %s B%s %s; window-limited since frame %d (%s)%s",
             fmt_int(rep.w), segtxt, captxt, rep.start_f, fmt_dur(rep.dur), thumb)
     end
-    if rep.cause_short ~= nil and #txt + #rep.cause_short + 2 <= 239 then txt = txt .. "; " .. rep.cause_short end
+    if rep.cause_short ~= nil and #txt + #rep.cause_short + 2 <= core.EXPERT_MAX then txt = txt .. "; " .. rep.cause_short end
     tree:add_proto_expert_info(E.rwnd_throttling, txt)
 end
 

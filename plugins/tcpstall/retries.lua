@@ -404,7 +404,11 @@ function M.render(tree, r)
         return
     end
     tree:add(F.retries_count, r.count)
-    tree:add(F.retries_elapsed_s, r.elapsed)
+    local it = tree:add(F.retries_elapsed_s, r.elapsed)
+    if r.orig_seen == false then
+        -- e.g. a receiver-side capture: the lost original never reached this capture point
+        it:append_text(" (the original is not in this capture: counted from the first transmission seen)")
+    end
     if r.abort_at ~= nil then tree:add(F.retries_abort_at_s, r.abort_at) end
     if r.other then return end
     tree:add(F.retries_rto_count, r.rto_n)

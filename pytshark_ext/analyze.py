@@ -82,6 +82,15 @@ def _host(addr: str) -> str:
 Row = Dict[str, List[str]]
 
 
+def z_tsv_record(line: str) -> Optional[Tuple[str, Dict[str, str]]]:
+    """("TCPSTALL", per-stream key=values) or ("TCPSTALL_END", totals) for a line of the plugin's
+    `-z tcpstall,tsv` output; None for any other line."""
+    kind, _, rest = line.partition("\t")
+    if kind not in ("TCPSTALL", "TCPSTALL_END"):
+        return None
+    return kind, dict(p.split("=", 1) for p in rest.split("\t") if "=" in p)
+
+
 def parse_output(lines: Iterable[str], fields: Sequence[str] = FIELDS):
     """Split tshark's stdout into field rows (dicts field -> occurrences), stream summaries and
     the plugin's error count. Pure: takes lines, returns data."""
@@ -90,13 +99,12 @@ def parse_output(lines: Iterable[str], fields: Sequence[str] = FIELDS):
     errors, first_error = 0, None
     n = len(fields)
     for line in lines:
-        if line.startswith("TCPSTALL\t"):
-            kv = dict(p.split("=", 1) for p in line.split("\t")[1:] if "=" in p)
-            streams.append(_stream_from_kv(kv))
-        elif line.startswith("TCPSTALL_END"):
-            kv = dict(p.split("=", 1) for p in line.split("\t")[1:] if "=" in p)
-            errors = int(kv.get("errors", "0") or 0)
-            first_error = kv.get("first_error")
+        z = z_tsv_record(line)
+        if z is not None and z[0] == "TCPSTALL":
+            streams.append(_stream_from_kv(z[1]))
+        elif z is not None:
+            errors = int(z[1].get("errors", "0") or 0)
+            first_error = z[1].get("first_error")
         elif FIELD_SEP in line or (n == 1 and line):
             cols = line.split(FIELD_SEP)
             if len(cols) != n:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytshark_ext import tshark as ts
+from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_dir, plugin_script
 
 from conftest import SAMPLES, sample, truth
@@ -32,14 +33,9 @@ def tshark_out(args, *, plugin=True, check=True) -> subprocess.CompletedProcess:
 
 def z_tsv(capture, *extra) -> dict:
     out = tshark_out(["-r", str(capture), "-q", "-z", "tcpstall,tsv", *extra]).stdout
-    streams, end = {}, None
-    for line in out.splitlines():
-        parts = line.split("\t")
-        kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-        if parts[0] == "TCPSTALL":
-            streams[int(kv["stream"])] = kv
-        elif parts[0] == "TCPSTALL_END":
-            end = kv
+    records = [r for r in map(z_tsv_record, out.splitlines()) if r is not None]
+    streams = {int(kv["stream"]): kv for kind, kv in records if kind == "TCPSTALL"}
+    end = next((kv for kind, kv in records if kind == "TCPSTALL_END"), None)
     assert end is not None, out
     return {"streams": streams, "end": end}
 

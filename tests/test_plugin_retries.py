@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from pytshark_ext import tshark as ts
+from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_script
 
 from conftest import sample, truth
@@ -60,14 +61,9 @@ def z_tsv(capture, prefs=None) -> dict:
            *ts.pref_args(prefs), "-q", "-z", "tcpstall,tsv"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    streams, end = {}, None
-    for line in proc.stdout.splitlines():
-        parts = line.split("\t")
-        kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-        if parts[0] == "TCPSTALL":
-            streams[int(kv["stream"])] = kv
-        elif parts[0] == "TCPSTALL_END":
-            end = kv
+    records = [r for r in map(z_tsv_record, proc.stdout.splitlines()) if r is not None]
+    streams = {int(kv["stream"]): kv for kind, kv in records if kind == "TCPSTALL"}
+    end = next((kv for kind, kv in records if kind == "TCPSTALL_END"), None)
     assert end is not None and end["errors"] == "0", proc.stdout
     return streams
 

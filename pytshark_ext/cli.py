@@ -18,7 +18,6 @@ from .applog import LogError
 from .tshark import TsharkError, tshark_info
 
 EXIT_PROBLEM = 1
-EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = EXIT_PROBLEM) -> None:
@@ -198,10 +197,6 @@ def install_plugins(folder, uninstall, tshark):
             fail("tshark -G folders names no personal Lua plugin folder: give one with --dir")
     for line in (installer.uninstall(folder) if uninstall else installer.install(folder)):
         click.echo(line)
-
-
-def _not_implemented(name: str) -> None:
-    fail(f"`{name}` is not implemented yet", EXIT_USAGE)
 
 
 @main.command()

@@ -78,11 +78,6 @@ def _innermost(line: str) -> str:
     return FIELD_SEP.join(c.rsplit(OCCURRENCE_SEP, 1)[-1] for c in line.split(FIELD_SEP))
 
 
-def rows_from_lines(lines: Iterable[str], capture: str = "") -> Iterator[Row]:
-    """Rows from tshark `-T fields` lines of SEGMENT_FIELDS (the fast path of iter_segments)."""
-    return rows_from_batches((lines,), capture)
-
-
 def rows_from_batches(batches: Iterable[Iterable[str]], capture: str = "") -> Iterator[Row]:
     """Rows from batches (lists) of tshark lines: one generator for the whole stream."""
     n = len(SEGMENT_FIELDS)

@@ -22,7 +22,6 @@ Entry points: `correlate(segments_a, segments_b)` over iterables of `Segment` (p
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import heapq
 import math
 import queue
@@ -33,7 +32,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 from .records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
                       Segment)
 from .tshark import (FIELD_SEP, OCCURRENCE_SEP, SEGMENT_FIELDS, SEGMENT_FILTER, SEGMENT_PREFS,
-                     TsharkError, TsharkFailed, run_lines)
+                     TsharkError, TsharkFailed, on_both, run_lines)
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
@@ -828,7 +827,6 @@ class _Builder:
                     continue
                 fid, adir, up = info
                 t_a = self._to_a(side.name, ent[E_T])
-                st = None
                 # Only a claim when the other capture was certainly running when the packet was due
                 # there: its arrival (or, seen downstream only, its send) time, over the whole range of
                 # delays seen in this direction, must fall inside the other capture's span.
@@ -1078,23 +1076,7 @@ def analyze_both(path_a: str, path_b: str, *, tshark: Optional[str] = None,
     """Run the tcpstall plugin (`analyze.analyze_capture`) over both captures, in parallel."""
     from .analyze import analyze_capture
 
-    results: Dict[str, object] = {}
-
-    def job(name: str, path: str) -> None:
-        try:
-            results[name] = analyze_capture(path, tshark=tshark, prefs=prefs)
-        except BaseException as exc:   # re-raised in the caller's thread
-            results[name] = exc
-
-    threads = [threading.Thread(target=job, args=("A", path_a)), threading.Thread(target=job, args=("B", path_b))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for name in ("A", "B"):
-        if isinstance(results[name], BaseException):
-            raise results[name]
-    return results["A"], results["B"]
+    return on_both(lambda path: analyze_capture(path, tshark=tshark, prefs=prefs), path_a, path_b)
 
 
 def with_plugin_findings(result: CorrelationResult, analysis_a, analysis_b) -> CorrelationResult:
@@ -1195,7 +1177,7 @@ def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None
                                 span_a=capture_span(path_a), span_b=capture_span(path_b))
         cut = tuple(f"{r.truncated} (correlated the packets before the cut)"
                     for r in (run_a, run_b) if r.truncated)
-        return dataclasses.replace(result, notes=result.notes + cut) if cut else result
+        return replace(result, notes=result.notes + cut) if cut else result
     finally:
         _close(run_a)
         _close(run_b)

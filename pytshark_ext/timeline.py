@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import threading
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -73,23 +72,9 @@ def load_packets(path: str, side: str, *, tshark: Optional[str] = None,
 
 def load_packets_both(path_a: str, path_b: str, **kw) -> Tuple[CapturePackets, CapturePackets]:
     """`load_packets` over both captures in parallel (errors re-raised in the caller's thread)."""
-    out: Dict[str, object] = {}
-
-    def job(side: str, path: str) -> None:
-        try:
-            out[side] = load_packets(path, side, **kw)
-        except BaseException as exc:
-            out[side] = exc
-
-    threads = [threading.Thread(target=job, args=(s, p)) for s, p in (("A", path_a), ("B", path_b))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in ("A", "B"):
-        if isinstance(out[s], BaseException):
-            raise out[s]
-    return out["A"], out["B"]
+    from .tshark import on_both
+    paths = {"A": path_a, "B": path_b}
+    return on_both(lambda side: load_packets(paths[side], side, **kw), "A", "B")
 
 
 # --- logs --------------------------------------------------------------------------------------

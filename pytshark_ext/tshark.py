@@ -15,11 +15,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from .paths import plugin_script
 from .records import Segment
 
+T = TypeVar("T")
 MIN_VERSION = (3, 6, 0)
 
 # ASCII unit/record separators: tshark copies field text verbatim, and expert messages may hold
@@ -358,6 +359,28 @@ class TsharkRun:
                 raise CaptureTruncated(_one_line_problem(self.capture, self.stderr_tail))
             raise CaptureError(_one_line_problem(self.capture, self.stderr_tail)) if rc in (1, 2) \
                 else TsharkFailed(_one_line_problem(self.capture, self.stderr_tail), self.stderr_tail, rc)
+
+
+def on_both(job: Callable[[str], T], a: str, b: str) -> Tuple[T, T]:
+    """(job(a), job(b)) run in two threads — for the two captures of a pair, each job mostly
+    waiting on its own tshark; an exception in either is re-raised in the caller's thread."""
+    results: Dict[int, object] = {}
+
+    def run(i: int, path: str) -> None:
+        try:
+            results[i] = job(path)
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in (0, 1):
+        if isinstance(results[i], BaseException):
+            raise results[i]
+    return results[0], results[1]
 
 
 def run_lines(capture: str, *, tshark: Optional[str] = None, tolerate_truncation: bool = False,

@@ -544,6 +544,20 @@ class Outage(RpcScenario):
     snaplen = 160
     delay_ms = 0.0
 
+    def request_into_blackhole(self, lab):
+        """The common opening: request 1 done, blackhole on, request 2 outstanding.
+        Returns (nft rule handle, time the blackhole started)."""
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 1)
+        time.sleep(0.5)
+        h = lab.nft_add("blackhole", BLACKHOLE)
+        t_bh = time.time()
+        time.sleep(0.5)
+        self.send(64)
+        return h, t_bh
+
     def outage_segments(self, csegs, req_start):
         """Transmissions of request 2's first byte in the client capture."""
         first = next(s for s in csegs if s.src == CLIENT_IP and s.len > 0 and s.t >= req_start - 0.001)
@@ -634,15 +648,7 @@ class CableBack(Outage):
                    "the connection survives (a third request succeeds)")
 
     def body(self, lab):
-        self.start_pair(lab)
-        time.sleep(0.3)
-        self.send(64)
-        self.wait_event("done", 1)
-        time.sleep(0.5)
-        h = lab.nft_add("blackhole", BLACKHOLE)
-        t_bh = time.time()
-        time.sleep(0.5)
-        self.send(64)
+        h, t_bh = self.request_into_blackhole(lab)
         time.sleep(max(0, t_bh + self.blackhole_s - time.time()))
         lab.nft_del(h)
         log(f"{self.name}: path restored after {time.time() - t_bh:.1f} s")
@@ -686,15 +692,7 @@ class PeerRestarts(Outage):
                    "when the path is restored the next retransmission is answered with RST")
 
     def body(self, lab):
-        self.start_pair(lab)
-        time.sleep(0.3)
-        self.send(64)
-        self.wait_event("done", 1)
-        time.sleep(0.5)
-        h = lab.nft_add("blackhole", BLACKHOLE)
-        t_bh = time.time()
-        time.sleep(0.5)
-        self.send(64)
+        h, t_bh = self.request_into_blackhole(lab)
         time.sleep(2.0)
         t_kill = time.time()
         lab.stop_proc(self.server, signal.SIGKILL)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import statistics
-from typing import Dict, List, NamedTuple, Tuple
+from typing import List, NamedTuple, Tuple
 
 import pytest
 

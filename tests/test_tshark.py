@@ -1,7 +1,6 @@
 """The tshark runner against the real tshark, plus fake tshark binaries for failure paths."""
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 from pathlib import Path

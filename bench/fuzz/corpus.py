@@ -175,7 +175,6 @@ def _corrupt(src, p, d):
 
 def _trunc_rand(src, rng):
     cap = _pick(rng, src.captures)
-    size = cap.stat().st_size
     fmt = rng.choice(["pcapng", "pcapng", "pcap"])
     return {"src": rel(cap), "fmt": fmt, "frac": round(rng.random(), 6),
             "tiny": rng.random() < 0.1}

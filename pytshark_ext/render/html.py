@@ -302,7 +302,6 @@ def _ladder(report: LogReport, lo: float, hi: float, title: str) -> str:
 def _held_spans(report: LogReport, lo: float, hi: float) -> List[Tuple[str, float, float, str]]:
     """(side, from, to, text) in A's clock for HOL findings of the capture nearer the receiver."""
     out = []
-    off = report.facts.clock_offset_s
     for f in report.facts.findings:
         n = f.numbers or {}
         if f.kind != "hol_blocked" or f.end < lo or f.start > hi:

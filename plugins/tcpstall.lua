@@ -153,14 +153,11 @@ local X = {
     sack_re  = Field.new("tcp.options.sack_re"),
     tsval    = Field.new("tcp.options.timestamp.tsval"),
     tsecr    = Field.new("tcp.options.timestamp.tsecr"),
+    -- Wireshark's flags, read only where they help (retransmission, keep-alive); fast and spurious
+    -- retransmissions are read too because a future Wireshark need not flag them as retransmissions
     ws_retrans  = Field.new("tcp.analysis.retransmission"),
     ws_fast     = Field.new("tcp.analysis.fast_retransmission"),
     ws_spurious = Field.new("tcp.analysis.spurious_retransmission"),
-    ws_ooo      = Field.new("tcp.analysis.out_of_order"),
-    ws_lost     = Field.new("tcp.analysis.lost_segment"),
-    ws_dupack_num = Field.new("tcp.analysis.duplicate_ack_num"),
-    ws_zero_window = Field.new("tcp.analysis.zero_window"),
-    ws_window_full = Field.new("tcp.analysis.window_full"),
     ws_keep_alive  = Field.new("tcp.analysis.keep_alive"),
     ws_flags    = Field.new("tcp.analysis.flags"),   -- present when any flag is: gates the ws_* reads
     icmp     = Field.new("icmp"),
@@ -248,6 +245,7 @@ local function reset()
         results = {},        -- frame number -> { rtx = ..., hol = ..., rwnd = ..., retries = ... }
         errors = 0, first_error = nil,
         packets = 0,
+        last_frame = 0,      -- highest frame number seen (first pass)
     }
     core.state = state
     for _, a in ipairs(analyzers) do
@@ -282,133 +280,154 @@ end
 
 -- tcp.window_size_scalefactor holds the multiplier (1, 2, ... 16384), or -1 (unknown: no
 -- handshake) / -2 (no scaling); pkt.win_scale is the shift (README), so convert.
-local sf_last_v, sf_last_s = 1, 0
 local function sf_shift(v)
-    if v == sf_last_v then return sf_last_s end
     if v == nil or v < 1 then return v end
     local s, m = 0, v
     while m > 1 and s < 14 do m = m / 2 s = s + 1 end
-    sf_last_v, sf_last_s = v, s
     return s
 end
 
 local TWO32 = 4294967296
 
 -- The packet record is ONE table reused for every packet (allocating ~30 keys per packet was the
--- largest single cost): analyzers must not keep a reference to it, nor add keys to it. Optional
--- keys are reset here; absent flags are nil (false).
+-- largest single cost): analyzers must not keep a reference to it, nor add keys to it. Keys that
+-- are not written on every packet are reset here; absent flags are nil (false).
 local pkt = {}
 local PKT_RESET = {
-    "ws_retrans", "ws_fast", "ws_spurious", "ws_ooo", "ws_lost", "ws_zero_window", "ws_window_full",
-    "ws_keep_alive", "ws_dupack_num", "tsval", "tsecr", "wscale_opt", "mss_opt", "sack",
+    "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack",
     -- set by stream.ingest
-    "seq", "ds", "de", "nxt", "ack", "sack_abs", "arrival", "hole", "held_entry", "released",
-    "released_bytes", "released_segments", "acked_bytes", "dupack", "sack_new", "dsack",
-    "sack_released", "rtx", "trigger_ack_f", "duplicate", "dsack_l", "dsack_r",
+    "ack", "arrival", "hole", "released", "released_bytes", "released_segments",
+    "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate",
 }
 core.PKT_RESET = PKT_RESET
 
 local sack_scratch = {}
 
-local function build_packet(pinfo)
+-- One packet's fields (first pass only), or nil when it is not a TCP segment to analyze.
+-- Every Field extractor call and every value read goes through wslua (~2 k instructions each),
+-- so fields that are often absent or rarely needed are only read when something says they are
+-- there or needed (first_pass, read_sack, core.read_ws_flags).
+local function build_packet(pinfo, number)
     local fi_stream = X.stream()
     if fi_stream == nil then return nil end
-    local fi_seq, fi_flags = X.seq_raw(), X.flags()
-    if fi_seq == nil or fi_flags == nil then return nil end
-    if X.icmp() ~= nil or X.icmpv6() ~= nil then return nil end   -- TCP header quoted in ICMP error
-    local fi_ack, fi_len, fi_win, fi_sc = X.ack_raw(), X.len(), X.win(), X.win_scale()
+    local fi_flags, fi_len = X.flags(), X.len()
+    if fi_flags == nil then return nil end
+    -- Wireshark adds tcp.len to every TCP header except one quoted by an ICMP error (and IP
+    -- fragments / short segments): only then look for the ICMP layer
+    if fi_len == nil and (X.icmp() ~= nil or X.icmpv6() ~= nil) then return nil end
     -- fi() is FieldInfo's __call: the same value as fi.value (whose getter calls it), without the
-    -- generic attribute lookup (__index dispatch cost ~1 k instructions per read, ~10 reads/packet)
+    -- generic attribute lookup (__index dispatch cost ~1 k instructions per read)
     local flags = fi_flags()
+    local len = fi_len and fi_len() or 0
+    -- the sequence number of a pure ACK (no payload, SYN, FIN, RST) is never used: not read
+    local seq_raw = nil
+    if len > 0 or flags % 8 ~= 0 then
+        local fi_seq = X.seq_raw()
+        if fi_seq == nil then return nil end
+        seq_raw = fi_seq()
+    end
+    local fi_ack, fi_win = X.ack_raw(), X.win()
     local ackf = flags % 32 >= 16          -- has_bit(flags, ACK), inlined (hot path)
-    local ack_raw = fi_ack and fi_ack() or 0
     local p = pkt
     -- reset the optional keys (straight-line: a loop over PKT_RESET cost more than all the rest
     -- of this function; tests/test_plugin_core.py checks both lists agree)
-    p.ws_retrans = nil p.ws_fast = nil p.ws_spurious = nil p.ws_ooo = nil p.ws_lost = nil
-    p.ws_zero_window = nil p.ws_window_full = nil p.ws_keep_alive = nil p.ws_dupack_num = nil
-    p.tsval = nil p.tsecr = nil p.wscale_opt = nil p.mss_opt = nil p.sack = nil p.seq = nil
-    p.ds = nil p.de = nil p.nxt = nil p.ack = nil p.sack_abs = nil p.arrival = nil p.hole = nil
-    p.held_entry = nil p.released = nil p.released_bytes = nil p.released_segments = nil
-    p.acked_bytes = nil p.dupack = nil p.sack_new = nil p.dsack = nil p.sack_released = nil
-    p.rtx = nil p.trigger_ack_f = nil p.duplicate = nil p.dsack_l = nil p.dsack_r = nil
-    p.number = pinfo.number
+    p.ws_retrans = nil p.ws_keep_alive = nil p.wscale_opt = nil p.mss_opt = nil p.sack = nil
+    p.ack = nil p.arrival = nil p.hole = nil p.released = nil
+    p.released_bytes = nil p.released_segments = nil p.dsack = nil p.dsack_l = nil p.dsack_r = nil
+    p.sack_released = nil p.rtx = nil p.duplicate = nil
+    p.number = number
     p.time = pinfo.abs_ts
     p.stream = fi_stream()
-    p.sport, p.dport = pinfo.src_port, pinfo.dst_port
-    p.seq_raw = fi_seq()
-    p.ack_raw = ack_raw
-    p.len = fi_len and fi_len() or 0
-    p.flags = flags
+    p.sport = pinfo.src_port
+    p.seq_raw = seq_raw
+    p.ack_raw = fi_ack and fi_ack() or 0
+    p.len = len
     local syn = flags % 4 >= 2             -- has_bit(flags, SYN), ... inlined
     p.syn = syn
     p.fin = flags % 2 >= 1
     p.rst = flags % 8 >= 4
     p.ackf = ackf
     p.win_raw = fi_win and fi_win() or nil
-    if fi_sc ~= nil then                   -- field is the multiplier 2^shift
-        local v = fi_sc()
-        if v == sf_last_v then p.win_scale = sf_last_s else p.win_scale = sf_shift(v) end
-    else
-        p.win_scale = nil
-    end
-    -- tcp.analysis.* flags: only looked at when Wireshark flagged something
-    if X.ws_flags() ~= nil then
-        local r, fr, sp = X.ws_retrans() ~= nil, X.ws_fast() ~= nil, X.ws_spurious() ~= nil
-        p.ws_retrans = r or fr or sp
-        p.ws_fast = fr
-        p.ws_spurious = sp
-        p.ws_ooo = X.ws_ooo() ~= nil
-        p.ws_lost = X.ws_lost() ~= nil
-        p.ws_zero_window = X.ws_zero_window() ~= nil
-        p.ws_window_full = X.ws_window_full() ~= nil
-        p.ws_keep_alive = X.ws_keep_alive() ~= nil
-        local fi = X.ws_dupack_num()
-        if fi ~= nil then p.ws_dupack_num = fi() end
-    end
     local fi = X.tsval()
-    if fi ~= nil then
-        p.tsval = fi()
-        local fe = X.tsecr()
-        if fe ~= nil then p.tsecr = fe() end
-    end
+    p.tsval = fi and fi() or nil
+    p.tsecr = nil                          -- read by first_pass when it can matter
     if syn then
         fi = X.wscale()
         if fi ~= nil then p.wscale_opt = fi() end
         fi = X.mss()
         if fi ~= nil then p.mss_opt = fi() end
     end
-    local l1, l2, l3, l4 = X.sack_le()
-    if l1 ~= nil and ackf then
-        local r1, r2, r3, r4 = X.sack_re()
-        local fa = X.ack()
-        -- SACK edges are shown relative like tcp.ack: convert with the same offset.
-        -- Flat list of raw edges: { le1, re1, le2, re2, ... }
-        local off = fa and (ack_raw - fa()) or 0
-        if r1 then
-            -- scratch table reused like pkt itself (valid during this packet only)
-            local sack = sack_scratch
-            sack[1], sack[2] = (l1() + off) % TWO32, (r1() + off) % TWO32
-            local n = 2
-            if l2 and r2 then sack[3], sack[4], n = (l2() + off) % TWO32, (r2() + off) % TWO32, 4 end
-            if n == 4 and l3 and r3 then sack[5], sack[6], n = (l3() + off) % TWO32, (r3() + off) % TWO32, 6 end
-            if n == 6 and l4 and r4 then sack[7], sack[8], n = (l4() + off) % TWO32, (r4() + off) % TWO32, 8 end
-            for k = n + 1, 8 do sack[k] = nil end
-            p.sack = sack
-        end
-    end
     return p
+end
+
+-- Wireshark's tcp.analysis flags that help (retransmission, keep-alive). stream.ingest calls this
+-- only for payload at or below the highest sequence number already sent: Wireshark flags no other
+-- segment as either.
+function core.read_ws_flags(p)
+    if X.ws_flags() ~= nil then
+        p.ws_retrans = X.ws_retrans() ~= nil or X.ws_fast() ~= nil or X.ws_spurious() ~= nil
+        p.ws_keep_alive = X.ws_keep_alive() ~= nil
+    end
+end
+
+-- pkt.sack: the SACK blocks as raw edges { le1, re1, le2, re2, ... } (a scratch table reused like
+-- pkt itself, valid during this packet only). `rev`: the direction whose data they acknowledge.
+local function read_sack(p, rev)
+    local l1, l2, l3, l4 = X.sack_le()
+    if l1 == nil then return end
+    local r1, r2, r3, r4 = X.sack_re()
+    if r1 == nil then return end
+    -- SACK edges are shown relative like tcp.ack: raw = relative + (ack_raw - tcp.ack). That
+    -- offset is Wireshark's base sequence number of rev, which only changes with a SYN, so
+    -- tcp.ack is read once per direction (first_pass forgets it on SYNs).
+    local off = rev.sack_off
+    if off == nil then
+        local fa = X.ack()
+        off = fa and (p.ack_raw - fa()) or 0
+        rev.sack_off = off
+    end
+    local sack = sack_scratch
+    sack[1], sack[2] = (l1() + off) % TWO32, (r1() + off) % TWO32
+    local n = 2
+    if l2 and r2 then sack[3], sack[4], n = (l2() + off) % TWO32, (r2() + off) % TWO32, 4 end
+    if n == 4 and l3 and r3 then sack[5], sack[6], n = (l3() + off) % TWO32, (r3() + off) % TWO32, 6 end
+    if n == 6 and l4 and r4 then sack[7], sack[8], n = (l4() + off) % TWO32, (r4() + off) % TWO32, 8 end
+    for k = n + 1, 8 do sack[k] = nil end
+    p.sack = sack
+end
+
+-- The window scale Wireshark applies to a direction's window only changes when a SYN of the
+-- connection is seen, so tcp.window_size_scalefactor is read once per direction (first_pass
+-- forgets it on SYNs) instead of on every packet.
+local function window_scale(fwd)
+    local sc = fwd.sf_shift
+    if sc == nil then
+        local fi = X.win_scale()
+        sc = fi and sf_shift(fi()) or false
+        fwd.sf_shift = sc
+    end
+    return sc or nil
 end
 
 local out_spare = {}   -- the per-frame result table, reused until something is stored in it
 
 -- returns the frame's result table when one was stored
-local function first_pass(pinfo)
-    local pkt = build_packet(pinfo)
+local function first_pass(pinfo, number)
+    local pkt = build_packet(pinfo, number)
     if pkt == nil then return nil end
     state.packets = state.packets + 1
     local st, fwd, rev = stream.lookup(state, pkt, pinfo)
     if st == nil then return nil end
+    if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
+    pkt.win_scale = pkt.win_raw and window_scale(fwd) or nil
+    -- the TS echo only tells something when it can echo a TSval of the peer not echoed yet
+    if pkt.tsval ~= nil and rev.tsq_lo < rev.tsq_hi then
+        local fe = X.tsecr()
+        if fe ~= nil then pkt.tsecr = fe() end
+    end
+    -- SACK blocks acknowledge the peer's payload: the packets of a one-way transfer's sender
+    -- (it sent payload, its peer never did) carry none, so their SACK fields are not read
+    if pkt.ackf and (rev.payload_seen or not fwd.payload_seen) then read_sack(pkt, rev) end
     stream.ingest(pkt, fwd, rev)
     local out = out_spare
     local rtx = pkt.rtx
@@ -418,23 +437,25 @@ local function first_pass(pinfo)
         active[i].on_packet(pkt, fwd, rev, out, st)
     end
     if next(out) ~= nil then
-        state.results[pkt.number] = out
+        state.results[number] = out
         out_spare = {}
         return out
     end
     return nil
 end
 
-local function render(tree, res)
+-- Render what is known about frame `number`: `res` is its stored result (or nil); analyzers with
+-- `per_frame` keep facts of their own by frame number and are asked even without a result.
+local function render(tree, res, number)
     -- add the tcpstall subtree only when something will be shown (analyzers may say `visible`)
-    local rtx = res.rtx
+    local rtx = res and res.rtx
     local show = rtx ~= nil and rtx.trigger ~= nil
     local shown = core.shown              -- enabled analyzers with a render, in order
     if not show then
         for i = 1, #shown do
             local a = shown[i]
-            local r = res[a.name]
-            if r ~= nil and (a.visible == nil or a.visible(r)) then
+            local r = res and res[a.name]
+            if (r ~= nil or a.per_frame) and (a.visible == nil or a.visible(r, number)) then
                 show = true
                 break
             end
@@ -449,23 +470,27 @@ local function render(tree, res)
     end
     for i = 1, #shown do
         local a = shown[i]
-        local r = res[a.name]
-        if r ~= nil then
-            a.render(sub, r, res)
+        local r = res and res[a.name]
+        if r ~= nil or a.per_frame then
+            a.render(sub, r, number)
         end
     end
 end
 
 local function dissect(tvb, pinfo, tree)
+    -- The first pass dissects frames in increasing order (after init: tshark, tshark -2 pass 1,
+    -- the GUI loading or redissecting a file), later passes revisit frames already seen: a frame
+    -- number above the highest seen is a first visit (same as pinfo.visited, one wslua read less)
+    local number = pinfo.number
     local res
-    if not pinfo.visited then
-        -- first pass: a result for this frame can only come from first_pass itself (state is reset
-        -- in init), so no second pinfo.number read / results lookup
-        res = first_pass(pinfo)
+    if number > state.last_frame then
+        state.last_frame = number
+        res = first_pass(pinfo, number)
+        if res == nil then return end      -- (per_frame facts of a frame come from later frames)
     else
-        res = state.results[pinfo.number]
+        res = state.results[number]
     end
-    if res ~= nil then render(tree, res) end
+    render(tree, res, number)
 end
 
 function proto.dissector(tvb, pinfo, tree)

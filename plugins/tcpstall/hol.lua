@@ -19,9 +19,20 @@ if type(core) ~= "table" then return {} end
 local stream = core.load("stream")
 local F, E = core.F, core.E
 
-local M = { name = "hol" }
+local M = { name = "hol", per_frame = true }
 
-function M.reset() end
+-- What a held frame shows, by frame number, in columns instead of a table per frame: a big
+-- capture holds most of its data frames, and ~200 k small long-lived tables (re-traversed by
+-- every garbage-collection cycle) made the Lua collector tcpstall's largest cost.
+--   held_bytes[f]  its payload          held_hole[f]  the hole below it when it arrived
+--   hold_ms[f]     how long it waited   release[f]    the frame that released it
+--   view[f]        nil: receiver view (arrivals), 1: sender view (SACK), 2: sender view (dupACK)
+-- hold_ms / release are only known once the release is seen (two-pass, GUI).
+local held_bytes, held_hole, hold_ms, release, view
+
+function M.reset()
+    held_bytes, held_hole, hold_ms, release, view = {}, {}, {}, {}, {}
+end
 
 local function agg(st)
     local a = st.a.hol
@@ -33,15 +44,6 @@ local function agg(st)
 end
 
 local function fmt_ms(x) return string.format("%.1f", x) end
-
-local function result_for(frame)
-    local r = core.state.results[frame]
-    if r == nil then
-        r = {}
-        core.state.results[frame] = r
-    end
-    return r
-end
 
 local function record_episode(st, dir, rel)
     local a = agg(st)
@@ -97,12 +99,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     -- receiver view: this packet's data (direction fwd)
     if pkt.arrival == "held" then
-        -- compact per-frame result of a held frame (big captures hold most frames):
-        -- { [1] hold_ms, [2] release_frame, [3] bytes, [4] hole, [5] view: nil receiver,
-        --   1 sender (SACK), 2 sender (dupACK) } -- [1], [2] false until the release is seen
-        local r = { false, false, pkt.de - pkt.ds, pkt.hole }
-        pkt.held_entry.res = r
-        out.hol = r
+        local f = pkt.number
+        held_bytes[f] = pkt.de - pkt.ds
+        held_hole[f] = pkt.hole
     end
     if pkt.released ~= nil then
         local ents = pkt.released
@@ -110,11 +109,11 @@ function M.on_packet(pkt, fwd, rev, out, st)
         local segs = pkt.released_segments or 0
         for i = 1, #ents do
             local h = ents[i]
-            if h.t < first_t or (h.t == first_t and h.f < first_f) then first_t, first_f = h.t, h.f end
-            local r = h.res
-            if r then
-                r[1] = (t - h.t) * 1000
-                r[2] = pkt.number
+            local ht, hf = h[3], h[4]          -- held entry { s, e, arrival time, frame }
+            if ht < first_t or (ht == first_t and hf < first_f) then first_t, first_f = ht, hf end
+            if held_bytes[hf] ~= nil then
+                hold_ms[hf] = (t - ht) * 1000
+                release[hf] = pkt.number
             end
         end
         local rel = {
@@ -151,11 +150,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
             local first_f = held[1] and held[1].first_f or sr.first_f
             for i = 1, #held do
                 local g = held[i]
-                local res = result_for(g.first_f)
-                local r = res.hol
-                if r == nil then r = {} res.hol = r end
-                r[1], r[2], r[3], r[4] = (t - g.sack_t) * 1000, pkt.number, g.e - g.s, false
-                r[5] = sr.dupack_based and 2 or 1
+                local f = g.first_f
+                hold_ms[f], release[f], held_bytes[f] = (t - g.sack_t) * 1000, pkt.number, g.e - g.s
+                view[f] = sr.dupack_based and 2 or 1
             end
             local lr = rev.last_rtx
             local by = nil
@@ -203,28 +200,31 @@ end
 
 ---------------------------------------------------------------------------------------------------
 
--- anything to show for this frame's result? (held frames have nothing before their release)
-function M.visible(r)
-    return (r[1] or r.rel or r.thin) and true or false
+-- anything to show for frame `number`? `r`: its stored result (or nil). Held frames have
+-- nothing to show before their release.
+function M.visible(r, number)
+    return hold_ms[number] ~= nil or (r ~= nil and (r.rel ~= nil or r.thin ~= nil))
 end
 
-function M.render(tree, r)
+function M.render(tree, r, number)
     local warn_ms = core.settings.hol_warn_ms or 20
-    local hold_ms, release_frame = r[1], r[2]
-    if hold_ms then
-        tree:add(F.hol_hold_ms, hold_ms)
+    local held_ms = hold_ms[number]
+    if held_ms ~= nil then
+        local release_frame, v = release[number], view[number]
+        tree:add(F.hol_hold_ms, held_ms)
         tree:add(F.hol_release_frame, release_frame)
-        local ei = (hold_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
+        local ei = (held_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
         local txt
-        if r[5] then
+        if v then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
-                r[3] or 0, r[5] == 2 and "reported by a dupACK" or "SACKed", fmt_ms(hold_ms), release_frame)
+                held_bytes[number] or 0, v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
         else
             txt = string.format("HOL-blocked delivery: %d bytes held %s ms behind a %d-byte hole, released by frame %d",
-                r[3] or 0, fmt_ms(hold_ms), r[4] or 0, release_frame)
+                held_bytes[number] or 0, fmt_ms(held_ms), held_hole[number] or 0, release_frame)
         end
         tree:add_proto_expert_info(ei, txt)
     end
+    if r == nil then return end
     local rel = r.rel
     if rel ~= nil then
         tree:add(F.hol_released_bytes, rel.bytes)

@@ -235,8 +235,8 @@ local function new_episode(pkt, fwd, rtx)
     local una = fwd.snd_una
     if una ~= nil and una < s then
         local seg = fwd.segs[fwd.segs_head]
-        if seg ~= nil and seg.s <= una and seg.e > una then
-            s, first_t, first_f = una, seg.t, seg.f
+        if seg ~= nil and seg[1] <= una and seg[2] > una then   -- { s, e, first send t, f, ... }
+            s, first_t, first_f = una, seg[3], seg[4]
         else
             s = una
         end

@@ -157,9 +157,12 @@ local function advance(A, S, now)
     local qt, qa, qr, qu, qf = A.qt, A.qa, A.qr, A.qu, A.qf
     local m = mult(A)
     if A.ep == nil then
-        -- no episode: only the newest known ACK matters (no open-window bookkeeping)
-        local j = n
-        while j > p and qt[(j - 1) % RING + 1] > lim do j = j - 1 end
+        -- no episode: only the newest known ACK matters (no open-window bookkeeping). Scan
+        -- forward from the last known one, like the episode branch below: each ACK is passed
+        -- once (scanning back from the newest re-read every ACK still in flight to S, i.e. a
+        -- whole RTT's worth per packet at a receiver-side capture)
+        local j = p
+        while j < n and qt[j % RING + 1] <= lim do j = j + 1 end
         if j > p then
             local i = (j - 1) % RING + 1
             local ack, raw = qa[i], qr[i]

@@ -34,6 +34,8 @@ local function new_dir(stream, src, sport, dst, dport)
         wscale = nil,          -- window shift from this side's SYN option (nil: not seen)
         mss = nil,             -- MSS option from this side's SYN
         sack_ok = nil,
+        payload_seen = false,  -- this direction sent payload (in the capture)
+        sf_shift = nil, sack_off = nil, -- Wireshark's window shift / SACK edge offset for this direction (tcpstall.lua)
         -- sender view (this direction's data as sent)
         high = nil,            -- highest sequence sent (absolute, exclusive end)
         first_t = nil,         -- time of the first packet of this direction
@@ -43,7 +45,7 @@ local function new_dir(stream, src, sport, dst, dport)
         last_new_t = nil,      -- last transmission of new data
         new_times = {},        -- ring of the last 8 new-data send times (send cadence)
         new_times_n = 0,
-        segs = {},             -- outstanding segments, sorted by s: {s,e,t,f,tx,lt,lf,ts}
+        segs = {},             -- outstanding segments, sorted by s: arrays {s, e, t, f, tx, last t, last f, last TSval}
         rec_s = {}, rec_e = {}, rec_ts = {}, rec_n = 0, -- last 4 transmissions (duplicate detection)
         segs_head = 1,
         retrans = 0,           -- retransmissions seen in this direction
@@ -54,11 +56,12 @@ local function new_dir(stream, src, sport, dst, dport)
         dupacks = 0,           -- consecutive duplicate ACKs at snd_una
         dup_first_t = nil, dup_first_f = nil,
         sack_cov = {},         -- SACKed ranges merged {{s, e}, ...}
-        sacked = {}, sacked_head = 1, -- SACK scoreboard above snd_una: disjoint, sorted {s,e,t,f}, live from sacked_head
+        psack = {}, psack_n = 0, -- the blocks of the previous SACK option (absolute edges)
+        sacked = {}, sacked_head = 1, -- SACK scoreboard above snd_una: disjoint, sorted arrays {s, e, t, f}, live from sacked_head
         sacked_bytes = 0,
         -- receiver view (this direction's data as it arrives at the capture point)
         rcv_nxt = nil,         -- in-order delivery point (absolute)
-        ooo = {}, ooo_head = 1, -- held (out-of-order) arrivals above rcv_nxt: {s,e,t,f}, sorted by s, live from ooo_head
+        ooo = {}, ooo_head = 1, -- held (out-of-order) arrivals above rcv_nxt: arrays {s, e, t, f}, sorted by s, live from ooo_head
         ooo_union = 0, ooo_maxe = nil,
         -- window advertised BY this direction (i.e. for the peer's data)
         win_raw = nil, win_scale = nil, win = nil,
@@ -84,17 +87,19 @@ function M.trigger_ack(d, t)
     return nil, turn
 end
 
--- Stream and direction records of this packet; `pinfo` gives the addresses when a stream is new.
--- Directions are told apart by source port (by address too when both ports are equal).
+-- Stream and direction records of this packet; `pinfo` gives the addresses (and the destination
+-- port) when a stream is new. A tcp.stream index is one address/port pair, so the source port
+-- tells the directions apart (the source address too when both ports are equal).
 function M.lookup(state, pkt, pinfo)
+    local sport = pkt.sport
     local st = state.streams[pkt.stream]
     if st == nil then
-        local src, dst = tostring(pinfo.src), tostring(pinfo.dst)
-        local d1 = new_dir(pkt.stream, src, pkt.sport, dst, pkt.dport)
-        local d2 = new_dir(pkt.stream, dst, pkt.dport, src, pkt.sport)
+        local src, dst, dport = tostring(pinfo.src), tostring(pinfo.dst), pinfo.dst_port
+        local d1 = new_dir(pkt.stream, src, sport, dst, dport)
+        local d2 = new_dir(pkt.stream, dst, dport, src, sport)
         d1.peer, d2.peer = d2, d1
         st = { id = pkt.stream, first_t = pkt.time, first_f = pkt.number, a = {},
-               same_ports = pkt.sport == pkt.dport, d1 = d1, d2 = d2, dirs = { [d1.key] = d1, [d2.key] = d2 } }
+               same_ports = sport == dport, d1 = d1, d2 = d2, dirs = { [d1.key] = d1, [d2.key] = d2 } }
         st.client = d1  -- first direction seen (the SYN sender when the handshake is captured)
         state.streams[pkt.stream] = st
         state.stream_order[#state.stream_order + 1] = pkt.stream
@@ -102,12 +107,12 @@ function M.lookup(state, pkt, pinfo)
     local fwd
     if not st.same_ports then
         local d1 = st.d1
-        if pkt.sport == d1.sport and pkt.dport == d1.dport then fwd = d1
-        elseif pkt.sport == d1.dport and pkt.dport == d1.sport then fwd = st.d2 end
+        if sport == d1.sport then fwd = d1
+        elseif sport == d1.dport then fwd = st.d2 end
     else
-        fwd = st.dirs[tostring(pinfo.src) .. ":" .. pkt.sport]
+        fwd = st.dirs[tostring(pinfo.src) .. ":" .. sport]
     end
-    if fwd == nil then return nil end   -- tcp.stream reused by other endpoints: ignore
+    if fwd == nil then return nil end
     st.last_t = pkt.time
     st.last_f = pkt.number
     return st, fwd, fwd.peer
@@ -156,7 +161,7 @@ local function seg_find(d, x)
     local lo, hi = d.segs_head, #segs + 1
     while lo < hi do
         local mid = math.floor((lo + hi) / 2)
-        if segs[mid].e <= x then lo = mid + 1 else hi = mid end
+        if segs[mid][2] <= x then lo = mid + 1 else hi = mid end
     end
     return lo
 end
@@ -164,12 +169,12 @@ end
 local function seg_insert(d, s, e, t, f, ts)
     local segs = d.segs
     local n = #segs
-    if n < d.segs_head or segs[n].e <= s then
-        segs[n + 1] = { s = s, e = e, t = t, f = f, tx = 1, lt = t, lf = f, ts = ts }
+    if n < d.segs_head or segs[n][2] <= s then
+        segs[n + 1] = { s, e, t, f, 1, t, f, ts }
         return
     end
     local i = seg_find(d, s)
-    table.insert(segs, i, { s = s, e = e, t = t, f = f, tx = 1, lt = t, lf = f, ts = ts })
+    table.insert(segs, i, { s, e, t, f, 1, t, f, ts })
 end
 
 local function segs_compact(d)
@@ -192,7 +197,7 @@ local function on_send(d, pkt, s, e)
         -- an exact copy of the last transmission (same range, same TSval): duplicated by the
         -- network or the capture, not sent again
         local g0 = d.segs[seg_find(d, s)]
-        if g0 ~= nil and g0.s == s and g0.e == e and pkt.tsval ~= nil and g0.ts == pkt.tsval then
+        if g0 ~= nil and g0[1] == s and g0[2] == e and pkt.tsval ~= nil and g0[8] == pkt.tsval then
             pkt.duplicate = true
             return nil
         end
@@ -213,18 +218,18 @@ local function on_send(d, pkt, s, e)
         local covered_to = s
         local first_t, prev_t, prev_f, tx = nil, nil, nil, 0
         local gaps = {}
-        local start_seen = segs[i] ~= nil and segs[i].s <= s
-        while i <= #segs and segs[i].s < e do
+        local start_seen = segs[i] ~= nil and segs[i][1] <= s
+        while i <= #segs and segs[i][1] < e do
             local g = segs[i]
-            if g.s > covered_to then gaps[#gaps + 1] = { covered_to, g.s } end
+            if g[1] > covered_to then gaps[#gaps + 1] = { covered_to, g[1] } end
             -- first send and previous transmission of the data at `s` (a collapsed retransmission
             -- also carries later, recently sent segments; when the capture never saw `s` sent,
             -- both stay unknown)
-            if start_seen and first_t == nil then first_t, prev_t, prev_f = g.t, g.lt, g.lf end
-            g.tx = g.tx + 1
-            g.lt, g.lf, g.ts = t, f, pkt.tsval
-            if g.tx > tx then tx = g.tx end
-            if g.e > covered_to then covered_to = g.e end
+            if start_seen and first_t == nil then first_t, prev_t, prev_f = g[3], g[6], g[7] end
+            g[5] = g[5] + 1
+            g[6], g[7], g[8] = t, f, pkt.tsval
+            if g[5] > tx then tx = g[5] end
+            if g[2] > covered_to then covered_to = g[2] end
             i = i + 1
         end
         local top = e
@@ -272,12 +277,12 @@ local function ooo_recount(d)
     local union, cov = 0, nil
     for i = d.ooo_head, #ooo do
         local g = ooo[i]
-        if cov == nil or g.s >= cov then
-            union = union + (g.e - g.s)
-            cov = g.e
-        elseif g.e > cov then
-            union = union + (g.e - cov)
-            cov = g.e
+        if cov == nil or g[1] >= cov then
+            union = union + (g[2] - g[1])
+            cov = g[2]
+        elseif g[2] > cov then
+            union = union + (g[2] - cov)
+            cov = g[2]
         end
     end
     d.ooo_union, d.ooo_maxe = union, cov
@@ -301,13 +306,13 @@ local function on_arrival(d, pkt, ds, de)
         pkt.arrival = "inorder"
         local new = de
         local g = ooo[head]
-        if g == nil or g.s > new then
+        if g == nil or g[1] > new then
             d.rcv_nxt = new
             return
         end
         local rel = {}
-        while g ~= nil and g.s <= new do
-            if g.e > new then new = g.e end
+        while g ~= nil and g[1] <= new do
+            if g[2] > new then new = g[2] end
             rel[#rel + 1] = g
             head = head + 1
             g = ooo[head]
@@ -319,10 +324,10 @@ local function on_arrival(d, pkt, ds, de)
         local runion, rcov = 0, nil
         for i = 1, #rel do
             local g2 = rel[i]
-            if rcov == nil or g2.s >= rcov then
-                runion, rcov = runion + (g2.e - g2.s), g2.e
-            elseif g2.e > rcov then
-                runion, rcov = runion + (g2.e - rcov), g2.e
+            if rcov == nil or g2[1] >= rcov then
+                runion, rcov = runion + (g2[2] - g2[1]), g2[2]
+            elseif g2[2] > rcov then
+                runion, rcov = runion + (g2[2] - rcov), g2[2]
             end
         end
         d.ooo_union = d.ooo_union - runion
@@ -334,12 +339,12 @@ local function on_arrival(d, pkt, ds, de)
         local cov, bytes, segs = nxt, 0, 0
         for i = 1, #rel do
             local h = rel[i]
-            local s0 = h.s > cov and h.s or cov
-            if h.e > s0 then
-                bytes = bytes + (h.e - s0)
+            local s0 = h[1] > cov and h[1] or cov
+            if h[2] > s0 then
+                bytes = bytes + (h[2] - s0)
                 segs = segs + 1
             end
-            if h.e > cov then cov = h.e end
+            if h[2] > cov then cov = h[2] end
         end
         pkt.released = rel                 -- held entries delivered by this packet
         pkt.released_bytes = bytes
@@ -348,7 +353,7 @@ local function on_arrival(d, pkt, ds, de)
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    local h = { s = ds, e = de, t = pkt.time, f = pkt.number, res = false }
+    local h = { ds, de, pkt.time, pkt.number }
     local n = #ooo
     local maxe = d.ooo_maxe
     if n < head or maxe == nil or ds >= maxe then
@@ -361,18 +366,17 @@ local function on_arrival(d, pkt, ds, de)
         local missing, cov = 0, nxt
         for i = head, n do
             local g = ooo[i]
-            if g.s >= ds then break end
-            if g.s > cov then missing = missing + (g.s - cov) end
-            if g.e > cov then cov = g.e end
+            if g[1] >= ds then break end
+            if g[1] > cov then missing = missing + (g[1] - cov) end
+            if g[2] > cov then cov = g[2] end
         end
         if ds > cov then missing = missing + (ds - cov) end
         pkt.hole = missing
         local i = n
-        while i >= head and ooo[i].s > ds do i = i - 1 end
+        while i >= head and ooo[i][1] > ds do i = i - 1 end
         table.insert(ooo, i + 1, h)
         ooo_recount(d)
     end
-    pkt.held_entry = h
 end
 
 -- the receiver's cumulative ACK says everything below `ack` was delivered (capture missed data)
@@ -382,7 +386,7 @@ local function rcv_catch_up(d, ack)
     local ooo, head = d.ooo, d.ooo_head
     local g = ooo[head]
     if g == nil then return end
-    while g ~= nil and g.s < ack and g.e <= ack do
+    while g ~= nil and g[1] < ack and g[2] <= ack do
         head = head + 1
         g = ooo[head]
     end
@@ -402,7 +406,7 @@ local function sb_find(sb, x, lo)
     local hi = #sb + 1
     while lo < hi do
         local mid = math.floor((lo + hi) / 2)
-        if sb[mid].e <= x then lo = mid + 1 else hi = mid end
+        if sb[mid][2] <= x then lo = mid + 1 else hi = mid end
     end
     return lo
 end
@@ -414,8 +418,8 @@ end
 local function sb_insert(d, s, e, t, f)
     local sb = d.sacked
     local n = #sb
-    local g = { s = s, e = e, t = t, f = f }
-    if n < d.sacked_head or sb[n].s < s then
+    local g = { s, e, t, f }
+    if n < d.sacked_head or sb[n][1] < s then
         sb[n + 1] = g
     else
         table.insert(sb, sb_find(sb, s, d.sacked_head), g)
@@ -480,10 +484,10 @@ function SR_LAZY.__index(sr, k)
     if segs ~= nil then
         for i = sr._h0, sr._h1 - 1 do
             local g = segs[i]
-            while ents[j] ~= nil and ents[j].e <= g.s do j = j + 1 end
+            while ents[j] ~= nil and ents[j][2] <= g[1] do j = j + 1 end
             local en = ents[j]
-            if en ~= nil and en.s < g.e then
-                held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.t, sack_t = en.t, sack_f = en.f }
+            if en ~= nil and en[1] < g[2] then
+                held[#held + 1] = { f = g[7], first_f = g[4], s = g[1], e = g[2], send_t = g[3], sack_t = en[3], sack_f = en[4] }
             end
         end
     end
@@ -503,21 +507,20 @@ local function on_ack(d, pkt, ack)
         d.una_t = t
         d.dupacks = 0
         d.dup_first_t, d.dup_first_f = nil, nil
-        pkt.acked_bytes = ack - una
         -- SACKed data now covered by the cumulative ACK: held at the receiver until now
         if d.sack_cov[1] ~= nil then sack_cov_trim(d, ack) end
         local sb, sh = d.sacked, d.sacked_head
-        if sb[sh] ~= nil and sb[sh].s < ack then
+        if sb[sh] ~= nil and sb[sh][1] < ack then
             local bytes, first_t, first_f, ents = 0, huge, nil, {}
-            while sb[sh] ~= nil and sb[sh].s < ack do
+            while sb[sh] ~= nil and sb[sh][1] < ack do
                 local g = sb[sh]
-                local top = g.e
+                local top = g[2]
                 if top > ack then top = ack end
-                bytes = bytes + (top - g.s)
-                if g.t < first_t then first_t, first_f = g.t, g.f end
-                if g.e > ack then
-                    ents[#ents + 1] = { s = g.s, e = top, t = g.t, f = g.f }
-                    g.s = ack
+                bytes = bytes + (top - g[1])
+                if g[3] < first_t then first_t, first_f = g[3], g[4] end
+                if g[2] > ack then
+                    ents[#ents + 1] = { g[1], top, g[3], g[4] }
+                    g[1] = ack
                     break
                 end
                 -- wholly covered: the entry itself is the record (below sacked_head nothing
@@ -544,12 +547,12 @@ local function on_ack(d, pkt, ack)
             -- hole; take the segments sent after the missing one, one per dupACK
             local segs, h = d.segs, d.segs_head
             local held, bytes, k = {}, 0, 1
-            while segs[h] ~= nil and segs[h].s <= una do h = h + 1 end
-            while segs[h] ~= nil and segs[h].e <= ack and d.dup_times[k] ~= nil do
+            while segs[h] ~= nil and segs[h][1] <= una do h = h + 1 end
+            while segs[h] ~= nil and segs[h][2] <= ack and d.dup_times[k] ~= nil do
                 local g = segs[h]
-                held[#held + 1] = { f = g.lf, first_f = g.f, s = g.s, e = g.e, send_t = g.t,
+                held[#held + 1] = { f = g[7], first_f = g[4], s = g[1], e = g[2], send_t = g[3],
                                     sack_t = d.dup_times[k], sack_f = d.dup_frames[k] }
-                bytes = bytes + (g.e - g.s)
+                bytes = bytes + (g[2] - g[1])
                 k = k + 1
                 h = h + 1
             end
@@ -565,9 +568,9 @@ local function on_ack(d, pkt, ack)
         local h0 = d.segs_head
         local h = h0
         local sample_seg = nil
-        while segs[h] ~= nil and segs[h].e <= ack do
+        while segs[h] ~= nil and segs[h][2] <= ack do
             local g = segs[h]
-            if g.tx == 1 then sample_seg = g else sample_seg = nil end
+            if g[5] == 1 then sample_seg = g else sample_seg = nil end
             h = h + 1
         end
         if sr ~= nil and not sr.dupack_based then
@@ -578,7 +581,7 @@ local function on_ack(d, pkt, ack)
         end
         d.segs_head = h
         segs_compact(d)
-        if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg.t, true) end
+        if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg[3], true) end
     elseif ack == una and pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst
         and d.high ~= nil and d.high > ack then
         d.dupacks = d.dupacks + 1
@@ -590,7 +593,6 @@ local function on_ack(d, pkt, ack)
             d.dup_times[#d.dup_times + 1] = t
             d.dup_frames[#d.dup_frames + 1] = f
         end
-        pkt.dupack = d.dupacks
     end
     if d.high ~= nil and ack > d.high then d.high = ack end
     if d.ref == nil or ack > d.ref then d.ref = ack end
@@ -600,9 +602,9 @@ end
 -- blocks: flat absolute edges { l1, r1, l2, r2, ... }
 local function on_sack(d, pkt, blocks)
     d.sack_seen = true
+    local prev, pn = d.psack, d.psack_n   -- the previous SACK option's blocks
     local una = d.snd_una or -huge
     local t, f = pkt.time, pkt.number
-    local added = 0
     local n = #blocks
     for i = 1, n - 1, 2 do
         local l, r = blocks[i], blocks[i + 1]
@@ -611,11 +613,21 @@ local function on_sack(d, pkt, blocks)
         elseif i == 1 and n >= 4 and l >= blocks[3] and r <= blocks[4] then
             pkt.dsack, pkt.dsack_l, pkt.dsack_r = true, l, r
         else
-            if l < una then l = una end
-            if r > l then added = added + sack_add(d, l, r, t, f) end
+            -- a receiver repeats its older blocks in every SACK option: a block the previous
+            -- option already had is covered (coverage and scoreboard keep it until the cumulative
+            -- ACK passes it), adding it again would add nothing
+            local seen = false
+            for j = 1, pn - 1, 2 do
+                if prev[j] == l and prev[j + 1] == r then seen = true break end
+            end
+            if not seen then
+                if l < una then l = una end
+                if r > l then sack_add(d, l, r, t, f) end
+            end
         end
     end
-    if added > 0 then pkt.sack_new = added end
+    for i = 1, n do prev[i] = blocks[i] end
+    d.psack_n = n
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -671,7 +683,6 @@ local function classify(d, pkt, rtx, last_send_t)
     local sacked_b = ta and ta.sacked or 0
     local sacked_segs = math.max(ta and ta.sacked_n or 0, math.floor(sacked_b / mss))
     local dup = ta and ta.dup or 0
-    pkt.trigger_ack_f = ta and ta.f or nil
     rtx.ta_t, rtx.ta_f, rtx.ta_dup, rtx.ta_sacked_n = ta and ta.t, ta and ta.f, dup, sacked_segs
     local loss = dup >= 3 or sacked_segs >= 3
     local gap_send = last_send_t and (t - last_send_t) or huge
@@ -721,17 +732,24 @@ function M.ingest(pkt, fwd, rev)
     -- sequence numbers (this direction's space)
     local syn, len, tsval = pkt.syn, pkt.len, pkt.tsval
     local seq_raw = pkt.seq_raw
-    local ref = fwd.ref
-    if ref == nil then ref = seq_raw fwd.ref = ref end
-    -- unwrap (inline seq.unwrap): absolute value closest to ref
-    local dd = (seq_raw - ref) % TWO32
-    if dd >= HALF then dd = dd - TWO32 end
-    local s = ref + dd
-    local ds = syn and s + 1 or s
-    local de = ds + len
-    local nxt = pkt.fin and de + 1 or de
+    local s, ds, de, nxt
+    if seq_raw ~= nil then
+        local ref = fwd.ref
+        if ref == nil then ref = seq_raw fwd.ref = ref end
+        -- unwrap (inline seq.unwrap): absolute value closest to ref
+        local dd = (seq_raw - ref) % TWO32
+        if dd >= HALF then dd = dd - TWO32 end
+        s = ref + dd
+        ds = syn and s + 1 or s
+        de = ds + len
+        nxt = pkt.fin and de + 1 or de
+        if nxt > fwd.ref then fwd.ref = nxt end
+    else
+        -- a pure ACK (build_packet does not read its sequence number): occupies no sequence space
+        s = fwd.ref or 0
+        ds, de, nxt = s, s, s
+    end
     pkt.seq, pkt.ds, pkt.de, pkt.nxt = s, ds, de, nxt
-    if nxt > fwd.ref then fwd.ref = nxt end
 
     if syn then
         fwd.isn = s
@@ -759,6 +777,7 @@ function M.ingest(pkt, fwd, rev)
     local last_send_t = fwd.last_send_t
     if nxt > s then
         local high_before = fwd.high
+        if len > 0 and high_before ~= nil and ds < high_before then core.read_ws_flags(pkt) end
         local rtx = on_send(fwd, pkt, s, nxt)
         if rtx == nil and len > 0 and high_before ~= nil and ds < high_before and not pkt.duplicate then
             -- first time this capture sees these bytes, but data above them was seen before:
@@ -800,7 +819,10 @@ function M.ingest(pkt, fwd, rev)
     end
 
     -- receiver view of this direction's data
-    if len > 0 then on_arrival(fwd, pkt, ds, de) end
+    if len > 0 then
+        fwd.payload_seen = true
+        on_arrival(fwd, pkt, ds, de)
+    end
 
     -- ACK and SACK for the peer's data
     local ack = pkt.ack
@@ -817,7 +839,6 @@ function M.ingest(pkt, fwd, rev)
                 blocks[i] = off + dv
             end
             for i = n + 1, #blocks do blocks[i] = nil end
-            pkt.sack_abs = blocks
             on_sack(rev, pkt, blocks)
         end
         -- ACK history of rev's data (what the sender knew after each ACK), newest last

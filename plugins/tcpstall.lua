@@ -326,7 +326,6 @@ local function build_packet(pinfo, number)
         if fi_seq == nil then return nil end
         seq_raw = fi_seq()
     end
-    local fi_ack, fi_win = X.ack_raw(), X.win()
     local ackf = flags % 32 >= 16          -- has_bit(flags, ACK), inlined (hot path)
     local p = pkt
     -- reset the optional keys (straight-line: a loop over PKT_RESET cost more than all the rest
@@ -340,14 +339,13 @@ local function build_packet(pinfo, number)
     p.stream = fi_stream()
     p.sport = pinfo.src_port
     p.seq_raw = seq_raw
-    p.ack_raw = fi_ack and fi_ack() or 0
     p.len = len
     local syn = flags % 4 >= 2             -- has_bit(flags, SYN), ... inlined
     p.syn = syn
     p.fin = flags % 2 >= 1
     p.rst = flags % 8 >= 4
     p.ackf = ackf
-    p.win_raw = fi_win and fi_win() or nil
+    p.flags = flags
     local fi = X.tsval()
     p.tsval = fi and fi() or nil
     p.tsecr = nil                          -- read by first_pass when it can matter
@@ -419,15 +417,27 @@ local function first_pass(pinfo, number)
     local st, fwd, rev = stream.lookup(state, pkt, pinfo)
     if st == nil then return nil end
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
+    -- The ACK number, window and SACK blocks of a packet are about the peer's data. The sender of
+    -- a one-way transfer (it sent data, its peer never did) acknowledges nothing and advertises a
+    -- window for data that does not exist: those fields are not read on its packets (SYN, FIN
+    -- and RST always are), which are half of a bulk transfer.
+    if rev.data_seen or not fwd.data_seen or pkt.flags % 8 ~= 0 then
+        local fi = X.win()
+        pkt.win_raw = fi and fi() or nil
+        if pkt.ackf then
+            fi = X.ack_raw()
+            pkt.ack_raw = fi and fi() or 0
+            read_sack(pkt, rev)
+        end
+    else
+        pkt.win_raw, pkt.ackf, pkt.ack_raw = nil, false, 0
+    end
     pkt.win_scale = pkt.win_raw and window_scale(fwd) or nil
     -- the TS echo only tells something when it can echo a TSval of the peer not echoed yet
     if pkt.tsval ~= nil and rev.tsq_lo < rev.tsq_hi then
         local fe = X.tsecr()
         if fe ~= nil then pkt.tsecr = fe() end
     end
-    -- SACK blocks acknowledge the peer's payload: the packets of a one-way transfer's sender
-    -- (it sent payload, its peer never did) carry none, so their SACK fields are not read
-    if pkt.ackf and (rev.payload_seen or not fwd.payload_seen) then read_sack(pkt, rev) end
     stream.ingest(pkt, fwd, rev)
     local out = out_spare
     local rtx = pkt.rtx

@@ -34,7 +34,7 @@ local function new_dir(stream, src, sport, dst, dport)
         wscale = nil,          -- window shift from this side's SYN option (nil: not seen)
         mss = nil,             -- MSS option from this side's SYN
         sack_ok = nil,
-        payload_seen = false,  -- this direction sent payload (in the capture)
+        data_seen = false,     -- this direction sent payload or a FIN (in the capture)
         sf_shift = nil, sack_off = nil, -- Wireshark's window shift / SACK edge offset for this direction (tcpstall.lua)
         -- sender view (this direction's data as sent)
         high = nil,            -- highest sequence sent (absolute, exclusive end)
@@ -820,8 +820,10 @@ function M.ingest(pkt, fwd, rev)
 
     -- receiver view of this direction's data
     if len > 0 then
-        fwd.payload_seen = true
+        fwd.data_seen = true
         on_arrival(fwd, pkt, ds, de)
+    elseif pkt.fin then
+        fwd.data_seen = true
     end
 
     -- ACK and SACK for the peer's data

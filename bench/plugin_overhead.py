@@ -1,21 +1,33 @@
 """Plugin overhead: plain `tshark -r` vs a no-op Lua postdissector reading the same Field
 extractors vs tshark with tcpstall, on the lab's bulk-loss capture (>= 200 k packets).
 
-    python bench/plugin_overhead.py [--capture PATH] [--runs N] [--two-pass]
+    python bench/plugin_overhead.py [--capture PATH] [--runs N] [--two-pass] [--instructions N]
     (or `make bench-data` first to create bench/data/bulk-loss-*.pcapng)
 
 Each variant runs `--runs` times, interleaved (plain, noop, tcpstall, plain, ...), and the best
 CPU time (user+sys of the tshark process) counts: on a shared machine the minimum is the most
 reproducible figure; wall-clock times are printed too. Both ratios come from the same run.
 Target: tcpstall <= 1.15 x the no-op.
+
+The no-op (bench/plugin_overhead_noop.lua) calls every Field extractor tcpstall declares on every
+TCP packet and reads the value of every occurrence: it is what getting tcpstall's data out of
+Wireshark costs, so the ratio is what tcpstall's analysis adds to that.
+
+`--instructions N` adds a deterministic measurement for machines too noisy for CPU times:
+instructions per packet under valgrind (callgrind) on N packets from the middle of the capture,
+a one-packet run of each variant subtracted (startup); needs valgrind, takes a few minutes.
+Instruction counts do not see cache misses (the Lua collector walking a large heap): the CPU
+ratio is the target, the instruction ratio explains it.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--capture", default=str(DEFAULT_CAPTURE))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--two-pass", action="store_true", help="-2 -Y frame for the two Lua variants")
+    ap.add_argument("--instructions", type=int, metavar="N", default=0,
+                    help="also count instructions per packet (valgrind) on N packets of the capture")
     args = ap.parse_args(argv)
     capture = Path(args.capture)
     if not capture.is_file():
@@ -97,7 +111,44 @@ def main(argv=None) -> int:
     if n > 0:
         per_pkt = (best["tcpstall"] - best["noop"]) / n * 1e6
         print(f"tcpstall cost over the no-op: {per_pkt:.1f} us/packet")
+    if args.instructions > 0:
+        return instructions(tshark, capture, n, args.instructions, {k: variants[k] for k in ("noop", "tcpstall")})
     return 0
+
+
+def instructions(tshark, capture: Path, total: int, count: int, variants) -> int:
+    """Instructions per packet of each variant on `count` packets from the middle of the capture."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("plugin_overhead: --instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 1
+    editcap = shutil.which("editcap") or "editcap"
+    first = max(1, (total - count) // 2) if total > count else 1
+    with tempfile.TemporaryDirectory() as tmp:
+        part = Path(tmp) / "slice.pcapng"
+        subprocess.run([editcap, "-r", str(capture), str(part), f"{first}-{first + count - 1}"], check=True)
+        got = {}
+        for name, cmd in variants.items():
+            cmd = [c if c != str(capture) else str(part) for c in cmd]
+            full = callgrind(valgrind, cmd)
+            start = callgrind(valgrind, cmd + ["-c", "1"])
+            got[name] = (full - start) / count
+        print(f"instructions per packet (valgrind, packets {first}-{first + count - 1}, startup subtracted):")
+        for name, v in got.items():
+            print(f"  {name:10} {v / 1000:8.1f} k")
+        r = got["tcpstall"] / got["noop"]
+        print(f"tcpstall / noop  = {r:.3f}x in instructions (target <= {TARGET:.2f}x: {'met' if r <= TARGET else 'NOT met'})")
+    return 0
+
+
+def callgrind(valgrind: str, cmd) -> int:
+    """Instructions executed by cmd under callgrind."""
+    proc = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"] + list(cmd),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or m is None:
+        raise SystemExit(f"plugin_overhead: valgrind {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return int(m.group(1))
 
 
 if __name__ == "__main__":

@@ -244,7 +244,6 @@ local function reset()
         stream_order = {},
         results = {},        -- frame number -> { rtx = ..., hol = ..., rwnd = ..., retries = ... }
         errors = 0, first_error = nil,
-        packets = 0,
         last_frame = 0,      -- highest frame number seen (first pass)
     }
     core.state = state
@@ -413,7 +412,6 @@ local out_spare = {}   -- the per-frame result table, reused until something is 
 local function first_pass(pinfo, number)
     local pkt = build_packet(pinfo, number)
     if pkt == nil then return nil end
-    state.packets = state.packets + 1
     local st, fwd, rev = stream.lookup(state, pkt, pinfo)
     if st == nil then return nil end
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end

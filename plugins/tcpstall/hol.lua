@@ -21,17 +21,30 @@ local F, E = core.F, core.E
 
 local M = { name = "hol", per_frame = true }
 
--- What a held frame shows, by frame number, in columns instead of a table per frame: a big
--- capture holds most of its data frames, and ~200 k small long-lived tables (re-traversed by
--- every garbage-collection cycle) made the Lua collector tcpstall's largest cost.
---   held_bytes[f]  its payload          held_hole[f]  the hole below it when it arrived
---   hold_ms[f]     how long it waited   release[f]    the frame that released it
---   view[f]        nil: receiver view (arrivals), 1: sender view (SACK), 2: sender view (dupACK)
--- hold_ms / release are only known once the release is seen (two-pass, GUI).
-local held_bytes, held_hole, hold_ms, release, view
+-- What a held frame shows, in columns instead of a table per frame: a big capture holds most of
+-- its data frames, and ~200 k small long-lived tables (re-traversed by every garbage-collection
+-- cycle) made the Lua collector tcpstall's largest cost. `slot[frame]` = k, the frame's index in
+-- dense arrays (array parts: frame numbers themselves are too sparse for one):
+--   held_bytes[k]  its payload          held_hole[k]  the hole below it when it arrived
+--   hold_ms[k]     how long it waited   release[k]    the frame that released it
+--   view[k]        false: receiver view (arrivals), 1: sender view (SACK), 2: sender view (dupACK)
+-- hold_ms / release are only known once the release is seen (two-pass, GUI): false until then.
+local slot, held_bytes, held_hole, hold_ms, release, view, n_held
 
 function M.reset()
-    held_bytes, held_hole, hold_ms, release, view = {}, {}, {}, {}, {}
+    slot, held_bytes, held_hole, hold_ms, release, view, n_held = {}, {}, {}, {}, {}, {}, 0
+end
+
+-- index of frame f in the columns (a new one when f has none yet)
+local function slot_of(f)
+    local k = slot[f]
+    if k == nil then
+        k = n_held + 1
+        n_held = k
+        slot[f] = k
+        held_bytes[k], held_hole[k], hold_ms[k], release[k], view[k] = 0, 0, false, false, false
+    end
+    return k
 end
 
 local function agg(st)
@@ -99,9 +112,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     -- receiver view: this packet's data (direction fwd)
     if pkt.arrival == "held" then
-        local f = pkt.number
-        held_bytes[f] = pkt.de - pkt.ds
-        held_hole[f] = pkt.hole
+        local k = slot_of(pkt.number)
+        held_bytes[k] = pkt.de - pkt.ds
+        held_hole[k] = pkt.hole
     end
     if pkt.released ~= nil then
         local ents = pkt.released
@@ -111,9 +124,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
             local h = ents[i]
             local ht, hf = h[3], h[4]          -- held entry { s, e, arrival time, frame }
             if ht < first_t or (ht == first_t and hf < first_f) then first_t, first_f = ht, hf end
-            if held_bytes[hf] ~= nil then
-                hold_ms[hf] = (t - ht) * 1000
-                release[hf] = pkt.number
+            local k = slot[hf]
+            if k ~= nil then
+                hold_ms[k] = (t - ht) * 1000
+                release[k] = pkt.number
             end
         end
         local rel = {
@@ -151,8 +165,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
             for i = 1, #held do
                 local g = held[i]
                 local f = g.first_f
-                hold_ms[f], release[f], held_bytes[f] = (t - g.sack_t) * 1000, pkt.number, g.e - g.s
-                view[f] = sr.dupack_based and 2 or 1
+                local k = slot_of(f)
+                hold_ms[k], release[k], held_bytes[k] = (t - g.sack_t) * 1000, pkt.number, g.e - g.s
+                view[k] = sr.dupack_based and 2 or 1
             end
             local lr = rev.last_rtx
             local by = nil
@@ -203,24 +218,26 @@ end
 -- anything to show for frame `number`? `r`: its stored result (or nil). Held frames have
 -- nothing to show before their release.
 function M.visible(r, number)
-    return hold_ms[number] ~= nil or (r ~= nil and (r.rel ~= nil or r.thin ~= nil))
+    local k = slot[number]
+    return (k ~= nil and hold_ms[k] ~= false) or (r ~= nil and (r.rel ~= nil or r.thin ~= nil))
 end
 
 function M.render(tree, r, number)
     local warn_ms = core.settings.hol_warn_ms or 20
-    local held_ms = hold_ms[number]
-    if held_ms ~= nil then
-        local release_frame, v = release[number], view[number]
+    local k = slot[number]
+    local held_ms = k and hold_ms[k]
+    if held_ms then
+        local release_frame, v = release[k], view[k]
         tree:add(F.hol_hold_ms, held_ms)
         tree:add(F.hol_release_frame, release_frame)
         local ei = (held_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
         local txt
         if v then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
-                held_bytes[number] or 0, v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
+                held_bytes[k], v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
         else
             txt = string.format("HOL-blocked delivery: %d bytes held %s ms behind a %d-byte hole, released by frame %d",
-                held_bytes[number] or 0, fmt_ms(held_ms), held_hole[number] or 0, release_frame)
+                held_bytes[k], fmt_ms(held_ms), held_hole[k] or 0, release_frame)
         end
         tree:add_proto_expert_info(ei, txt)
     end

@@ -177,12 +177,27 @@ local function seg_insert(d, s, e, t, f, ts)
     table.insert(segs, i, { s, e, t, f, 1, t, f, ts })
 end
 
+-- Drop the consumed entries t[1 .. head - 1] of a head-indexed array in place: the live entries
+-- move down to 1.., the tail is cleared. No new table (copying into a fresh one made garbage and
+-- regrew its array part, a large share of what the collector had to do on a bulk capture).
+local function shift_down(t, head)
+    local n = #t
+    local j = 0
+    for i = head, n do
+        j = j + 1
+        t[j] = t[i]
+    end
+    for i = j + 1, n do t[i] = nil end
+end
+
+-- Called by on_ack before it consumes more entries: the previous ACK's lazy
+-- pkt.sack_released.segments (see SR_LAZY) read the entries below the head during its own packet.
 local function segs_compact(d)
     local h = d.segs_head
-    if h > 256 and h > #d.segs / 2 then
-        local n, segs = {}, d.segs
-        for i = h, #segs do n[#n + 1] = segs[i] end
-        d.segs, d.segs_head = n, 1
+    local segs = d.segs
+    if h > 256 and h > #segs / 2 then
+        shift_down(segs, h)
+        d.segs_head = 1
     end
 end
 
@@ -263,11 +278,11 @@ local function ooo_compact(d)
     local h = d.ooo_head
     local ooo = d.ooo
     if h > #ooo then
-        d.ooo, d.ooo_head, d.ooo_union, d.ooo_maxe = {}, 1, 0, nil
+        shift_down(ooo, h)
+        d.ooo_head, d.ooo_union, d.ooo_maxe = 1, 0, nil
     elseif h > 64 and h > #ooo / 2 then
-        local n = {}
-        for i = h, #ooo do n[#n + 1] = ooo[i] end
-        d.ooo, d.ooo_head = n, 1
+        shift_down(ooo, h)
+        d.ooo_head = 1
     end
 end
 
@@ -475,7 +490,7 @@ end
 -- pkt.sack_released.segments on demand (see on_ack): the segments segs[_h0 .. _h1 - 1] just
 -- covered by the cumulative ACK that were SACKed (held at the receiver) before it covered them.
 -- Read in the same packet: those entries lie below segs_head, nothing changes them any more
--- (compaction copies the live part into a new array and leaves this one as it is).
+-- (segs_compact moves them, but only at the next ACK that advances).
 local SR_LAZY = {}
 function SR_LAZY.__index(sr, k)
     if k ~= "segments" then return nil end
@@ -528,12 +543,9 @@ local function on_ack(d, pkt, ack)
                 ents[#ents + 1] = g
                 sh = sh + 1
             end
-            if sb[sh] == nil then
-                d.sacked, d.sacked_head = {}, 1
-            elseif sh > 64 and sh > #sb / 2 then
-                local n = {}
-                for i = sh, #sb do n[#n + 1] = sb[i] end
-                d.sacked, d.sacked_head = n, 1
+            if sb[sh] == nil or (sh > 64 and sh > #sb / 2) then
+                shift_down(sb, sh)
+                d.sacked_head = 1
             else
                 d.sacked_head = sh
             end
@@ -564,6 +576,7 @@ local function on_ack(d, pkt, ack)
         end
         d.dup_times, d.dup_frames = nil, nil
         -- RTT sample (Karn: only segments sent once), then drop acknowledged segments
+        segs_compact(d)
         local segs = d.segs
         local h0 = d.segs_head
         local h = h0
@@ -580,7 +593,6 @@ local function on_ack(d, pkt, ack)
             setmetatable(sr, SR_LAZY)
         end
         d.segs_head = h
-        segs_compact(d)
         if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg[3], true) end
     elseif ack == una and pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst
         and d.high ~= nil and d.high > ack then

@@ -295,7 +295,7 @@ local pkt = {}
 local PKT_RESET = {
     "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack",
     -- set by stream.ingest
-    "ack", "arrival", "hole", "released", "released_bytes", "released_segments",
+    "ack", "arrival", "hole", "held_entry", "released", "released_bytes", "released_segments",
     "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate",
 }
 core.PKT_RESET = PKT_RESET
@@ -330,7 +330,7 @@ local function build_packet(pinfo, number)
     -- reset the optional keys (straight-line: a loop over PKT_RESET cost more than all the rest
     -- of this function; tests/test_plugin_core.py checks both lists agree)
     p.ws_retrans = nil p.ws_keep_alive = nil p.wscale_opt = nil p.mss_opt = nil p.sack = nil
-    p.ack = nil p.arrival = nil p.hole = nil p.released = nil
+    p.ack = nil p.arrival = nil p.hole = nil p.held_entry = nil p.released = nil
     p.released_bytes = nil p.released_segments = nil p.dsack = nil p.dsack_l = nil p.dsack_r = nil
     p.sack_released = nil p.rtx = nil p.duplicate = nil
     p.number = number

@@ -21,29 +21,71 @@ local F, E = core.F, core.E
 
 local M = { name = "hol", per_frame = true }
 
--- What a held frame shows, in columns instead of a table per frame: a big capture holds most of
--- its data frames, and ~200 k small long-lived tables (re-traversed by every garbage-collection
--- cycle) made the Lua collector tcpstall's largest cost. `slot[frame]` = k, the frame's index in
--- dense arrays (array parts: frame numbers themselves are too sparse for one):
---   held_bytes[k]  its payload          held_hole[k]  the hole below it when it arrived
---   hold_ms[k]     how long it waited   release[k]    the frame that released it
---   view[k]        false: receiver view (arrivals), 1: sender view (SACK), 2: sender view (dupACK)
--- hold_ms / release are only known once the release is seen (two-pass, GUI): false until then.
-local slot, held_bytes, held_hole, hold_ms, release, view, n_held
+-- What a held frame shows, in five dense arrays indexed in frame order (array parts only: no
+-- table and no hash entry per frame. A big lossy capture holds most of its data frames, and the
+-- Lua collector re-walks everything tcpstall keeps on every cycle: per-frame tables, then
+-- frame-keyed hash columns, were tcpstall's largest cost.)
+--   frames[k]   the held frame (increasing)    bv[k]       bytes * 4 + view
+--   hole[k]     the hole below it on arrival   hold_ms[k]  how long it waited (false: not yet)
+--   release[k]  the frame that released it (false: not yet; known in two-pass and the GUI)
+-- view: 0 receiver view (arrivals), 1 sender view (SACK), 2 sender view (dupACK)
+local frames, bv, hole, hold_ms, release, n_held, cursor
 
 function M.reset()
-    slot, held_bytes, held_hole, hold_ms, release, view, n_held = {}, {}, {}, {}, {}, {}, 0
+    frames, bv, hole, hold_ms, release, n_held, cursor = {}, {}, {}, {}, {}, 0, 1
 end
 
--- index of frame f in the columns (a new one when f has none yet)
-local function slot_of(f)
-    local k = slot[f]
-    if k == nil then
-        k = n_held + 1
-        n_held = k
-        slot[f] = k
-        held_bytes[k], held_hole[k], hold_ms[k], release[k], view[k] = 0, 0, false, false, false
+local floor = math.floor
+
+-- k of frame f, or nil. Revisits go in frame order (tshark -2, scrolling in the GUI): look next
+-- to the previous answer first, binary search otherwise.
+local function find(f)
+    local n = n_held
+    if n == 0 or frames[n] < f then
+        cursor = n + 1
+        return nil
     end
+    local c = cursor
+    if c > n then c = n end            -- (frames[n] >= f: c stops at n at the latest)
+    if frames[c] < f then
+        local stop = c + 8
+        repeat c = c + 1 until frames[c] >= f or c >= stop
+    end
+    if frames[c] < f or (c > 1 and frames[c - 1] >= f) then
+        local lo, hi = 1, n
+        while lo < hi do
+            local mid = floor((lo + hi) / 2)
+            if frames[mid] < f then lo = mid + 1 else hi = mid end
+        end
+        c = lo
+    end
+    cursor = c
+    if frames[c] == f then return c end
+    return nil
+end
+
+-- k of frame f, a new one (kept in frame order) when f has none yet
+local function add(f, bytes, view)
+    local n = n_held
+    local k
+    if n == 0 or frames[n] < f then
+        k = n + 1
+    else
+        k = find(f)
+        if k ~= nil then
+            bv[k] = bytes * 4 + view
+            return k
+        end
+        -- an earlier frame than the last one stored (sender view next to receiver view): insert
+        k = cursor
+        table.insert(frames, k, f) table.insert(bv, k, 0) table.insert(hole, k, 0)
+        table.insert(hold_ms, k, false) table.insert(release, k, false)
+        n_held = n + 1
+        bv[k] = bytes * 4 + view
+        return k
+    end
+    n_held = k
+    frames[k], bv[k], hole[k], hold_ms[k], release[k] = f, bytes * 4 + view, 0, false, false
     return k
 end
 
@@ -112,9 +154,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     -- receiver view: this packet's data (direction fwd)
     if pkt.arrival == "held" then
-        local k = slot_of(pkt.number)
-        held_bytes[k] = pkt.de - pkt.ds
-        held_hole[k] = pkt.hole
+        local k = add(pkt.number, pkt.de - pkt.ds, 0)
+        hole[k] = pkt.hole
+        pkt.held_entry[5] = k
     end
     if pkt.released ~= nil then
         local ents = pkt.released
@@ -122,12 +164,14 @@ function M.on_packet(pkt, fwd, rev, out, st)
         local segs = pkt.released_segments or 0
         for i = 1, #ents do
             local h = ents[i]
-            local ht, hf = h[3], h[4]          -- held entry { s, e, arrival time, frame }
+            local ht, hf = h[3], h[4]          -- held entry { s, e, arrival time, frame, k }
             if ht < first_t or (ht == first_t and hf < first_f) then first_t, first_f = ht, hf end
-            local k = slot[hf]
-            if k ~= nil then
-                hold_ms[k] = (t - ht) * 1000
-                release[k] = pkt.number
+            local k = h[5]
+            if k and frames[k] == hf then       -- (an insert may have moved it: then look it up)
+                hold_ms[k], release[k] = (t - ht) * 1000, pkt.number
+            elseif k then
+                k = find(hf)
+                if k ~= nil then hold_ms[k], release[k] = (t - ht) * 1000, pkt.number end
             end
         end
         local rel = {
@@ -165,9 +209,8 @@ function M.on_packet(pkt, fwd, rev, out, st)
             for i = 1, #held do
                 local g = held[i]
                 local f = g.first_f
-                local k = slot_of(f)
-                hold_ms[k], release[k], held_bytes[k] = (t - g.sack_t) * 1000, pkt.number, g.e - g.s
-                view[k] = sr.dupack_based and 2 or 1
+                local k = add(f, g.e - g.s, sr.dupack_based and 2 or 1)
+                hold_ms[k], release[k] = (t - g.sack_t) * 1000, pkt.number
             end
             local lr = rev.last_rtx
             local by = nil
@@ -218,26 +261,27 @@ end
 -- anything to show for frame `number`? `r`: its stored result (or nil). Held frames have
 -- nothing to show before their release.
 function M.visible(r, number)
-    local k = slot[number]
+    local k = find(number)
     return (k ~= nil and hold_ms[k] ~= false) or (r ~= nil and (r.rel ~= nil or r.thin ~= nil))
 end
 
 function M.render(tree, r, number)
     local warn_ms = core.settings.hol_warn_ms or 20
-    local k = slot[number]
+    local k = find(number)
     local held_ms = k and hold_ms[k]
     if held_ms then
-        local release_frame, v = release[k], view[k]
+        local release_frame, v = release[k], bv[k] % 4
+        local bytes = floor(bv[k] / 4)
         tree:add(F.hol_hold_ms, held_ms)
         tree:add(F.hol_release_frame, release_frame)
         local ei = (held_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
         local txt
-        if v then
+        if v ~= 0 then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
-                held_bytes[k], v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
+                bytes, v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
         else
             txt = string.format("HOL-blocked delivery: %d bytes held %s ms behind a %d-byte hole, released by frame %d",
-                held_bytes[k], fmt_ms(held_ms), held_hole[k] or 0, release_frame)
+                bytes, fmt_ms(held_ms), hole[k], release_frame)
         end
         tree:add_proto_expert_info(ei, txt)
     end

@@ -368,7 +368,7 @@ local function on_arrival(d, pkt, ds, de)
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    local h = { ds, de, pkt.time, pkt.number }
+    local h = { ds, de, pkt.time, pkt.number, false }   -- [5]: HOL's column index
     local n = #ooo
     local maxe = d.ooo_maxe
     if n < head or maxe == nil or ds >= maxe then
@@ -392,6 +392,7 @@ local function on_arrival(d, pkt, ds, de)
         table.insert(ooo, i + 1, h)
         ooo_recount(d)
     end
+    pkt.held_entry = h                 -- (HOL keeps its column index in h[5])
 end
 
 -- the receiver's cumulative ACK says everything below `ack` was delivered (capture missed data)

@@ -271,7 +271,6 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
 
     from .correlate import analyze_both, correlate_captures, with_plugin_findings
     from .render.json import correlate_json
-    from .render.table import correlate_table
     from .tshark import parse_pref_option
 
     for spec in logs:
@@ -304,9 +303,14 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
                                          tcp_findings=result.findings, notes=result.notes))
         click.echo(f"tcpstall: wrote {html_out}", err=True)
     if report is None or not logs:
-        click.echo(_json.dumps(correlate_json(result), indent=2) if as_json else correlate_table(result))
+        if as_json:
+            click.echo(_json.dumps(correlate_json(result), indent=2))
+        else:
+            from .render.table import correlate_table      # (tabulate: only for tables)
+            click.echo(correlate_table(result))
         return
     from .render.json import finding_dict
+    from .render.table import correlate_table
     from .render.timeline import diagnosis_text, timeline_table, with_logs_json
     if as_json:
         click.echo(_json.dumps(with_logs_json(correlate_json(result), report, finding_dict), indent=2))

@@ -22,20 +22,22 @@ Entry points: `correlate(segments_a, segments_b)` over iterables of `Segment` (p
 from __future__ import annotations
 
 import bisect
-import heapq
+import gc
 import math
 import queue
 import threading
 from dataclasses import dataclass, replace
+from itertools import accumulate, chain
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
                       Segment)
-from .tshark import (FIELD_SEP, OCCURRENCE_SEP, SEGMENT_FIELDS, SEGMENT_FILTER, SEGMENT_PREFS,
-                     TsharkError, TsharkFailed, on_both, run_lines)
+from .tshark import (FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkError, TsharkFailed, on_both,
+                     run_lines)
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
+LEN_MAX = HALF - 1              # a longer "segment" is no longer in order
 SYN_FIN = 0x03
 
 
@@ -45,7 +47,10 @@ class CorrelateError(TsharkError):
 
 # Row layout used internally (a plain tuple: building a dataclass per packet would cost more than
 # tshark itself):
-# (frame, time, src, sport, dst, dport, seq, ack, len, flags, tsval, tsecr, ip_id, stream)
+# (frame, time, direction, seq, ack, len, flags, tsval, tsecr, ip_id, stream, key)
+# where direction is "src sport dst dport" joined by FIELD_SEP (one string hashes faster than a
+# tuple of four) and key = hash((seq, ack, len)), the content key (see _Engine.ingest). The frame
+# number may be tshark's text (then all decimal digits): it is only reported, made an int there.
 Row = tuple
 
 
@@ -53,12 +58,21 @@ Row = tuple
 
 def rows_from_segments(segments: Iterable[Segment]) -> Iterator[Row]:
     for s in segments:
-        yield (s.frame, s.time, s.src, s.sport, s.dst, s.dport, s.seq_raw, s.ack_raw or 0,
-               s.length or 0, s.flags or 0, "" if s.tsval is None else str(s.tsval),
-               "" if s.tsecr is None else str(s.tsecr), "" if s.ip_id is None else str(s.ip_id),
-               s.stream)
+        seq, ack, ln = s.seq_raw, s.ack_raw or 0, s.length or 0
+        direction = FIELD_SEP.join((s.src, str(s.sport), s.dst, str(s.dport)))
+        yield (s.frame, s.time, direction, seq, ack, ln, s.flags or 0,
+               "" if s.tsval is None else str(s.tsval), "" if s.tsecr is None else str(s.tsecr),
+               "" if s.ip_id is None else str(s.ip_id), s.stream, hash((seq, ack, ln)))
 
 
+# What correlate asks tshark for: SEGMENT_FIELDS without the window and the SACK blocks, which it
+# does not use (fewer columns to print and to split), and one occurrence per field, the last one:
+# the innermost header of a tunnelled packet.
+CORRELATE_FIELDS = (
+    "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+    "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.flags",
+    "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "ip.id", "tcp.stream",
+)
 # extra prefs for the correlate tshark run: tshark's own sequence analysis is not needed here
 CORRELATE_PREFS = {"tcp.analyze_sequence_numbers": False}
 
@@ -69,33 +83,94 @@ def correlate_command_kwargs(display_filter: Optional[str] = None) -> dict:
     flt = SEGMENT_FILTER if not display_filter else f"({SEGMENT_FILTER}) && ({display_filter})"
     prefs = dict(SEGMENT_PREFS)
     prefs.update(CORRELATE_PREFS)
-    return dict(fields=SEGMENT_FIELDS, display_filter=flt, prefs=prefs, with_plugin=False)
+    return dict(fields=CORRELATE_FIELDS, occurrence="l", display_filter=flt, prefs=prefs, with_plugin=False)
 
 
-def _innermost(line: str) -> str:
-    # several occurrences (tunnels): keep the last one of every column
-    return FIELD_SEP.join(c.rsplit(OCCURRENCE_SEP, 1)[-1] for c in line.split(FIELD_SEP))
+class _Parsed(dict):
+    """text -> int(text, base) (0 for ""), computed once per distinct text: for fields with few
+    distinct values (tcp.flags, tcp.len), a dict lookup is cheaper than int()."""
+
+    def __init__(self, base: int):
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, text: str) -> int:
+        v = self[text] = int(text, self.base) if text else 0
+        return v
 
 
-def rows_from_batches(batches: Iterable[Iterable[str]], capture: str = "") -> Iterator[Row]:
-    """Rows from batches (lists) of tshark lines: one generator for the whole stream."""
-    n = len(SEGMENT_FIELDS)
-    for line in (line for batch in batches for line in batch):
-        if OCCURRENCE_SEP in line:
-            line = _innermost(line)
+def _ints(col: List[str]) -> List[int]:
+    """int() of every text, 0 for an empty one (ValueError for anything else)."""
+    try:
+        return list(map(int, col))
+    except ValueError:
+        return [int(x) if x else 0 for x in col]
+
+
+def _either(v4: List[str], v6: List[str]) -> List[str]:
+    """ip.x, else ipv6.x, per row."""
+    return v4 if all(v4) else [a or b for a, b in zip(v4, v6)]
+
+
+def rows_from_blocks(blocks: Iterable[str], capture: str = "") -> Iterator[Row]:
+    """Rows from blocks of CORRELATE_FIELDS lines (`TsharkRun.blocks()`: whole lines, joined by
+    newlines): one iterator for the whole stream. A block is split at once and converted column
+    by column; one with anything unusual (a truncated frame, a field that is not a number) goes
+    through the row-by-row path, which skips such rows."""
+    n = len(CORRELATE_FIELDS)
+    flag_bits, lengths = _Parsed(16), _Parsed(10)
+
+    def block_rows(block: str) -> Iterable[Row]:
+        c = block.replace("\n", FIELD_SEP).split(FIELD_SEP)
+        if len(c) == n * (block.count("\n") + 1):          # (else some row is malformed)
+            frame, t, sport, seq = c[0::n], c[1::n], c[6::n], c[8::n]
+            if all(seq) and all(sport) and all(t) and all(frame) and "".join(frame).isdecimal():
+                try:
+                    seq, ack = list(map(int, seq)), _ints(c[9::n])
+                    ln = list(map(lengths.__getitem__, c[10::n]))
+                    direction = map(FIELD_SEP.join,
+                                    zip(_either(c[2::n], c[4::n]), sport, _either(c[3::n], c[5::n]), c[7::n]))
+                    return zip(frame, list(map(float, t)), direction, seq, ack, ln,
+                               list(map(flag_bits.__getitem__, c[11::n])), c[12::n], c[13::n], c[14::n],
+                               c[15::n], list(map(hash, zip(seq, ack, ln))))
+                except ValueError:
+                    pass
+        return list(_rows_one_by_one(block.split("\n"), n, flag_bits, capture))
+
+    # in pieces of ~PIECE characters: a whole block's field texts would not stay in the CPU cache
+    return chain.from_iterable(map(block_rows, chain.from_iterable(map(_pieces, blocks))))
+
+
+PIECE = 16384
+
+
+def _pieces(block: str) -> Iterator[str]:
+    """A block of lines cut into runs of whole lines of about PIECE characters."""
+    start = 0
+    while True:
+        cut = block.find("\n", start + PIECE)
+        if cut < 0:
+            yield block[start:] if start else block
+            return
+        yield block[start:cut]
+        start = cut + 1
+
+
+def _rows_one_by_one(lines: List[str], n: int, flag_bits: _Parsed, capture: str) -> Iterator[Row]:
+    for line in lines:
         c = line.split(FIELD_SEP)
         if len(c) != n:
             raise TsharkFailed(f"{capture}: tshark printed a row with {len(c)} columns, expected {n}")
-        seq = c[8]
-        if not seq or not c[6] or not c[1]:
+        frame, t, src, dst, src6, dst6, sp, dp, seq, ack, ln, fl, tsv, tse, ipid, stream = c
+        if not seq or not sp or not t:
             continue                    # truncated frame
-        fl = c[11]
         try:
-            yield (int(c[0]), float(c[1]), c[2] or c[4], c[6], c[3] or c[5], c[7], int(seq),
-                   int(c[9] or 0), int(c[10] or 0), int(fl, 16) if fl else 0, c[13], c[14], c[15],
-                   c[18])
+            key = int(seq), int(ack) if ack else 0, int(ln) if ln else 0
+            row = (int(frame), float(t), FIELD_SEP.join((src or src6, sp, dst or dst6, dp)), *key,
+                   flag_bits[fl], tsv, tse, ipid, stream, hash(key))
         except ValueError:
             continue
+        yield row
 
 
 # --- when was the capture running? -----------------------------------------------------------
@@ -189,13 +264,14 @@ def _options(body: bytes, bo: str):
 class _Dir:
     """One direction (src:port -> dst:port) of one capture."""
     __slots__ = ("side", "idx", "key", "count", "max_end", "base", "peer", "hist", "lo", "hi",
-                 "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_heap", "reo_max", "reo_last", "reordered",
-                 "reo_examples", "streams", "first_t", "conflicts", "retx", "max_ack", "last_stream")
+                 "matched", "ip_eq", "ip_ne", "fills", "buckets", "reo_win", "reo_head", "reo_max",
+                 "reo_last", "reordered", "reo_examples", "streams", "first_t", "conflicts", "retx",
+                 "max_ack", "last_stream")
 
     def __init__(self, side: str, idx: int, key: tuple, stream):
         self.side = side
         self.idx = idx
-        self.key = key                  # (src, sport, dst, dport)
+        self.key = key                  # (src, sport, dst, dport), as text
         self.count = 0
         self.max_end: Optional[int] = None
         self.base: Optional[int] = None  # for relative seq (Wireshark's: ISN, or first seq - 1)
@@ -209,7 +285,8 @@ class _Dir:
         self.ip_ne = 0
         self.fills: List[tuple] = []     # matched transmissions that filled a hole (retransmissions)
         self.buckets: Dict[int, list] = {}  # 100 ms of A time -> [min d, max d, tA@min, tA@max, fA@min, fA@max]
-        self.reo_heap: List[tuple] = []
+        self.reo_win: List[tuple] = []  # matches in B's order; the first reo_head already judged
+        self.reo_head = 0
         self.reo_max = -1
         self.reo_last = -1               # B index of the last match judged
         self.reordered = 0
@@ -269,6 +346,7 @@ BUCKET_S = 0.1
 # B's order in a window before a-order inversions are counted; a match that completes later than
 # the window allows is not judged at all (never a false "reordered").
 REORDER_WINDOW = 4096
+REORDER_BATCH = 256
 NO_MATCH_CAP = 500_000
 
 
@@ -291,79 +369,164 @@ class _Engine:
         self._since_evict = 0
 
     # -- per row ---------------------------------------------------------------------------
-    def ingest(self, side: _Side, other: _Side, row: Row) -> None:
-        frame, t, src, sp, dst, dp, seq, ack, ln, fl, tsv, tse, ipid, stream = row
-        side.count += 1
-        if side.first is None:
-            side.first = t
-        side.last = t
-        dk = (src, sp, dst, dp)
-        d = side.dirs.get(dk)
-        if d is None:
-            d = side.dirs[dk] = _Dir(side.name, len(side.dirs), dk, stream)
-            d.first_t = t
-            d.base = seq if fl & 0x02 else (seq - 1) & MASK
-        elif stream != d.last_stream:          # tcp.stream changes only on port reuse
-            d.last_stream = stream
-            if stream not in (None, "") and len(d.streams) < 8:
-                d.streams.add(stream)
-        if fl & 0x02:
-            d.base = seq                       # a SYN: relative numbering starts here
-        d.count += 1
-        fill = 0
-        if ln or fl & SYN_FIN:
-            end = (seq + ln + (1 if fl & SYN_FIN else 0)) & MASK
-            me = d.max_end
-            if me is None:
-                d.max_end = end
-            else:
-                if ((seq - me) & MASK) >= HALF:
-                    # starts below the highest sequence number seen: a retransmission (or reordering)
-                    fill = d.retx[seq] = d.retx.get(seq, 1) + 1
-                if ((end - me) & MASK) < HALF and end != me:
+    def ingest(self, side: _Side, other: _Side, row: Row, rows: Iterator[Row], lim: float,
+               theta: float) -> Optional[Row]:
+        """Ingest `row` and the rows after it while they are not past `lim` (A: t <= lim, B:
+        t - theta < lim); return the first row not ingested, None when `rows` is exhausted.
+        One loop for a run of rows, matches included (no call per row): this is where correlate
+        spends its time."""
+        is_a = side is self.A
+        if is_a:
+            # t > lim, asked as B's test is: the next float above lim is the least t that passes
+            theta, lim = 0.0, math.nextafter(lim, math.inf)
+        dirs = side.dirs
+        mine, theirs = side.pending, other.pending
+        queue = side.queue
+        other_done = other.done
+        since = self._since_evict
+        t = side.last
+        for row in chain((row,), rows):
+            if row[1] - theta >= lim:
+                break
+            frame, t, dk, seq, ack, ln, fl, tsv, tse, ipid, stream, key = row
+            d = dirs.get(dk)
+            if d is None:
+                if side.first is None:             # (a side's first row always opens a direction)
+                    side.first = t
+                d = dirs[dk] = _Dir(side.name, len(dirs), tuple(dk.split(FIELD_SEP)), stream)
+                d.first_t = t
+                d.base = seq if fl & 0x02 else (seq - 1) & MASK
+            elif stream != d.last_stream:          # tcp.stream changes only on port reuse
+                d.last_stream = stream
+                if stream not in (None, "") and len(d.streams) < 8:
+                    d.streams.add(stream)
+            if fl & 0x02:
+                d.base = seq                       # a SYN: relative numbering starts here
+            d.count += 1
+            fill = 0
+            if ln or fl & SYN_FIN:
+                end = seq + ln
+                if fl & SYN_FIN:
+                    end += 1
+                if not 0 <= end <= MASK:
+                    end &= MASK
+                me = d.max_end
+                if me is None or (me == seq and 0 <= ln < LEN_MAX):   # in order: the new highest
                     d.max_end = end
-        if fl & 0x10:
-            ma = d.max_ack
-            if ma is None or ((ack - ma) & MASK) < HALF:
-                d.max_ack = ack
-        # outside the other capture's span? (the other side finished before this time)
-        if other.done and self.matches and self._beyond_other(side, other, t):
-            side.outside_after += 1
-            return
-        # the content key, kept as its 64-bit hash: a collision between two different in-flight
-        # transmissions needs ~2^32 of them pending at once. TCP timestamps are not in the key but
-        # decide among its candidates (_pick): one capture may have lost them (snaplen 54 cuts the
-        # options), and then they must not prevent the match.
-        key = hash((seq, ack, ln))
-        entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv, fl, tse)
-        cand = other.pending.pop(key, None)
-        if cand is not None:
-            cands = cand if type(cand) is list else [cand]
-            pick = self._pick(side, d, cands, tsv, tse, ipid)
-            if pick is None:
-                other.pending[key] = cand
-                cand = None
+                else:
+                    if ((seq - me) & MASK) >= HALF:
+                        # starts below the highest sequence number seen: a retransmission (or reordering)
+                        fill = d.retx[seq] = d.retx.get(seq, 1) + 1
+                    if ((end - me) & MASK) < HALF and end != me:
+                        d.max_end = end
+            if fl & 0x10:
+                ma = d.max_ack
+                if ma is None or (ack != ma and ((ack - ma) & MASK) < HALF):
+                    d.max_ack = ack
+            # outside the other capture's span? (the other side finished before this time)
+            if other_done and self.matches and self._beyond_other(side, other, t):
+                side.outside_after += 1
+                continue
+            # the content key (in the row) is hash((seq, ack, len)): a collision between two different
+            # in-flight transmissions needs ~2^32 of them pending at once. TCP timestamps are not in
+            # the key but decide among its candidates (_pick): one capture may have lost them
+            # (snaplen 54 cuts the options), and then they must not prevent the match.
+            cand = theirs.pop(key, None)
+            # the common case, one candidate that fits, is decided here as _pick would decide it
+            if cand is not None and not (
+                    type(cand) is tuple
+                    and (not tsv or not cand[E_TSV] or (cand[E_TSV] == tsv and cand[E_TSE] == tse))
+                    and (not ipid or not cand[E_IPID] or cand[E_IPID] == ipid)):
+                cands = cand if type(cand) is list else [cand]
+                pick = self._pick(side, d, cands, tsv, tse, ipid)
+                if pick is None:
+                    theirs[key] = cand
+                    cand = None
+                else:
+                    cand = cands.pop(pick)
+                    if cands:
+                        theirs[key] = cands if len(cands) > 1 else cands[0]
+            if cand is None:
+                entry = (t, frame, d, seq, ln, ipid, d.count, fill, key, tsv, fl, tse)
+                cur = mine.get(key)
+                if cur is None:
+                    mine[key] = entry
+                elif type(cur) is list:
+                    cur.append(entry)
+                else:
+                    mine[key] = [cur, entry]
+                queue.append(entry)
             else:
-                cand = cands.pop(pick)
-                if cands:
-                    other.pending[key] = cands if len(cands) > 1 else cands[0]
-        if cand is None:
-            cur = side.pending.get(key)
-            if cur is None:
-                side.pending[key] = entry
-            elif type(cur) is list:
-                cur.append(entry)
-            else:
-                side.pending[key] = [cur, entry]
-            side.queue.append(entry)
-        elif side is self.A:
-            self._match(entry, cand)
+                # a match: its statistics belong to A's direction
+                ct, cf, cd, cseq, cln, cipid, cn, cfill, _, _, _, _ = cand
+                if is_a:
+                    da, db, ta, tb, fa, fb = d, cd, t, ct, frame, cf
+                else:
+                    da, db, ta, tb, fa, fb = cd, d, ct, t, cf, frame
+                peer = da.peer
+                if peer is None and db.peer is None:
+                    da.peer = peer = db
+                    db.peer = da
+                if peer is not db:
+                    da.conflicts += 1
+                else:
+                    delta = tb - ta
+                    self.matches += 1
+                    if delta < da.lo:                  # (the engine's extremes are those of its directions)
+                        da.lo = delta
+                        if delta < self.lo:
+                            self.lo = delta
+                    if delta > da.hi:
+                        da.hi = delta
+                        if delta > self.hi:
+                            self.hi = delta
+                    us = round(delta * 1e6)
+                    h = da.hist
+                    h[us] = h.get(us, 0) + 1
+                    da.matched += 1
+                    if ipid and cipid:
+                        if ipid == cipid:
+                            da.ip_eq += 1
+                        else:
+                            da.ip_ne += 1
+                    bk = int(ta / BUCKET_S)
+                    bu = da.buckets.get(bk)
+                    if bu is None:
+                        da.buckets[bk] = [delta, delta, ta, ta, fa, fa]
+                    elif delta < bu[0]:
+                        bu[0] = delta
+                        bu[2] = ta
+                        bu[4] = fa
+                    elif delta > bu[1]:
+                        bu[1] = delta
+                        bu[3] = ta
+                        bu[5] = fa
+                    if fill or cfill:
+                        # (seq, len, A frame, A time, B frame, B time, A's transmission number, B's)
+                        fill_a, fill_b, s_a, l_a = (fill, cfill, seq, ln) if is_a else (cfill, fill, cseq, cln)
+                        da.fills.append((s_a, l_a, int(fa), ta, int(fb), tb, fill_a or 1, fill_b or 1))
+                    # the reorder window, kept sorted: matches mostly complete in B's order already
+                    win = da.reo_win
+                    na, nb = (d.count, cn) if is_a else (cn, d.count)
+                    item = (nb, na, fa, fb, ta)
+                    if not win or nb > win[-1][0]:     # (B indices are unique in a window)
+                        win.append(item)
+                        if len(win) - da.reo_head > REORDER_WINDOW + REORDER_BATCH:
+                            self._reorder_judge(da, REORDER_WINDOW)
+                    else:
+                        self._reorder_judge(da, REORDER_WINDOW)
+                        bisect.insort(win, item, da.reo_head)
+                        self._reorder_judge(da, REORDER_WINDOW)
+            since += 1
+            if since >= 512:
+                since = 0
+                side.last = t
+                self.evict()
         else:
-            self._match(cand, entry)
-        self._since_evict += 1
-        if self._since_evict >= 512:
-            self._since_evict = 0
-            self.evict()
+            row = None
+        self._since_evict = since
+        side.last = t
+        return row
 
     def _pick(self, side: _Side, d: _Dir, cands: List[tuple], tsv, tse, ipid) -> Optional[int]:
         """Which pending transmission of the other capture this one is: the same TSval/TSecr
@@ -393,68 +556,32 @@ class _Engine:
             return t + self.lo > last + self.opt.slack_s
         return t - self.hi > last + self.opt.slack_s
 
-    def _match(self, a: tuple, b: tuple) -> None:
-        da: _Dir = a[E_D]
-        db: _Dir = b[E_D]
-        if da.peer is None and db.peer is None:
-            da.peer = db
-            db.peer = da
-        elif da.peer is not db:
-            da.conflicts += 1
-            return
-        ta = a[E_T]
-        delta = b[E_T] - ta
-        self.matches += 1
-        if delta < self.lo:
-            self.lo = delta
-        if delta > self.hi:
-            self.hi = delta
-        if delta < da.lo:
-            da.lo = delta
-        if delta > da.hi:
-            da.hi = delta
-        us = round(delta * 1e6)
-        h = da.hist
-        h[us] = h.get(us, 0) + 1
-        da.matched += 1
-        ia, ib = a[E_IPID], b[E_IPID]
-        if ia and ib:
-            if ia == ib:
-                da.ip_eq += 1
-            else:
-                da.ip_ne += 1
-        bk = int(ta / BUCKET_S)
-        bu = da.buckets.get(bk)
-        if bu is None:
-            da.buckets[bk] = [delta, delta, ta, ta, a[E_F], a[E_F]]
-        elif delta < bu[0]:
-            bu[0] = delta
-            bu[2] = ta
-            bu[4] = a[E_F]
-        elif delta > bu[1]:
-            bu[1] = delta
-            bu[3] = ta
-            bu[5] = a[E_F]
-        if a[E_FILL] or b[E_FILL]:
-            # (seq, len, A frame, A time, B frame, B time, A's transmission number, B's)
-            da.fills.append((a[E_SEQ], a[E_LEN], a[E_F], ta, b[E_F], b[E_T], a[E_FILL] or 1, b[E_FILL] or 1))
-        heap = da.reo_heap
-        heapq.heappush(heap, (b[E_IDX], a[E_IDX], a[E_F], b[E_F], ta))
-        if len(heap) > REORDER_WINDOW:
-            self._reorder_pop(da)
-
     @staticmethod
-    def _reorder_pop(da: _Dir) -> None:
-        ib, ia, fa, fb, ta = heapq.heappop(da.reo_heap)
-        if ib < da.reo_last:
-            return                      # too late to place in B's order: not judged
-        da.reo_last = ib
-        if ia < da.reo_max:
-            da.reordered += 1
-            if len(da.reo_examples) < 20:
-                da.reo_examples.append((fa, fb, ta))
-        else:
-            da.reo_max = ia
+    def _reorder_judge(da: _Dir, keep: int) -> None:
+        """Judge the matches at the front of the window (the first in B's order) until `keep`
+        are left. Judged REORDER_BATCH at a time, they get the verdicts they would get one by one
+        as the window overflows, as long as matches arrive in B's order: one that does not first
+        brings the window back to REORDER_WINDOW (ingest)."""
+        win = da.reo_win
+        head, end = da.reo_head, len(win) - keep
+        last, high = da.reo_last, da.reo_max
+        while head < end:
+            ib, ia, fa, fb, ta = win[head]
+            head += 1
+            if ib < last:
+                continue                # too late to place in B's order: not judged
+            last = ib
+            if ia < high:
+                da.reordered += 1
+                if len(da.reo_examples) < 20:
+                    da.reo_examples.append((int(fa), int(fb), ta))
+            else:
+                high = ia
+        da.reo_last, da.reo_max = last, high
+        if head >= 1024:                # drop the judged ones now and then
+            del win[:head]
+            head = 0
+        da.reo_head = head
 
     # -- eviction --------------------------------------------------------------------------
     def evict(self, final: bool = False) -> None:
@@ -483,7 +610,6 @@ class _Engine:
         for side, horizon in ((A, horizon_a), (B, horizon_b)):
             q = side.queue
             n = 0
-            ln = len(q)
             # before the other capture started: not a loss, not worth keeping
             if side is A:
                 first = B.running()[0]
@@ -491,14 +617,16 @@ class _Engine:
             else:
                 first = A.running()[0]
                 before = (first + self.lo - slack) if first is not None else -math.inf
-            while n < ln and q[n][E_T] < horizon:
-                e = q[n]
-                if self._unpend(side, e):
+            pending = side.pending
+            for e in q:
+                if not e[E_T] < horizon:
+                    break
+                n += 1
+                if e[E_KEY] in pending and self._unpend(side, e):   # (most were matched meanwhile)
                     if e[E_T] < before:
                         side.outside_before += 1
                     else:
                         side.unmatched.append(e)
-                n += 1
             if n:
                 del q[:n]
 
@@ -538,29 +666,23 @@ class _Engine:
             # read the capture that is behind (in estimated common time) until it catches up
             theta = 0.0 if self.matches == 0 else (self.lo + self.hi) / 2
             if rb is None or (ra is not None and ra[1] <= rb[1] - theta):
-                lim = inf if rb is None else rb[1] - theta
-                while ra is not None and ra[1] <= lim:
-                    ingest(A, B, ra)
-                    ra = next(rows_a, None)
+                ra = ingest(A, B, ra, rows_a, inf if rb is None else rb[1] - theta, theta)
                 if ra is None:
                     A.done = True
             else:
                 # exactly the negation of the test above (no float rearrangement: never loop idle)
-                lim = inf if ra is None else ra[1]
-                while rb is not None and not (lim <= rb[1] - theta):
-                    ingest(B, A, rb)
-                    rb = next(rows_b, None)
+                rb = ingest(B, A, rb, rows_b, inf if ra is None else ra[1], theta)
                 if rb is None:
                     B.done = True
         self.evict(final=True)
         for side in (A, B):
+            side.count = sum(d.count for d in side.dirs.values())
             for e in side.queue:
                 if self._unpend(side, e):
                     side.unmatched.append(e)
             side.queue = []
             for d in side.dirs.values():
-                while d.reo_heap:
-                    self._reorder_pop(d)
+                self._reorder_judge(d, 0)
 
 
 # --- result ------------------------------------------------------------------------------------
@@ -626,20 +748,18 @@ def _stats_from_hist(hist: Dict[int, int], sign: int, offset_us: float) -> Optio
     """Delay stats (ms) from a histogram of tB - tA (us): delay = sign * (d - offset)."""
     if not hist:
         return None
-    items = sorted(((sign * (k - offset_us)), n) for k, n in hist.items())
-    total = sum(n for _, n in items)
+    keys = sorted(hist, reverse=sign < 0)           # in increasing order of delay
+    acc = list(accumulate(map(hist.__getitem__, keys)))
+    total = acc[-1]
+
+    def delay(i: int) -> float:
+        return sign * (keys[i] - offset_us)
 
     def pct(p: float) -> float:
-        rank = max(1, math.ceil(p * total))
-        acc = 0
-        for v, n in items:
-            acc += n
-            if acc >= rank:
-                return v
-        return items[-1][0]
+        return delay(bisect.bisect_left(acc, max(1, math.ceil(p * total))))
 
-    return DelayStats(total, round(items[0][0] / 1000, 3), round(pct(0.5) / 1000, 3),
-                      round(pct(0.99) / 1000, 3), round(items[-1][0] / 1000, 3))
+    return DelayStats(total, round(delay(0) / 1000, 3), round(pct(0.5) / 1000, 3),
+                      round(pct(0.99) / 1000, 3), round(delay(-1) / 1000, 3))
 
 
 def _merge_hists(hists: Iterable[Dict[int, int]]) -> Dict[int, int]:
@@ -841,44 +961,46 @@ class _Builder:
                     self.outside[side.name] += 1
                     continue
                 counts[(id(adir), side.name)] = counts.get((id(adir), side.name), 0) + 1
-                kind = "lost" if side.name == up else "unseen_upstream"
-                seq = ent[E_SEQ]
-                rec = LostSegment(
-                    flow=fid, direction=adir.label, upstream=up, seen_at=side.name, frame=ent[E_F],
+                # each record is made once, when its id is known (below): here its fields
+                seq, length = ent[E_SEQ], ent[E_LEN]
+                rec = dict(
+                    flow=fid, direction=adir.label, upstream=up, seen_at=side.name, frame=int(ent[E_F]),
                     seq_raw=seq, seq_rel=(seq - d.base) & MASK if d.base is not None else seq,
-                    len=ent[E_LEN], tsval=int(ent[E_TSV]) if str(ent[E_TSV]).isdigit() else None,
-                    sent_at=t_a, kind=kind, transmission=ent[E_FILL] or 1, flags=ent[E_FL])
-                if kind == "lost":
+                    len=length, tsval=int(ent[E_TSV]) if str(ent[E_TSV]).isdigit() else None,
+                    sent_at=t_a, transmission=ent[E_FILL] or 1, flags=ent[E_FL])
+                if side.name == up:
                     # pure ACKs are listed too (a lost ACK can stall a sender)
-                    rec = replace(rec, delivered_by=self._delivery(adir, up, rec))
-                    if rec.delivered_by is None and rec.len and self._acked(adir, seq, rec.len):
+                    rec["delivered_by"] = dv = self._delivery(adir, up, seq, length, t_a)
+                    if dv is None and length and self._acked(adir, seq, length):
                         # never seen downstream, yet the receiver acknowledged it: the downstream
                         # capture dropped it (or it took another path) -- not a network loss
-                        not_captured.append(replace(rec, kind="not_captured"))
+                        not_captured.append(rec)
                     else:
                         lost.append(rec)
                 else:
                     unseen.append(rec)
         out = []
-        for lst, prefix in ((lost, "lost"), (unseen, "unseen"), (not_captured, "notcap")):
-            lst.sort(key=lambda r: r.sent_at)
-            out.append([replace(r, id=f"{prefix}-{i}") for i, r in enumerate(lst, 1)])
+        for lst, prefix, kind in ((lost, "lost", "lost"), (unseen, "unseen", "unseen_upstream"),
+                                  (not_captured, "notcap", "not_captured")):
+            lst.sort(key=lambda r: r["sent_at"])
+            out.append([LostSegment(**r, kind=kind, id=f"{prefix}-{i}") for i, r in enumerate(lst, 1)])
         return out[0], out[1], out[2], counts
 
     def _acked(self, adir: _Dir, seq: int, length: int) -> bool:
         """Did the receiver (reverse direction, in either capture) acknowledge seq+length?"""
         s, sp, t, tp = adir.key
-        rev = self.e.A.dirs.get((t, tp, s, sp))
+        rev = self.e.A.dirs.get(FIELD_SEP.join((t, tp, s, sp)))
         end = (seq + length) & MASK
         for d in (rev, rev.peer if rev is not None else None):
             if d is not None and d.max_ack is not None and ((d.max_ack - end) & MASK) < HALF:
                 return True
         return False
 
-    def _delivery(self, adir: _Dir, up: str, rec: LostSegment) -> Optional[Delivery]:
+    def _delivery(self, adir: _Dir, up: str, seq_raw: int, length: int,
+                  sent_at: float) -> Optional[Delivery]:
         """The first matched retransmission covering the lost segment's first byte that reached the
         downstream point after the original was sent."""
-        if rec.len == 0:
+        if length == 0:
             return None
         idx = self._fill_index.get(id(adir))
         if idx is None:
@@ -886,21 +1008,21 @@ class _Builder:
             rows = sorted((((f[0] - base) & MASK), f) for f in adir.fills)
             idx = self._fill_index[id(adir)] = ([r[0] for r in rows], [r[1] for r in rows], base)
         starts, fills, base = idx
-        r = (rec.seq_raw - base) & MASK
+        r = (seq_raw - base) & MASK
         hi = bisect.bisect_right(starts, r)
         lo = bisect.bisect_left(starts, r - 0x40000)      # no segment is longer than 256 KiB
         best = None
         for (seq, ln, fa, ta, fb, tb, na, nb) in fills[lo:hi]:
-            if not _seq_in(rec.seq_raw, seq, ln):
+            if not _seq_in(seq_raw, seq, ln):
                 continue
             if up == "A":
                 sent, arrived, up_f, down_f, nth = ta, tb - self.theta, fa, fb, na
             else:
                 sent, arrived, up_f, down_f, nth = tb - self.theta, ta, fb, fa, nb
-            if sent < rec.sent_at:
+            if sent < sent_at:
                 continue
             if best is None or arrived < best.arrived_at:
-                best = Delivery(up_f, down_f, sent, arrived, round((arrived - rec.sent_at) * 1000, 3), nth)
+                best = Delivery(up_f, down_f, sent, arrived, round((arrived - sent_at) * 1000, 3), nth)
         return best
 
     def _spikes(self, fid: str, d: _Dir, sign: int, st: Optional[DelayStats]) -> List[DelaySpike]:
@@ -927,7 +1049,7 @@ class _Builder:
                 cur = [tw, tw, worst, fw]
         if cur is not None:
             out.append(cur)
-        return [DelaySpike(fid, d.label, s, e, round(p, 3), st.median, f) for s, e, p, f in out]
+        return [DelaySpike(fid, d.label, s, e, round(p, 3), st.median, int(f)) for s, e, p, f in out]
 
     def _overlap(self, counts) -> Dict[str, object]:
         e = self.e
@@ -1107,42 +1229,47 @@ def correlate_rows(rows_a: Iterable[Row], rows_b: Iterable[Row], *, name_a: str 
     for side, span in ((eng.A, span_a), (eng.B, span_b)):
         if span:
             side.cap_start, side.cap_end = span
-    eng.run(iter(rows_a), iter(rows_b))
+    # no reference cycles are made per packet, but a pending entry per packet would trigger the
+    # cyclic collector every few hundred packets, each time walking the whole window of them
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        eng.run(iter(rows_a), iter(rows_b))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return _Builder(eng, name_a, name_b, opt).build()
 
 
-def _threaded_batches(run, capture: str, batch: int = 1024, depth: int = 32) -> Iterator[List[str]]:
-    """Lines of a TsharkRun, in lists, read by a thread into a bounded queue, so that tshark keeps running
-    while the main thread works on the other capture (an OS pipe holds only 64 KB)."""
+def _threaded_blocks(run, capture: str, depth: int = 4) -> Iterator[str]:
+    """A TsharkRun's output in blocks of whole lines (`run.blocks()`), read by a thread into a
+    bounded queue, so that tshark keeps running while the main thread works on the other capture.
+    A short queue (with the pipe, about 2 MB ahead) also keeps the two tsharks abreast: one that
+    runs ahead soon waits, and leaves its CPU to the one behind and to this process, instead of
+    finishing first and leaving the other to run alone at the end."""
     q: "queue.Queue" = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                pass
+        return False
+
     def pump():
-        buf: List[str] = []
+        tail = None
+        blocks = run.blocks()
         try:
-            for line in run:
-                buf.append(line)
-                if len(buf) >= batch:
-                    while not stop.is_set():
-                        try:
-                            q.put(buf, timeout=0.2)
-                            break
-                        except queue.Full:
-                            pass
-                    if stop.is_set():
-                        return
-                    buf = []
-            item: object = buf
-            tail: object = None
-        except BaseException as exc:     # handed to the consumer, raised there
-            item, tail = buf, exc
-        for x in (item, ("end", tail)):
-            while not stop.is_set():
-                try:
-                    q.put(x, timeout=0.2)
+            for block in blocks:
+                if not put(block):
                     break
-                except queue.Full:
-                    pass
+            blocks.close()               # (the consumer stopped: the run ends here, in this thread)
+        except BaseException as exc:     # handed to the consumer, raised there
+            tail = exc
+        put(("end", tail))
 
     th = threading.Thread(target=pump, name=f"tshark-reader {capture}", daemon=True)
     th.start()
@@ -1171,8 +1298,8 @@ def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None
         _close(run_a)
         raise
     try:
-        result = correlate_rows(rows_from_batches(_threaded_batches(run_a, path_a), path_a),
-                                rows_from_batches(_threaded_batches(run_b, path_b), path_b),
+        result = correlate_rows(rows_from_blocks(_threaded_blocks(run_a, path_a), path_a),
+                                rows_from_blocks(_threaded_blocks(run_b, path_b), path_b),
                                 name_a=path_a, name_b=path_b, options=options,
                                 span_a=capture_span(path_a), span_b=capture_span(path_b))
         cut = tuple(f"{r.truncated} (correlated the packets before the cut)"

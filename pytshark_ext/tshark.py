@@ -7,11 +7,14 @@ field separators that cannot occur in the data we read.
 """
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import re
 import shutil
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,10 +182,11 @@ def plugin_args(tshark: str) -> List[str]:
 
 def build_command(tshark: str, capture: str, *, fields: Sequence[str] = (), display_filter: Optional[str] = None,
                   two_pass: bool = False, prefs: Optional[Mapping[str, object]] = None,
-                  with_plugin: bool = True, extra: Sequence[str] = ()) -> List[str]:
+                  with_plugin: bool = True, extra: Sequence[str] = (), occurrence: str = "a") -> List[str]:
     """The argument list for one tshark run. The capture goes verbatim after `-r`, so names with
     spaces, quotes, semicolons or a leading dash are passed as given (getopt takes the next
-    argument as -r's value whatever it starts with)."""
+    argument as -r's value whatever it starts with). `occurrence`: tshark's `-E occurrence=`
+    (a: all occurrences joined by OCCURRENCE_SEP; l: the last one only, the innermost header)."""
     cmd = [tshark, "-n", "-r", str(capture)]
     if with_plugin:
         cmd += plugin_args(tshark)
@@ -193,7 +197,7 @@ def build_command(tshark: str, capture: str, *, fields: Sequence[str] = (), disp
         cmd += ["-Y", display_filter]
     if fields:
         cmd += ["-T", "fields", "-E", f"separator={FIELD_SEP}", "-E", f"aggregator={OCCURRENCE_SEP}",
-                "-E", "occurrence=a", "-E", "quote=n", "-E", "header=n"]
+                "-E", f"occurrence={occurrence}", "-E", "quote=n", "-E", "header=n"]
         for name in fields:
             cmd += ["-e", name]
     cmd += list(extra)
@@ -266,8 +270,12 @@ def _not_a_capture(path: Path) -> Optional[str]:
     return None
 
 
+PIPE_BYTES = 1 << 20          # Linux's default /proc/sys/fs/pipe-max-size
+READ_PAUSE = 0.01             # s: tshark writes at most a few MB/s, far from filling PIPE_BYTES
+
+
 class TsharkRun:
-    """A running tshark whose stdout is consumed line by line.
+    """A running tshark whose stdout is consumed line by line (or in blocks of lines: `blocks()`).
 
     Iterate it for the raw lines; stderr is drained in a thread (a full pipe would stall tshark)
     and kept as a short tail for error messages. After iteration, a non-zero exit or a Lua error
@@ -304,10 +312,56 @@ class TsharkRun:
         return "\n".join(self._tail)
 
     def __iter__(self) -> Iterator[str]:
+        return self._consume(line.rstrip("\n") for line in self._proc.stdout)
+
+    def blocks(self, size: int = 1 << 18) -> Iterator[str]:
+        """The same lines in blocks of whole lines joined by newlines (about `size` characters
+        each; `block.split("\\n")` gives the lines): the bulk path, with no Python work per line."""
+        return self._consume(self._blocks(size))
+
+    def _blocks(self, size: int) -> Iterator[str]:
+        # Large reads of the pipe (one raw read each, under the buffer's lock, so a close() from
+        # another thread waits for it): each read takes the GIL from whichever thread is working
+        # (a reader thread next to a busy main thread), and tshark writes 4 KB at a time. With a
+        # pipe larger than the default 64 KB (Linux), wait a little after a short read so that
+        # the next one finds more; tshark keeps writing meanwhile.
+        stdout = self._proc.stdout
+        try:
+            import fcntl
+            pipe = fcntl.fcntl(stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except (ImportError, AttributeError, OSError):
+            pipe = 0
+        pause = READ_PAUSE if pipe >= PIPE_BYTES else 0.0
+        read = stdout.buffer.read1
+        # as the text stream would decode it (UTF-8, errors replaced, universal newlines)
+        decode = io.IncrementalNewlineDecoder(codecs.getincrementaldecoder("utf-8")("replace"), True).decode
+        parts: List[str] = []
+        have = 0
+        while True:
+            data = read(size)
+            text = decode(data, not data)
+            if text:
+                parts.append(text)
+                have += len(text)
+            if not data:
+                break
+            if have >= size:
+                text = "".join(parts)
+                cut = text.rfind("\n")
+                if cut >= 0:
+                    yield text[:cut]
+                    text = text[cut + 1:]
+                parts, have = [text], len(text)
+            if pause and len(data) < size // 4:
+                time.sleep(pause)
+        text = "".join(parts)
+        if text:            # whole lines; a last newline ends the last line, it adds no empty one
+            yield text[:-1] if text.endswith("\n") else text
+
+    def _consume(self, items: Iterator[T]) -> Iterator[T]:
         exhausted = False
         try:
-            for line in self._proc.stdout:
-                yield line.rstrip("\n")
+            yield from items
             exhausted = True
         finally:
             if exhausted:

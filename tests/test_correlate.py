@@ -375,3 +375,21 @@ def test_ip_id_breaks_ties_when_there_are_no_tcp_timestamps():
     assert (lost.frame, lost.seq_raw) == (orig_frame, lost_seq)
     assert lost.delivered_by.up_frame == orig_frame + 1 and lost.delivered_by.down_frame == len(b)
     assert r.one_way_delay_ms["A->B"].max == pytest.approx(5.0, abs=0.01)
+
+
+def test_block_parser_agrees_with_the_row_by_row_one():
+    """rows_from_blocks converts whole blocks column by column; a block with anything unusual
+    goes row by row. Both give the same rows (a frame number may stay text), skip the same
+    truncated rows, and refuse a row with a wrong number of columns."""
+    from pytshark_ext.correlate import _Parsed, _rows_one_by_one, correlate_command_kwargs, rows_from_blocks
+    from pytshark_ext.tshark import FIELD_SEP, TsharkFailed, run_lines
+
+    lines = list(run_lines(str(sample("heartbeat-loss-client.pcapng")), **correlate_command_kwargs()))
+    n = len(lines[0].split(FIELD_SEP))
+    truncated = FIELD_SEP.join(["99999", "1.5"] + [""] * (n - 2))      # no TCP fields: skipped
+    for text in (lines, lines[:7] + [truncated] + lines[7:]):
+        fast = list(rows_from_blocks(["\n".join(text[i:i + 50]) for i in range(0, len(text), 50)]))
+        slow = list(_rows_one_by_one(text, n, _Parsed(16), "x"))
+        assert len(slow) == len(lines) and [(int(r[0]),) + r[1:] for r in fast] == slow
+    with pytest.raises(TsharkFailed, match="columns"):
+        list(rows_from_blocks(["\n".join(lines[:3] + [lines[3] + FIELD_SEP] + lines[4:9])]))

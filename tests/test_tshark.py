@@ -128,3 +128,21 @@ def test_two_pass_always_has_a_filter():
 def test_prefs_get_the_protocol_prefix():
     assert ts.pref_args({"tcp_retries2": 6, "tcp.analyze_sequence_numbers": False}) == \
         ["-o", "tcpstall.tcp_retries2:6", "-o", "tcp.analyze_sequence_numbers:FALSE"]
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\n", b"\n\n", b"a\x1fb\nc", b"a\nb\n", b"a\r\nb\r\nc\r\n", b"\nabc\n",
+    b"x" * 300000 + b"\r\n" + b"y\n", "\u00e9".encode() * 200001 + b"\n\xff\xfe\n",
+    b"".join(b"%d\x1f%d\n" % (i, i * 7) for i in range(100000)),
+], ids=["empty", "newline", "two-newlines", "no-final-newline", "final-newline", "crlf", "leading-newline",
+        "long-line", "utf8-and-invalid", "many-lines"])
+def test_blocks_hold_the_same_lines_as_iteration(tmp_path, data):
+    """TsharkRun.blocks() (large reads of the pipe, blocks of whole lines) against the line by
+    line iteration of the same output: same lines, same decoding, same newline handling."""
+    out = tmp_path / "out.bin"
+    out.write_bytes(data)
+    cmd = ["cat", str(out)]
+    lines = list(ts.TsharkRun(cmd, "x"))
+    blocks = list(ts.TsharkRun(cmd, "x").blocks(size=1 << 16))
+    assert [line for b in blocks for line in b.split("\n")] == lines
+    assert all(len(b) < 2 * (1 << 16) + 300000 for b in blocks)

@@ -218,19 +218,17 @@ core.analyzers = analyzers
 -- enabled analyzers with an on_packet, in order; enabled analyzers with a render (recomputed when
 -- prefs change)
 core.active = {}
-core.enabled = {}
 core.shown = {}
 function core.refresh_active()
-    local act, en, shown = {}, {}, {}
+    local act, shown = {}, {}
     for i = 1, #analyzers do
         local a = analyzers[i]
         if settings[a.name .. "_enabled"] ~= false then
-            en[a.name] = true
             if a.on_packet then act[#act + 1] = a end
             if a.render then shown[#shown + 1] = a end
         end
     end
-    core.active, core.enabled, core.shown = act, en, shown
+    core.active, core.shown = act, shown
 end
 core.refresh_active()
 
@@ -472,7 +470,7 @@ local function render(tree, res, number)
     if not show then return end
     local sub = tree:add(proto)
     if rtx ~= nil and rtx.trigger ~= nil then
-        local it = sub:add(F.retrans_trigger, rtx.trigger)
+        sub:add(F.retrans_trigger, rtx.trigger)
         if rtx.why ~= nil then sub:add(F.retrans_why, rtx.why) end
         sub:add_proto_expert_info(E.retrans, "Retransmission trigger: " .. rtx.trigger .. (rtx.why and (" (" .. rtx.why .. ")") or ""))
     end

@@ -67,24 +67,19 @@ end
 -- k of frame f, a new one (kept in frame order) when f has none yet
 local function add(f, bytes, view)
     local n = n_held
-    local k
-    if n == 0 or frames[n] < f then
-        k = n + 1
-    else
-        k = find(f)
-        if k ~= nil then
-            bv[k] = bytes * 4 + view
-            return k
+    local k = n + 1
+    if n > 0 and frames[n] >= f then
+        local found = find(f)
+        if found ~= nil then
+            bv[found] = bytes * 4 + view
+            return found
         end
         -- an earlier frame than the last one stored (sender view next to receiver view): insert
         k = cursor
         table.insert(frames, k, f) table.insert(bv, k, 0) table.insert(hole, k, 0)
         table.insert(hold_ms, k, false) table.insert(release, k, false)
-        n_held = n + 1
-        bv[k] = bytes * 4 + view
-        return k
     end
-    n_held = k
+    n_held = n + 1
     frames[k], bv[k], hole[k], hold_ms[k], release[k] = f, bytes * 4 + view, 0, false, false
     return k
 end
@@ -167,12 +162,8 @@ function M.on_packet(pkt, fwd, rev, out, st)
             local ht, hf = h[3], h[4]          -- held entry { s, e, arrival time, frame, k }
             if ht < first_t or (ht == first_t and hf < first_f) then first_t, first_f = ht, hf end
             local k = h[5]
-            if k and frames[k] == hf then       -- (an insert may have moved it: then look it up)
-                hold_ms[k], release[k] = (t - ht) * 1000, pkt.number
-            elseif k then
-                k = find(hf)
-                if k ~= nil then hold_ms[k], release[k] = (t - ht) * 1000, pkt.number end
-            end
+            if k and frames[k] ~= hf then k = find(hf) end   -- (an insert may have moved it)
+            if k then hold_ms[k], release[k] = (t - ht) * 1000, pkt.number end
         end
         local rel = {
             view = "receiver", frame = pkt.number, time = t, bytes = pkt.released_bytes or 0,
@@ -208,8 +199,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
             local first_f = held[1] and held[1].first_f or sr.first_f
             for i = 1, #held do
                 local g = held[i]
-                local f = g.first_f
-                local k = add(f, g.e - g.s, sr.dupack_based and 2 or 1)
+                local k = add(g.first_f, g.e - g.s, sr.dupack_based and 2 or 1)
                 hold_ms[k], release[k] = (t - g.sack_t) * 1000, pkt.number
             end
             local lr = rev.last_rtx

@@ -790,9 +790,11 @@ function M.ingest(pkt, fwd, rev)
     local last_send_t = fwd.last_send_t
     if nxt > s then
         local high_before = fwd.high
-        if len > 0 and high_before ~= nil and ds < high_before then core.read_ws_flags(pkt) end
+        -- payload at or below the highest sequence number already sent
+        local old_payload = len > 0 and high_before ~= nil and ds < high_before
+        if old_payload then core.read_ws_flags(pkt) end
         local rtx = on_send(fwd, pkt, s, nxt)
-        if rtx == nil and len > 0 and high_before ~= nil and ds < high_before and not pkt.duplicate then
+        if rtx == nil and old_payload and not pkt.duplicate then
             -- first time this capture sees these bytes, but data above them was seen before:
             -- a retransmission whose original was lost before this capture point, or a late
             -- original (reordering). The TSval tells: sent after the highest data seen = resent.

@@ -67,8 +67,9 @@ def packet_count(tshark, capture) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--capture", default=str(DEFAULT_CAPTURE))
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--capture", default=str(DEFAULT_CAPTURE),
+                    help="capture to read (default: the lab bulk-loss receiver capture, `make bench-data`)")
+    ap.add_argument("--runs", type=int, default=3, help="interleaved runs per variant; the best CPU time counts")
     ap.add_argument("--two-pass", action="store_true", help="-2 -Y frame for the two Lua variants")
     ap.add_argument("--instructions", type=int, metavar="N", default=0,
                     help="also count instructions per packet (valgrind) on N packets of the capture")

@@ -192,7 +192,7 @@ def test_packet_reset_list_matches_the_straight_line_reset():
     text = plugin_script().read_text()
     listed = re.findall(r'"([a-z_]+)"', text.split("local PKT_RESET = {", 1)[1].split("}", 1)[0])
     body = text.split("local function build_packet(pinfo, number)", 1)[1].split("p.number = number", 1)[0]
-    reset = re.findall(r"p\.([a-z_]+) = nil", body)
+    reset = re.findall(r"p\.([a-z_]+) = false", body)
     assert sorted(listed) == sorted(reset)
 
 

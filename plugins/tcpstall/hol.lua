@@ -115,7 +115,7 @@ end
 -- saw the original; the original's arrival is then estimated one send interval before it.
 local function thin_check(pkt, fwd, held_t)
     local rtx = pkt.rtx
-    if rtx == nil then return nil end
+    if not rtx then return nil end
     local trig = rtx.trigger
     if trig ~= "fast" and trig ~= "rack" and not (trig == "rto" and rtx.n == 1 and (rtx.ta_dup or 0) >= 1) then
         return nil
@@ -153,7 +153,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
         hole[k] = pkt.hole
         pkt.held_entry[5] = k
     end
-    if pkt.released ~= nil then
+    if pkt.released then
         local ents = pkt.released
         local first_t, first_f = math.huge, nil
         local segs = pkt.released_segments or 0
@@ -171,7 +171,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
             first_held_frame = first_f, first_held_t = first_t,
             filler_len = pkt.len,
             trigger = pkt.rtx and pkt.rtx.trigger or nil,
-            late_original = pkt.rtx == nil,
+            late_original = not pkt.rtx,
         }
         out.hol = out.hol or {}
         out.hol.rel = rel
@@ -180,7 +180,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
     end
 
     -- thin stream (on the retransmission itself, either capture side)
-    if pkt.rtx ~= nil then
+    if pkt.rtx then
         local held_t = nil
         if out.hol and out.hol.rel and out.hol.rel.view == "receiver" then held_t = out.hol.rel.first_held_t end
         local thin = thin_check(pkt, fwd, held_t)
@@ -192,7 +192,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
 
     -- sender view: this packet's ACK moved the cumulative ACK over SACKed data of rev
     local sr = pkt.sack_released
-    if sr ~= nil and sr.bytes > 0 then
+    if sr and sr.bytes > 0 then
         local upto = rev.a.hol_rv_upto
         if upto == nil or upto < sr.to then
             local held = sr.segments or {}
@@ -234,7 +234,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
 
     -- a D-SACK for the retransmission that seemed to fill the hole: it was spurious, the late
     -- original filled it (corrects the release already stored; shows in two-pass and the GUI)
-    if pkt.dsack and pkt.dsack_l ~= nil then
+    if pkt.dsack and pkt.dsack_l then
         local lr = rev.a.hol_last_sender_rel
         if lr ~= nil and pkt.dsack_l <= lr.s and pkt.dsack_r >= lr.e then
             lr.rel.spurious_frame = lr.rel.filler_frame

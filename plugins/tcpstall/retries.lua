@@ -280,7 +280,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
         local outcome, who = nil, nil
         if pkt.rst then
             outcome, who = "reset", "peer"
-        elseif pkt.ack ~= nil and pkt.ack > rep.s then
+        elseif pkt.ack and pkt.ack > rep.s then
             outcome = "recovered"
         end
         if outcome ~= nil then
@@ -312,7 +312,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
 
     -- 2. a retransmission of this direction's data
     local rtx = pkt.rtx
-    if rtx == nil or pkt.syn then return end
+    if not rtx or pkt.syn then return end
     local ds = dstate(fwd)
     local ep = ds.ep
     if ep == nil then

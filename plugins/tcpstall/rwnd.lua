@@ -138,7 +138,7 @@ end
 -- shift of R's advertisement in this packet: shift, source (nil when unknown)
 local function pkt_shift(pkt, R)
     local sc = pkt.win_scale
-    if sc == nil then return nil, nil end
+    if not sc then return nil, nil end
     local hs = R.isn ~= nil or R.peer.isn ~= nil
     if sc == -2 then return 0, "handshake" end
     if sc >= 0 then return sc, hs and "handshake" or "pref" end
@@ -447,7 +447,7 @@ end
 local function on_advert(A, R, pkt, out)
     local raw = pkt.win_raw
     local ack = pkt.ack
-    if raw == nil or ack == nil then return end
+    if not raw or not ack then return end
     local uns = pkt.syn
     if uns then
         -- SYN-ACK after the peer's SYN: the shift is known from the handshake now
@@ -499,7 +499,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     local Af = fwd.a.rwnd
     -- fwd as the data sender
-    if pkt.len > 0 and pkt.rtx == nil and not pkt.ws_keep_alive and not pkt.ws_retrans then
+    if pkt.len > 0 and not pkt.rtx and not pkt.ws_keep_alive and not pkt.ws_retrans then
         if Af == nil then Af = state(fwd) end
         if Af.high == nil or pkt.de > Af.high then
             on_data(Af, fwd, pkt, out, st)
@@ -510,7 +510,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
         tick(Af, fwd, st, out, t)
     end
     -- fwd as the receiver of rev's data: its window advertisement
-    if pkt.ackf and pkt.win_raw ~= nil then
+    if pkt.ackf and pkt.win_raw then
         local Ar = rev.a.rwnd
         if Ar == nil then Ar = state(rev) end
         on_advert(Ar, fwd, pkt, out)

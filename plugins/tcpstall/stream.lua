@@ -203,21 +203,20 @@ end
 
 -- Record a transmission [s, e) of direction d. Returns retransmission info or nil.
 local function on_send(d, pkt, s, e)
-    local t, f = pkt.time, pkt.number
+    local t, f, tv = pkt.time, pkt.number, pkt.tsval or nil
     local high = d.high
     local info = nil
     if high == nil or s >= high then
-        seg_insert(d, s, e, t, f, pkt.tsval)
+        seg_insert(d, s, e, t, f, tv)
     else
         -- an exact copy of the last transmission (same range, same TSval): duplicated by the
         -- network or the capture, not sent again
         local g0 = d.segs[seg_find(d, s)]
-        if g0 ~= nil and g0[1] == s and g0[2] == e and pkt.tsval ~= nil and g0[8] == pkt.tsval then
+        if g0 ~= nil and g0[1] == s and g0[2] == e and tv ~= nil and g0[8] == tv then
             pkt.duplicate = true
             return nil
         end
         -- (also when the original was already acknowledged: the last few transmissions)
-        local tv = pkt.tsval
         if tv ~= nil then
             local rs, re, rt = d.rec_s, d.rec_e, d.rec_ts
             for k = 1, 4 do
@@ -242,7 +241,7 @@ local function on_send(d, pkt, s, e)
             -- both stay unknown)
             if start_seen and first_t == nil then first_t, prev_t, prev_f = g[3], g[6], g[7] end
             g[5] = g[5] + 1
-            g[6], g[7], g[8] = t, f, pkt.tsval
+            g[6], g[7], g[8] = t, f, tv
             if g[5] > tx then tx = g[5] end
             if g[2] > covered_to then covered_to = g[2] end
             i = i + 1
@@ -251,18 +250,18 @@ local function on_send(d, pkt, s, e)
         if high < top then top = high end
         if covered_to < top then gaps[#gaps + 1] = { covered_to, top } end
         for _, gp in ipairs(gaps) do
-            if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f, pkt.tsval) end
+            if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f, tv) end
         end
         if tx > 0 then
             info = { first_t = first_t, prev_t = prev_t, prev_f = prev_f, n = tx - 1, unseen = not start_seen }
         end
-        if e > high then seg_insert(d, high, e, t, f, pkt.tsval) end
+        if e > high then seg_insert(d, high, e, t, f, tv) end
     end
     if high == nil or e > high then
         d.high = e
     end
     local k = d.rec_n % 4 + 1
-    d.rec_s[k], d.rec_e[k], d.rec_ts[k] = s, e, pkt.tsval
+    d.rec_s[k], d.rec_e[k], d.rec_ts[k] = s, e, tv
     d.rec_n = d.rec_n + 1
     return info
 end
@@ -555,7 +554,7 @@ local function on_ack(d, pkt, ack)
             pkt.sack_released = { bytes = bytes, first_t = first_t, first_f = first_f, entries = ents, from = una, to = ack }
         end
         local sr = pkt.sack_released
-        if sr == nil and not d.sack_seen and d.dup_times ~= nil and d.dup_times[1] ~= nil then
+        if not sr and not d.sack_seen and d.dup_times ~= nil and d.dup_times[1] ~= nil then
             -- no SACK on this connection: each duplicate ACK reported one segment held above the
             -- hole; take the segments sent after the missing one, one per dupACK
             local segs, h = d.segs, d.segs_head
@@ -587,7 +586,7 @@ local function on_ack(d, pkt, ack)
             if g[5] == 1 then sample_seg = g else sample_seg = nil end
             h = h + 1
         end
-        if sr ~= nil and not sr.dupack_based then
+        if sr and not sr.dupack_based then
             -- sr.segments (the acked segments that were SACKed before) is built on first read:
             -- a receiver-side capture never reads it (the receiver view already has the release)
             sr._segs, sr._h0, sr._h1 = segs, h0, h
@@ -743,10 +742,10 @@ function M.ingest(pkt, fwd, rev)
     fwd.last_t = t
 
     -- sequence numbers (this direction's space)
-    local syn, len, tsval = pkt.syn, pkt.len, pkt.tsval
+    local syn, len, tsval = pkt.syn, pkt.len, pkt.tsval or nil
     local seq_raw = pkt.seq_raw
     local s, ds, de, nxt
-    if seq_raw ~= nil then
+    if seq_raw then
         local ref = fwd.ref
         if ref == nil then ref = seq_raw fwd.ref = ref end
         -- unwrap (inline seq.unwrap): absolute value closest to ref
@@ -766,8 +765,8 @@ function M.ingest(pkt, fwd, rev)
 
     if syn then
         fwd.isn = s
-        if pkt.wscale_opt ~= nil then fwd.wscale = pkt.wscale_opt end
-        if pkt.mss_opt ~= nil then fwd.mss = pkt.mss_opt end
+        if pkt.wscale_opt then fwd.wscale = pkt.wscale_opt end
+        if pkt.mss_opt then fwd.mss = pkt.mss_opt end
     end
 
     -- acknowledgement (the peer's space)
@@ -782,7 +781,7 @@ function M.ingest(pkt, fwd, rev)
     -- TS echo before anything else changes
     if tsval ~= nil then
         local tsecr = pkt.tsecr
-        if tsecr ~= nil and tsecr ~= 0 then ts_echo(rev, fwd, tsecr, t) end
+        if tsecr and tsecr ~= 0 then ts_echo(rev, fwd, tsecr, t) end
         ts_record(fwd, tsval, t)
     end
 
@@ -843,10 +842,10 @@ function M.ingest(pkt, fwd, rev)
 
     -- ACK and SACK for the peer's data
     local ack = pkt.ack
-    if ack ~= nil then
+    if ack then
         on_ack(rev, pkt, ack)
         local sack = pkt.sack
-        if sack ~= nil then
+        if sack then
             local blocks = sack_abs_scratch   -- valid during this packet only, like pkt
             local off = rev.ref
             local n = #sack
@@ -868,11 +867,11 @@ function M.ingest(pkt, fwd, rev)
     end
 
     -- window advertised by this side
-    if pkt.win_raw ~= nil then
+    if pkt.win_raw then
         fwd.win_raw = pkt.win_raw
         local sc = pkt.win_scale
         if pkt.syn then sc = 0 end            -- the window in SYNs is never scaled
-        if sc ~= nil and sc >= 0 then
+        if sc and sc >= 0 then
             fwd.win_scale = sc
             fwd.win = pkt.win_raw * (2 ^ sc)
         elseif sc == -2 then

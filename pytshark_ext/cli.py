@@ -264,8 +264,10 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
     Pairs connections by TCP content (sequence numbers, lengths, TCP timestamps; NAT may change
     addresses and ports), matches every transmission, measures the clock offset between the
     capture hosts and the one-way delays, and lists the segments lost between the two capture
-    points with the retransmission that finally delivered them. Exit status 1 when the captures
-    share no TCP segment.
+    points with the retransmission that finally delivered them (a lost spurious retransmission,
+    whose earlier copy got through, is listed as a loss that delayed nothing). A packet missing
+    downstream that the receiver acknowledged anyway is a capture drop, not a loss. Exit status 1
+    when the captures share no TCP segment.
     """
     import json as _json
 

@@ -791,6 +791,7 @@ class _Builder:
         self.path_b = path_b
         self.notes: List[str] = []
         self._fill_index: Dict[int, tuple] = {}
+        self._unmatched_index: Dict[int, dict] = {}
 
     def build(self) -> CorrelationResult:
         e = self.e
@@ -972,9 +973,15 @@ class _Builder:
                     # pure ACKs are listed too (a lost ACK can stall a sender)
                     rec["delivered_by"] = dv = self._delivery(adir, up, seq, length, t_a)
                     if dv is None and length and self._acked(adir, seq, length):
-                        # never seen downstream, yet the receiver acknowledged it: the downstream
-                        # capture dropped it (or it took another path) -- not a network loss
-                        not_captured.append(rec)
+                        if rec["transmission"] > 1 and not self._earlier_copy_lost(side, d, seq, length, ent[E_T]):
+                            # a retransmission whose earlier copy got through (a spurious retransmission):
+                            # this copy was lost in the network all the same, but delayed nothing
+                            rec["redundant"] = True
+                            lost.append(rec)
+                        else:
+                            # never seen downstream, yet the receiver acknowledged it: the downstream
+                            # capture dropped it (or it took another path) -- not a network loss
+                            not_captured.append(rec)
                     else:
                         lost.append(rec)
                 else:
@@ -985,6 +992,25 @@ class _Builder:
             lst.sort(key=lambda r: r["sent_at"])
             out.append([LostSegment(**r, kind=kind, id=f"{prefix}-{i}") for i, r in enumerate(lst, 1)])
         return out[0], out[1], out[2], counts
+
+    def _earlier_copy_lost(self, side, d: _Dir, seq: int, length: int, t: float) -> bool:
+        """Is an earlier transmission of any byte of [seq, seq+length), sent by `d` and seen at `side`,
+        also missing from the other capture? (If not, the earlier copy reached it.)"""
+        index = self._unmatched_index.get(id(side))
+        if index is None:
+            # per direction: the unmatched payload-carrying entries sorted by relative start
+            index = self._unmatched_index[id(side)] = {}
+            for ent in side.unmatched:
+                dd = ent[E_D]
+                if ent[E_LEN]:
+                    index.setdefault(id(dd), []).append((((ent[E_SEQ] - (dd.base or 0)) & MASK), ent[E_LEN], ent[E_T]))
+            for rows in index.values():
+                rows.sort()
+        rows = index.get(id(d), ())
+        r = (seq - (d.base or 0)) & MASK
+        lo = bisect.bisect_left(rows, (r - 0x40000,))        # no segment is longer than 256 KiB
+        hi = bisect.bisect_left(rows, (r + length,))
+        return any(start + ln > r and when < t for start, ln, when in rows[lo:hi])
 
     def _acked(self, adir: _Dir, seq: int, length: int) -> bool:
         """Did the receiver (reverse direction, in either capture) acknowledge seq+length?"""
@@ -1096,7 +1122,11 @@ class _Builder:
             what = f"{r.len}-byte segment" if r.len else _control_name(r.flags)
             if r.transmission > 1:
                 what += f" (transmission #{r.transmission})"
-            if r.delivered_by:
+            if r.redundant:
+                how = (f"an earlier transmission of the same bytes had got through to {down} (a spurious "
+                       "retransmission): this loss delayed nothing")
+                end = r.sent_at
+            elif r.delivered_by:
                 dv = r.delivered_by
                 how = (f"delivered by transmission #{dv.transmission} ({r.upstream} frame {dv.up_frame}), "
                        f"which reached {down} (frame {dv.down_frame}) {dv.after_ms:.1f} ms after this one was sent")
@@ -1172,7 +1202,7 @@ def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[
         if f.kind in LINKED_KINDS:
             filled = (f.numbers or {}).get("filled_by_frame")
             for r in result.lost:
-                if flows is not None and r.flow not in flows:
+                if r.redundant or (flows is not None and r.flow not in flows):
                     continue
                 dv = r.delivered_by
                 if f.kind == "hol_blocked" and filled is not None and dv is not None:

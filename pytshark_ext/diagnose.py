@@ -63,7 +63,8 @@ def facts_from_correlation(result, packets: Optional[Mapping[str, object]] = Non
     """From a correlate.CorrelationResult (with plugin findings linked) and timeline.CapturePackets."""
     return TcpFacts(
         sides=("A", "B"), names={"A": result.a.path, "B": result.b.path},
-        findings=tuple(result.findings), lost=tuple(r for r in result.lost if r.kind == "lost"),
+        # (a lost redundant copy delayed nothing: it explains no stall)
+        findings=tuple(result.findings), lost=tuple(r for r in result.lost if r.kind == "lost" and not r.redundant),
         clock_offset_s=(result.clock_offset_ms or 0.0) / 1000.0,
         one_way_ms={k: v.median for k, v in result.one_way_delay_ms.items()},
         packets={k: tuple(v.segments) for k, v in (packets or {}).items()})

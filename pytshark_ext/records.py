@@ -109,6 +109,8 @@ class LostSegment:
     id: str = ""
     transmission: int = 1           # 1 = original send, 2 = first retransmission, ... (at `seen_at`)
     flags: int = 0                  # tcp.flags (SYN/FIN/RST/ACK ...) of that packet
+    redundant: bool = False         # a retransmission whose earlier copy had got through (spurious): lost
+                                    # all the same, but it delayed nothing (delivered_by stays None)
 
 
 @dataclass(frozen=True)

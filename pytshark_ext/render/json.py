@@ -16,12 +16,14 @@ Schema (stable; times are epoch seconds in capture A's clock unless named otherw
     lost[]                     {id, flow, direction, nearer_sender, seen_at, frame, seq_raw, seq_rel, len, tsval,
                                 transmission (1 = original), flags (tcp.flags as an int),
                                 sent_at, delivered_by: null | {transmission, up_frame, down_frame, sent_at,
-                                                               arrived_at, after_ms}}
+                                                               arrived_at, after_ms},
+                                redundant: true when an earlier transmission of the same bytes had got
+                                           through (a spurious retransmission lost: it delayed nothing)}
     lost_total                 (lost[] is capped; this is the full count)
     unseen_upstream[]          same shape: seen nearer the receiver only (the upstream capture missed it)
     unseen_upstream_total
-    not_captured[]             same shape: never seen downstream yet acknowledged by the receiver (a capture
-    not_captured_total         drop at the downstream point, not a loss)
+    not_captured[]             same shape: never seen downstream yet acknowledged by the receiver, and no earlier
+    not_captured_total         copy of its bytes got through (a capture drop at the downstream point, not a loss)
     reordering[]               {flow, direction, count, examples: [{frame_a, frame_b, time}]}
     delay_spikes[]             {flow, direction, start, end, peak_ms, median_ms, frame_a}
     findings[]                 {id, kind, summary, start, end, duration_ms, evidence, caused_by, frames, stream,
@@ -52,7 +54,8 @@ def delay_dict(st: Optional[DelayStats]) -> Optional[dict]:
 def lost_dict(r: LostSegment) -> dict:
     d = {"id": r.id, "flow": r.flow, "direction": r.direction, "nearer_sender": r.upstream,
          "seen_at": r.seen_at, "frame": r.frame, "seq_raw": r.seq_raw, "seq_rel": r.seq_rel, "len": r.len,
-         "tsval": r.tsval, "transmission": r.transmission, "flags": r.flags, "sent_at": _r(r.sent_at), "delivered_by": None}
+         "tsval": r.tsval, "transmission": r.transmission, "flags": r.flags, "sent_at": _r(r.sent_at), "delivered_by": None,
+         "redundant": r.redundant}
     if r.delivered_by is not None:
         dv = r.delivered_by
         d["delivered_by"] = {"transmission": dv.transmission, "up_frame": dv.up_frame,

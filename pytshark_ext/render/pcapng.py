@@ -35,6 +35,9 @@ def correlate_comments(result) -> Dict[int, str]:
                              f"arrived at B +{dv.after_ms:.1f} ms")
                 add(dv.up_frame, f"tcpstall: retransmission of frame {r.frame} (lost before B); "
                                  f"arrived at B +{dv.after_ms:.1f} ms after the original")
+            elif r.redundant:
+                add(r.frame, "tcpstall: lost before reaching B; a spurious retransmission (an earlier copy "
+                             "had got through): delayed nothing")
             else:
                 add(r.frame, "tcpstall: lost before reaching B; not delivered within the captures")
         elif dv:                          # lost between B and A: A only sees the retransmission arrive

@@ -53,7 +53,9 @@ def correlate_table(result, max_rows: int = 50) -> str:
             dv = r.delivered_by
             down = "B" if r.upstream == "A" else "A"
             how = (f"transmission #{dv.transmission} ({r.upstream} frame {dv.up_frame}) reached {down} "
-                   f"frame {dv.down_frame} +{dv.after_ms:.1f} ms" if dv else "not delivered in the captures")
+                   f"frame {dv.down_frame} +{dv.after_ms:.1f} ms" if dv
+                   else f"an earlier copy (spurious retransmission #{r.transmission})" if r.redundant
+                   else "not delivered in the captures")
             rows.append([r.id, r.direction, f"{r.seen_at} {r.frame}", r.seq_rel, r.seq_raw, r.len,
                          rel(r.sent_at), how])
         out.append(f"lost between the capture points: {result.lost_total}")

@@ -36,6 +36,29 @@ def test_parse_output_splits_rows_and_summary():
     assert errors == 0 and first is None
 
 
+def test_held_only_rows_are_kept_compact_and_read_the_same():
+    """Hand-made rows (a parser unit test): a frame that is only held keeps frame, time, stream and
+    release frame in a small slotted object; a held frame with more to say stays a full row."""
+    fields = an.FIELDS
+    def line(**kv):
+        return FIELD_SEP.join(kv.get(f, "") for f in fields)
+    held = {"frame.number": "31", "frame.time_epoch": "100.25", "tcp.stream": "2",
+            "tcpstall.hol.release_frame": "40", "tcpstall.hol.hold_ms": "12.5",
+            "_ws.expert.message": "HOL-blocked delivery: held"}
+    busy = dict(held, **{"frame.number": "32", "tcpstall.retrans.trigger": "fast"})
+    rows, _, _, _ = an.parse_output([line(**held), line(**busy)], fields)
+    small, full = rows
+    assert not isinstance(small, dict) and isinstance(full, dict)
+    assert (an._i(small, "frame.number"), an._f(small, "frame.time_epoch"), an._i(small, "tcp.stream"),
+            an._i(small, "tcpstall.hol.release_frame")) == (31, 100.25, 2, 40)
+    assert small.get("tcpstall.hol.hold_ms") is None and an._msg(small, "held") is None
+    assert an._s(full, "tcpstall.retrans.trigger") == "fast"
+    [f] = an.findings_from_rows(rows + [{"frame.number": ["40"], "frame.time_epoch": ["100.3"],
+                                         "tcp.stream": ["2"], "tcpstall.hol.released_bytes": ["84"],
+                                         "tcpstall.hol.max_hold_ms": ["50"]}])
+    assert f.numbers["held_frames"] == [31, 32] and f.numbers["release_frame"] == 40
+
+
 def test_hol_finding_matches_truth(hb_server):
     t = truth("heartbeat-loss")["faults"][0]
     held, filler = t["held_at_server"][0], t["arrived_at_server"][0]

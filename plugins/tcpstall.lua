@@ -119,9 +119,12 @@ proto.fields = {
 local SEQ = expert.group.SEQUENCE
 local E = {
     hol_blocked       = ProtoExpert.new("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole", SEQ, expert.severity.WARN),
-    hol_blocked_note  = ProtoExpert.new("tcpstall.hol.blocked_note", "HOL-blocked delivery (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
+    -- an expert's severity is fixed when it is registered: a hold below hol_warn_ms is a note, so each
+    -- of these two is registered twice under the same filter name (as Wireshark's own
+    -- _ws.type_length.mismatch is, as an error and as a warning): `tcpstall.hol.released` finds both
+    hol_blocked_note  = ProtoExpert.new("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
     hol_released      = ProtoExpert.new("tcpstall.hol.released", "HOL-blocked delivery: held data released", SEQ, expert.severity.WARN),
-    hol_released_note = ProtoExpert.new("tcpstall.hol.released_note", "HOL-blocked delivery released (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
+    hol_released_note = ProtoExpert.new("tcpstall.hol.released", "HOL-blocked delivery: held data released (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
     rwnd_throttling   = ProtoExpert.new("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
     retries_approaching = ProtoExpert.new("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
     retries_final     = ProtoExpert.new("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),

@@ -30,11 +30,10 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.retries.outcome",
     "tcpstall.retrans.trigger",
     # expert infos, printed as a count when present
-    "tcpstall.hol.released", "tcpstall.hol.released_note",
-    "tcpstall.hol.blocked", "tcpstall.hol.blocked_note",
+    "tcpstall.hol.released", "tcpstall.hol.blocked",
     "tcpstall.rwnd.throttling", "tcpstall.retries.approaching", "tcpstall.retries.final",
     "tcpstall.thin_stream",
-    "_ws.expert.message",
+    "_ws.expert.message", "_ws.expert.severity",      # (one per expert, in the same order)
 )
 DISPLAY_FILTER = "tcpstall"
 STAT_ARG = "tcpstall,tsv"
@@ -184,6 +183,20 @@ def _msg(row: Row, *needles: str) -> Optional[str]:
     return None
 
 
+# _ws.expert.severity as tshark prints it (the number; a name too, should a version print that)
+_SEVERITY = {"2097152": "chat", "4194304": "note", "6291456": "warn", "8388608": "error",
+             "chat": "chat", "note": "note", "warning": "warn", "warn": "warn", "error": "error"}
+
+
+def _severity(row: Row, needle: str) -> Optional[str]:
+    """Severity of the row's first expert whose text contains `needle`."""
+    sev = row.get("_ws.expert.severity") or []
+    for i, m in enumerate(row.get("_ws.expert.message") or []):
+        if needle.lower() in m.lower():
+            return _SEVERITY.get(sev[i].strip().lower()) if i < len(sev) else None
+    return None
+
+
 # --- findings ----------------------------------------------------------------------------------
 
 def findings_from_rows(rows: Sequence[Row]) -> List[Finding]:
@@ -231,7 +244,7 @@ def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Find
             "filled_by_frame": filled_by,
             "trigger": trigger,
             "view": _s(r, "tcpstall.hol.view"),
-            "severity": "warn" if _has(r, "tcpstall.hol.released") else "note",
+            "severity": _severity(r, "HOL-blocked delivery: released") or "note",
             "held_frames": held,
         }
         if thin:

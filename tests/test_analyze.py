@@ -78,6 +78,12 @@ def test_hol_finding_matches_truth(hb_server):
     assert f.summary.startswith("HOL-blocked delivery: released 21 bytes")
 
 
+def test_short_hold_is_a_note_under_the_same_name():
+    r = an.analyze_capture(str(sample("heartbeat-loss-server.pcapng")), prefs={"hol_warn_ms": 50})
+    [f] = [f for f in r.findings if f.kind == "hol_blocked"]
+    assert f.numbers["severity"] == "note" and f.numbers["max_hold_ms"] < 50
+
+
 def test_json_shape(hb_server):
     d = an.to_json(hb_server)
     json.dumps(d)   # serialisable

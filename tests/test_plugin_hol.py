@@ -15,8 +15,8 @@ HOL_FIELDS = (
     "tcpstall.hol.released_bytes", "tcpstall.hol.released_segments", "tcpstall.hol.max_hold_ms",
     "tcpstall.hol.first_held_frame", "tcpstall.hol.filled_by", "tcpstall.hol.view",
     "tcpstall.retrans.trigger",
-    "tcpstall.hol.released", "tcpstall.hol.released_note", "tcpstall.hol.blocked", "tcpstall.hol.blocked_note",
-    "tcpstall.thin_stream", "_ws.expert.message",
+    "tcpstall.hol.released", "tcpstall.hol.blocked",
+    "tcpstall.thin_stream", "_ws.expert.message", "_ws.expert.severity",
 )
 
 
@@ -27,8 +27,18 @@ def run(capture, two_pass: bool, display_filter=None, prefs=None):
                               prefs=prefs):
         rec = dict(zip(HOL_FIELDS, row))
         frame = int(rec["frame.number"][0])
-        out[frame] = {k: (v if k == "_ws.expert.message" else (v[0] if v else None)) for k, v in rec.items()}
+        out[frame] = {k: (v if k.startswith("_ws.expert") else (v[0] if v else None)) for k, v in rec.items()}
     return out
+
+
+NOTE, WARN = "4194304", "6291456"     # _ws.expert.severity
+
+
+def severity(r, prefix):
+    """Severity of the frame's expert whose text starts with `prefix`."""
+    sev = [s for m, s in zip(r["_ws.expert.message"], r["_ws.expert.severity"]) if m.startswith(prefix)]
+    assert len(sev) == 1, r["_ws.expert.message"]
+    return sev[0]
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +60,7 @@ def test_heartbeat_receiver_release_one_pass():
     assert rel["tcpstall.hol.view"] == "receiver"
     assert abs(float(rel["tcpstall.hol.max_hold_ms"]) - held["hold_ms"]) <= 1.0
     assert rel["tcpstall.hol.released"] is not None          # >= hol_warn_ms (20): a warning
+    assert severity(rel, "HOL-blocked delivery: released") == WARN
     msg = [m for m in rel["_ws.expert.message"] if m.startswith("HOL-blocked delivery: released")]
     assert msg and (f"released 21 bytes in 1 segment held up to {float(rel['tcpstall.hol.max_hold_ms']):.1f} ms "
                     f"(first held frame {held['frame']})") in msg[0]
@@ -86,7 +97,9 @@ def test_warn_threshold_pref_turns_warning_into_note():
     rows = run(sample("heartbeat-loss-server.pcapng"), two_pass=True, display_filter="tcpstall",
                prefs={"hol_warn_ms": 50})
     r = rows[filler["frame"]]
-    assert r["tcpstall.hol.released"] is None and r["tcpstall.hol.released_note"] is not None
+    # the same filter name (tcpstall.hol.released finds it), a note instead of a warning
+    assert r["tcpstall.hol.released"] is not None
+    assert severity(r, "HOL-blocked delivery: released") == NOTE
 
 
 def test_hol_analyzer_can_be_switched_off():
@@ -260,7 +273,8 @@ def test_reordering_late_original_is_a_release():
         assert abs(float(r["tcpstall.hol.max_hold_ms"]) - (late.time - above.time) * 1000) <= 1.0
         assert r["tcpstall.retrans.trigger"] is None          # not a retransmission
         assert any("late original" in m for m in r["_ws.expert.message"])
-        assert r["tcpstall.hol.released_note"] is not None    # 5-8 ms < hol_warn_ms: a note
+        assert r["tcpstall.hol.released"] is not None         # 5-8 ms < hol_warn_ms: a note
+        assert severity(r, "HOL-blocked delivery: released") == NOTE
         assert int(rows[above.frame]["tcpstall.hol.release_frame"]) == late.frame
     # the spurious fast retransmissions that follow and the network duplicates release nothing
     rels = sorted(f for f, r in rows.items() if r["tcpstall.hol.released_bytes"])

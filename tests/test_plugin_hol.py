@@ -34,6 +34,16 @@ def run(capture, two_pass: bool, display_filter=None, prefs=None):
 NOTE, WARN = "4194304", "6291456"     # _ws.expert.severity
 
 
+def thin_numbers(r):
+    """(how long the loss evidence took, the send interval) in ms from the frame's thin-stream note."""
+    import re
+    [m] = [m for m in r["_ws.expert.message"] if m.startswith("Thin stream")]
+    took = re.search(r"(?:waited|took|in) ([\d.]+) ms", m)
+    every = re.search(r"one segment every ~([\d.]+) ms", m)
+    assert took and every and "Helps:" in m, m
+    return float(took.group(1)), float(every.group(1)), m
+
+
 def severity(r, prefix):
     """Severity of the frame's expert whose text starts with `prefix`."""
     sev = [s for m, s in zip(r["_ws.expert.message"], r["_ws.expert.severity"]) if m.startswith(prefix)]
@@ -90,6 +100,13 @@ def test_heartbeat_receiver_trigger_and_thin_stream():
     # one dupACK with SACK, retransmitted one RTT later: RACK (kernel 6.18, tcp_recovery=1)
     assert r["tcpstall.retrans.trigger"] == "rack"
     assert r["tcpstall.thin_stream"] is not None
+    # the receiver never saw the original: its send time is estimated one send interval before the
+    # next heartbeat, the interval from the arrivals around the hole
+    t = truth("heartbeat-loss")
+    took, every, text = thin_numbers(r)
+    assert "(est.)" in text
+    assert abs(took - t["faults"][0]["retransmissions"][0]["after_ms"]) <= 3.0
+    assert abs(every - t["app"]["interval_ms"]) <= 3.0
 
 
 def test_warn_threshold_pref_turns_warning_into_note():
@@ -118,8 +135,9 @@ def test_heartbeat_sender_view_two_pass():
     # the retransmission and what triggered it
     assert rows[rtx["frame"]]["tcpstall.retrans.trigger"] == "rack"
     assert rows[rtx["frame"]]["tcpstall.thin_stream"] is not None
-    thin = [m for m in rows[rtx["frame"]]["_ws.expert.message"] if m.startswith("Thin stream")][0]
-    assert f"retransmitted {rtx['after_ms']:.1f} ms after the original" in thin
+    took, every, text = thin_numbers(rows[rtx["frame"]])
+    assert f"waited {rtx['after_ms']:.1f} ms for a later segment to be SACKed" in text
+    assert abs(every - truth("heartbeat-loss")["app"]["interval_ms"]) <= 3.0
     # the release: the ACK that moved the cumulative ACK over the SACKed heartbeat
     rel_frames = [f for f, r in rows.items() if r["tcpstall.hol.released_bytes"]]
     assert len(rel_frames) == 1
@@ -219,6 +237,9 @@ def test_nosack_receiver_holds_and_release():
     assert abs(float(rel["tcpstall.hol.max_hold_ms"]) - max(h["hold_ms"] for h in helds)) <= 1.0
     assert rel["tcpstall.retrans.trigger"] == "rto"
     assert rel["tcpstall.thin_stream"] is not None
+    took, every, text = thin_numbers(rel)       # (est.): the original was lost before this capture
+    assert "(est.)" in text and abs(took - t["retransmissions"][0]["after_ms"]) <= 3.0
+    assert abs(every - truth("heartbeat-loss-nosack")["app"]["interval_ms"]) <= 3.0
 
 
 def test_nosack_sender_dupack_view():
@@ -227,8 +248,9 @@ def test_nosack_sender_dupack_view():
     helds = t["held_at_server"]
     rows = run(sample("heartbeat-loss-nosack-client.pcapng"), two_pass=True, display_filter="tcpstall")
     assert rows[rtx["frame"]]["tcpstall.retrans.trigger"] == "rto"
-    thin = [m for m in rows[rtx["frame"]]["_ws.expert.message"] if m.startswith("Thin stream")]
-    assert thin and f"retransmitted {rtx['after_ms']:.1f} ms after the original" in thin[0]
+    took, every, text = thin_numbers(rows[rtx["frame"]])
+    assert f"in {rtx['after_ms']:.1f} ms, no fast retransmit: the timer fired" in text
+    assert abs(every - truth("heartbeat-loss-nosack")["app"]["interval_ms"]) <= 3.0
     rels = [r for r in rows.values() if r["tcpstall.hol.released_bytes"]]
     assert len(rels) == 1 and rels[0]["tcpstall.hol.view"] == "sender"
     assert int(rels[0]["tcpstall.hol.released_bytes"]) == sum(h["len"] for h in helds)

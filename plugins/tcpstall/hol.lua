@@ -305,18 +305,23 @@ function M.render(tree, r, number)
     end
     local th = r.thin
     if th ~= nil then
+        -- how long the loss evidence took to come ("est.": the capture never saw the original, its
+        -- send time is estimated one send interval before the next segment)
+        local took = fmt_ms(th.took_ms) .. " ms" .. (th.estimated and " (est.)" or "")
         local what
         if th.trigger == "fast" then
-            what = string.format("fast retransmit waited for %d dupACKs", th.dupacks)
+            what = string.format("%d dupACKs took %s", th.dupacks, took)
         elseif th.trigger == "rto" then
-            what = string.format("only %d dupACK%s had come, the timer fired first", th.dupacks, th.dupacks == 1 and "" or "s")
+            what = string.format("%d dupACK%s in %s, no fast retransmit: the timer fired", th.dupacks, th.dupacks == 1 and "" or "s", took)
         else
-            what = "RACK waited for a later segment to be SACKed"
+            what = string.format("the retransmission waited %s for a later segment to be SACKed", took)
         end
-        -- within core.EXPERT_MAX bytes, so Wireshark shows it whole
+        -- within core.EXPERT_MAX bytes, so Wireshark shows it whole. What helps: more segments in
+        -- flight (the evidence comes sooner), or an application timeout above what recovery takes
+        -- (at least one RTT plus Linux's 200 ms minimum RTO when the timer has to fire)
         tree:add_proto_expert_info(E.thin_stream, string.format(
-            "Thin stream: retransmitted %s ms after the original%s, RTT %s ms: %s; one segment every ~%s ms. Helps: send more often or time out later",
-            fmt_ms(th.took_ms), th.estimated and " (est.)" or "", fmt_ms(th.rtt_ms), what, fmt_ms(th.interval_ms)))
+            "Thin stream: %s (RTT %s ms): the sender sends one segment every ~%s ms. Helps: sending more often, an app timeout > RTT + 200 ms",
+            what, fmt_ms(th.rtt_ms), fmt_ms(th.interval_ms)))
     end
 end
 

@@ -883,15 +883,23 @@ function M.ingest(pkt, fwd, rev)
     end
 end
 
--- Average interval between new-data sends of direction d (seconds) over the last <= 8 sends.
+-- Typical interval between new-data sends of direction d (seconds): the median of the last <= 7
+-- gaps between new-data packets. (Not the average: at a receiver-side capture the lost segment is
+-- missing, and the one doubled gap would stretch the average by a seventh.) Called rarely (on
+-- retransmissions).
 function M.send_interval(d)
     local n = d.new_times_n
     if n < 2 then return nil end
     local m = n < 8 and n or 8
     local r = d.new_times
-    local newest = r[(n - 1) % 8 + 1]
-    local oldest = r[(n - m) % 8 + 1]
-    return (newest - oldest) / (m - 1)
+    local gaps = {}
+    for i = n - m + 1, n - 1 do
+        gaps[#gaps + 1] = r[i % 8 + 1] - r[(i - 1) % 8 + 1]
+    end
+    table.sort(gaps)
+    local k = #gaps
+    if k % 2 == 1 then return gaps[(k + 1) / 2] end
+    return (gaps[k / 2] + gaps[k / 2 + 1]) / 2
 end
 
 return M

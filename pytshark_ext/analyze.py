@@ -25,6 +25,7 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms", "tcpstall.rwnd.bytes",
     "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame", "tcpstall.rwnd.cause",
+    "tcpstall.rwnd.cause_text",
     "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
     "tcpstall.retries.rto_count", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
     "tcpstall.retries.outcome",
@@ -299,12 +300,14 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
             "end_frame": end_frame,
             "reported_frame": _i(r, "frame.number"),
             "cause": _s(r, "tcpstall.rwnd.cause"),
+            "cause_text": _s(r, "tcpstall.rwnd.cause_text"),
             "ongoing": end_frame is None,
         }
         summary = _msg(r, "receiver window throttling") or "receiver window throttling"
         frames = tuple(sorted({f for f in (start_frame, end_frame, _i(r, "frame.number")) if f is not None}))
         out.append(Finding(kind="rwnd_throttling", summary=summary, start=start_t,
-                           end=start_t + limited / 1000.0, stream=key[0], frames=frames, numbers=numbers))
+                           end=start_t + limited / 1000.0, stream=key[0], frames=frames, numbers=numbers,
+                           evidence=(f"likely cause: {numbers['cause_text']}",) if numbers["cause_text"] else ()))
     return out
 
 

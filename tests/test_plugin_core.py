@@ -161,12 +161,26 @@ def test_retransmission_triggers_peer_vanishes():
     assert all(g2 > 1.5 * g1 for g1, g2 in zip(gaps, gaps[1:])), "RTO backoff doubles"
 
 
-def test_analyzers_can_be_switched_off():
-    for name in ("hol", "rwnd", "retries"):
-        z = z_tsv(sample("heartbeat-loss-server.pcapng"), "-o", f"tcpstall.{name}_enabled:FALSE")
-        assert z["end"]["errors"] == "0"
-        if name == "hol":
-            assert "hol_episodes" not in z["streams"][0]
+@pytest.mark.parametrize("name, capture, field", [
+    ("hol", "heartbeat-loss-server", "tcpstall.hol.released_bytes"),
+    ("rwnd", "small-rcvbuf-server", "tcpstall.rwnd.window"),
+    ("retries", "peer-vanishes-client", "tcpstall.retries.count"),
+])
+def test_analyzers_can_be_switched_off(name, capture, field):
+    """Each analyzer's pref: on (default) it reports on its incident's capture; off, nothing of it
+    is left (fields, experts, -z columns) and the other analyzers still run."""
+    def frames_with(*prefs):
+        out = tshark_out(["-r", str(sample(f"{capture}.pcapng")), "-2", "-Y", field, "-T", "fields",
+                          "-e", "frame.number", *prefs]).stdout
+        return out.split()
+    assert frames_with()
+    off = ("-o", f"tcpstall.{name}_enabled:FALSE")
+    assert frames_with(*off) == []
+    z = z_tsv(sample(f"{capture}.pcapng"), *off)
+    assert z["end"]["errors"] == "0"
+    cols = z["streams"][0]
+    assert not any(k.startswith(name + "_") for k in cols)
+    assert all(any(k.startswith(other + "_") for k in cols) for other in {"hol", "rwnd", "retries"} - {name})
 
 
 def test_plugin_never_writes_files_or_runs_programs():

@@ -161,6 +161,37 @@ def test_heartbeat_sender_view_two_pass():
     assert abs(est - held_truth["hold_ms"]) <= 1.0
 
 
+def test_heartbeat_sender_view_one_pass():
+    """One pass: the releasing ACK is printed after the SACKs, so it has the whole release."""
+    rtx = truth("heartbeat-loss")["faults"][0]["retransmissions"][0]
+    rows = run(sample("heartbeat-loss-client.pcapng"), two_pass=False, display_filter="tcpstall")
+    rels = [r for r in rows.values() if r["tcpstall.hol.released_bytes"]]
+    assert len(rels) == 1 and rels[0]["tcpstall.hol.view"] == "sender"
+    assert int(rels[0]["tcpstall.hol.released_bytes"]) == 21
+    assert int(rels[0]["tcpstall.hol.filled_by"]) == rtx["frame"]
+    assert rows[rtx["frame"]]["tcpstall.retrans.trigger"] == "rack"
+
+
+@pytest.mark.parametrize("two_pass", [False, True])
+def test_heartbeat_receiver_without_handshake(tmp_path, two_pass):
+    """The receiver capture without its first 10 frames (no handshake: a long-lived connection
+    captured late): the same hold and release, frame numbers shifted by 10."""
+    import subprocess
+    t = truth("heartbeat-loss")["faults"][0]
+    held, filler = t["held_at_server"][0], t["arrived_at_server"][0]
+    cut = tmp_path / "hb-server-nohs.pcapng"
+    subprocess.run(["editcap", str(sample("heartbeat-loss-server.pcapng")), str(cut), "1-10"], check=True,
+                   capture_output=True)
+    rows = run(cut, two_pass=two_pass, display_filter="tcpstall")
+    rel = rows[filler["frame"] - 10]
+    assert int(rel["tcpstall.hol.released_bytes"]) == 21
+    assert int(rel["tcpstall.hol.first_held_frame"]) == held["frame"] - 10
+    assert abs(float(rel["tcpstall.hol.max_hold_ms"]) - held["hold_ms"]) <= 1.0
+    if two_pass:
+        assert abs(float(rows[held["frame"] - 10]["tcpstall.hol.hold_ms"]) - held["hold_ms"]) <= 1.0
+    assert [f for f, r in rows.items() if r["tcpstall.hol.released_bytes"]] == [filler["frame"] - 10]
+
+
 # --- seq-wrap: client->server sequence numbers cross 2^32, a segment after the wrap is lost -----
 
 def _receiver_hole_truth(capture, lost_seq, lost_len):
@@ -221,6 +252,7 @@ def test_clean_captures_have_no_hol_warnings(capture):
 # --- heartbeat-loss-nosack: no SACK/RACK/TLP, the RTO repairs the hole (collapsed retransmission) -
 
 def test_nosack_receiver_holds_and_release():
+    """The retransmission partly overlaps held data (the sender collapsed the held heartbeats into it)."""
     t = truth("heartbeat-loss-nosack")["faults"][0]
     filler = t["arrived_at_server"][0]
     helds = t["held_at_server"]

@@ -24,7 +24,7 @@ FIELDS = (
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms",
     "tcpstall.rwnd.bytes", "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame",
-    "tcpstall.rwnd.cause", "tcpstall.rwnd.throttling", "_ws.expert.message",
+    "tcpstall.rwnd.cause", "tcpstall.rwnd.cause_text", "tcpstall.rwnd.throttling", "_ws.expert.message",
 )
 
 CLIENT = "198.18.1.2"     # lab topology (truth["topology"]["client"]); asserted in expected()
@@ -135,6 +135,8 @@ def check_episode(by_frame, exp: Expected, tr: dict, wscale: int, inferred: bool
     achieved = exp.bytes * 8 / (exp.limited_ms / 1000) / 1e6
     assert abs(cap - achieved) <= 0.03 * achieved
     assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
+    words = one(end, "tcpstall.rwnd.cause_text")
+    assert f"window steady at {window} B" in words and "SO_RCVBUF" in words and "net.ipv4.tcp_rmem" in words
 
     msg = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
     assert len(msg) == 1
@@ -144,6 +146,8 @@ def check_episode(by_frame, exp: Expected, tr: dict, wscale: int, inferred: bool
     assert "{:,} B sent".format(exp.bytes).replace(",", " ") in msg[0]
     assert "bytes/window × RTT = " in msg[0]
     assert ("shift 0 inferred" in msg[0]) == inferred
+    if not inferred:      # (the shorter text leaves room for the cause)
+        assert msg[0].endswith("; likely: small SO_RCVBUF")
 
 
 @pytest.mark.parametrize("two_pass", PASSES)
@@ -225,6 +229,17 @@ def test_clean_captures_no_throttling(scenario, side):
     assert all(s.columns["rwnd_episodes"] == "0" for s in streams)
 
 
+@pytest.mark.parametrize("side", SIDES)
+def test_lossy_bulk_transfer_is_not_window_throttling(side):
+    """tests/data/bulk-loss-head-*: a bulk transfer with 1 % loss, limited by its congestion window
+    and recovering from losses with default buffers: no throttling warning."""
+    from pathlib import Path
+    cap = Path(__file__).resolve().parent / "data" / f"bulk-loss-head-{side}.pcapng"
+    by_frame, streams = run(str(cap), True)
+    assert experts(by_frame) == []
+    assert all(s.columns["rwnd_episodes"] == "0" for s in streams)
+
+
 def test_min_episode_pref_and_switch():
     cap = str(sample("small-rcvbuf-client.pcapng"))
     by_frame, _ = run(cap, False, (("rwnd_min_episode_ms", 10000),))
@@ -257,6 +272,7 @@ def test_analyze_finding_small_rcvbuf_nohs():
     assert abs(d["end"] - exp.end_ack_t) < 0.001
     assert abs(d["duration_ms"] - exp.limited_ms) <= 0.2
     assert d["bytes"] == exp.bytes and d["cause"] == "small_rcvbuf" and d["ongoing"] is False
+    assert "SO_RCVBUF" in d["cause_text"] and any("SO_RCVBUF" in e for e in d["evidence"])
     assert abs(d["rtt_ms"] - exp.round_ms) <= 0.03 * exp.round_ms
     assert d["summary"].startswith("receiver window throttling: rwnd 562 B")
 

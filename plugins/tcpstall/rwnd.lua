@@ -224,17 +224,17 @@ local function cause_of(ep, rtt, path, mss)
     local rounds = w > 0 and ep.bytes_now / w or 0
     local per_round = rounds >= 1 and ep.dur / rounds or nil
     if not steady(ep) and ep.decreases >= 2 and ep.w_last <= 0.5 * ep.w_max then
-        return "app_not_reading", "likely app not reading",
+        return "app_not_reading", "likely: app not reading",
             format("window shrank from %s B to %s B as the receive buffer filled: the receiving application reads slower than the data arrives (zero window itself: Wireshark's zero-window flags)",
                 fmt_int(ep.w_max), fmt_int(ep.w_last))
     end
     if slow_rounds(rtt, path) then
-        return "delayed_ack", "likely slow (delayed) ACKs",
+        return "delayed_ack", "likely: slow ACKs",
             format("each window took %s ms to be acknowledged while the path RTT is %s ms: delayed ACKs or a busy receiver",
                 fmt_ms(rtt), fmt_ms(path))
     end
     if steady(ep) then
-        return "small_rcvbuf", "likely small receive buffer (SO_RCVBUF)",
+        return "small_rcvbuf", "likely: small SO_RCVBUF",
             format("window steady at %s B, receiver ACKs promptly (a window per %s ms): small receive buffer; check the receiver's SO_RCVBUF (disables autotuning), net.ipv4.tcp_rmem, net.core.rmem_max",
                 fmt_int(ep.w_last), fmt_ms(per_round or rtt))
     end
@@ -535,7 +535,8 @@ local function render_report(tree, rep)
     add(tree, F.rwnd_bytes, UInt64.new(floor(b % 4294967296), floor(b / 4294967296)))
     add(tree, F.rwnd_start_frame, rep.start_f)
     if rep.end_f ~= nil then add(tree, F.rwnd_end_frame, rep.end_f) end
-    add(tree, F.rwnd_cause, rep.cause):append_text(": " .. rep.cause_txt)
+    add(tree, F.rwnd_cause, rep.cause)
+    add(tree, F.rwnd_cause_text, rep.cause_txt)
     -- the expert text (at most core.EXPERT_MAX bytes): the numbers that matter
     local segtxt = ""
     if rep.mss > 0 then

@@ -403,13 +403,26 @@ def _col_value(v: str):
             return v
 
 
+def _json_columns(columns: Mapping[str, str]) -> dict:
+    """The -z columns with JSON types: "-" (nothing to report) is null, and a window scale shown as
+    "10 inferred" is the number plus `<key>_inferred` (true/false; "unknown" is a null scale)."""
+    out = {}
+    for k, v in columns.items():
+        if k.endswith("_scale"):
+            num, _, flag = v.partition(" ")
+            out[k] = int(num) if num.isdigit() else None
+            out[k + "_inferred"] = flag == "inferred"
+        else:
+            out[k] = None if v in ("-", "") else _col_value(v)
+    return out
+
+
 def to_json(result: AnalysisResult) -> dict:
     return {
         "capture": result.capture,
         "streams": [
             {"stream": s.stream, "src": s.src, "sport": s.sport, "dst": s.dst, "dport": s.dport,
-             "start": s.first_t, "end": s.last_t,
-             **{k: _col_value(v) for k, v in s.columns.items()}}
+             "start": s.first_t, "end": s.last_t, **_json_columns(s.columns)}
             for s in result.streams],
         "findings": [finding_to_dict(f) for f in result.findings],
         "plugin_errors": result.plugin_errors,

@@ -90,6 +90,9 @@ def test_json_shape(hb_server):
     assert set(d) >= {"streams", "findings"}
     s = d["streams"][0]
     assert s["hol_episodes"] == 1 and isinstance(s["hol_worst_ms"], float)
+    # JSON types: nothing to report is null, the window scale a number with its own "inferred" flag
+    assert s["retries_stall_s"] is None and s["rwnd_window"] is None
+    assert s["rwnd_scale"] == 10 and s["rwnd_scale_inferred"] is False
     f = d["findings"][0]
     for key in ("kind", "summary", "stream", "frames", "start", "end", "duration_ms",
                 "released_bytes", "max_hold_ms", "first_held_frame", "release_frame"):

@@ -273,6 +273,8 @@ def test_analyze_finding_small_rcvbuf_nohs():
     assert abs(d["duration_ms"] - exp.limited_ms) <= 0.2
     assert d["bytes"] == exp.bytes and d["cause"] == "small_rcvbuf" and d["ongoing"] is False
     assert "SO_RCVBUF" in d["cause_text"] and any("SO_RCVBUF" in e for e in d["evidence"])
+    s = analyze.to_json(res)["streams"][0]
+    assert s["rwnd_scale"] == 0 and s["rwnd_scale_inferred"] is True and s["rwnd_window"] == exp.window
     assert abs(d["rtt_ms"] - exp.round_ms) <= 0.03 * exp.round_ms
     assert d["summary"].startswith("receiver window throttling: rwnd 562 B")
 

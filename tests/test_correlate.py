@@ -102,7 +102,7 @@ def test_nosack_variant_delivery_by_a_larger_retransmission():
 
 @pytest.mark.parametrize("scenario", ["heartbeat-loss", "heartbeat-loss-nosack", "cable-back", "peer-restarts",
                                       "peer-vanishes", "peer-vanishes-usertimeout", "seq-wrap", "clean-rpc",
-                                      "small-rcvbuf-nohs"])
+                                      "small-rcvbuf-nohs", "app-not-reading"])
 def test_lost_set_equals_the_lab_drops(scenario):
     """Every packet the router dropped (both directions, retransmissions included), nothing else.
     peer-vanishes: the server capture sees nothing after the blackhole; its pcapng statistics

@@ -229,6 +229,34 @@ def test_clean_captures_no_throttling(scenario, side):
     assert all(s.columns["rwnd_episodes"] == "0" for s in streams)
 
 
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+def test_app_not_reading(side, two_pass):
+    """sample_captures/app-not-reading: the server app stops reading for 2 s with default buffers;
+    the window closes. The cause is the application, not the buffer size, and the episode is the
+    stall: it starts after the server stopped reading and ends when the window reopens."""
+    import re
+    tr = truth("app-not-reading")
+    app = tr["app"]
+    stall_start = float(re.search(r"since ([\d.]+)", app["server_log_stall_lines"][0]).group(1))
+    stall_end = stall_start + app["stall_ms"] / 1000
+    by_frame, streams = run(str(sample(f"app-not-reading-{side}.pcapng")), two_pass)
+    warned = experts(by_frame)
+    assert len(warned) == 2                     # where the episode is confirmed, and where it ends
+    end = warned[-1][1]
+    assert one(end, "tcpstall.rwnd.cause") == "app_not_reading"
+    assert "zero window" in one(end, "tcpstall.rwnd.cause_text")
+    msg = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert msg == [m for m in msg if "window closed (zero window)" in m and m.endswith("likely: app not reading")]
+    assert "caps throughput" not in msg[0]      # not a window/RTT limit: no cap, no rule of thumb
+    start_t = float(one(by_frame[int(one(end, "tcpstall.rwnd.start_frame"))], "frame.time_epoch"))
+    limited = float(one(end, "tcpstall.rwnd.limited_ms")) / 1000
+    assert stall_start < app["window"]["first_zero_window_t"] < stall_end
+    assert 0.8 * (stall_end - stall_start) <= limited <= stall_end - stall_start
+    assert stall_start <= start_t <= app["window"]["first_zero_window_t"]
+    assert all(s.columns["rwnd_episodes"] == "1" for s in streams)
+
+
 @pytest.mark.parametrize("side", SIDES)
 def test_lossy_bulk_transfer_is_not_window_throttling(side):
     """tests/data/bulk-loss-head-*: a bulk transfer with 1 % loss, limited by its congestion window

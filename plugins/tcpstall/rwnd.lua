@@ -223,6 +223,10 @@ local function cause_of(ep, rtt, path, mss)
     local w = typical_w(ep)
     local rounds = w > 0 and ep.bytes_now / w or 0
     local per_round = rounds >= 1 and ep.dur / rounds or nil
+    if ep.zero then
+        return "app_not_reading", "likely: app not reading",
+            "the window closed (zero window) as the receive buffer filled: the receiving application did not read for a while (busy, blocked, or reading too slowly); Wireshark flags the zero windows and probes"
+    end
     if not steady(ep) and ep.decreases >= 2 and ep.w_last <= 0.5 * ep.w_max then
         return "app_not_reading", "likely: app not reading",
             format("window shrank from %s B to %s B as the receive buffer filled: the receiving application reads slower than the data arrives (zero window itself: Wireshark's zero-window flags)",
@@ -257,7 +261,7 @@ local function report(A, S, ep, final)
         dur = ep.dur, bytes = ep.bytes_now, start_f = ep.start_f, start_t = ep.start_t,
         end_f = final and ep.end_f or nil, hits = ep.hits,
         open_frac = ep.dur > 0 and ep.open_total / ep.dur or 0,
-        cause = cause, cause_short = cause_short, cause_txt = cause_txt,
+        cause = cause, cause_short = cause_short, cause_txt = cause_txt, zero = ep.zero,
     }
 end
 
@@ -472,6 +476,9 @@ local function on_advert(A, R, pkt, out)
         if ep ~= nil then ep.r_sum, ep.r_n = ep.r_sum + smp, ep.r_n + 1 end
         A.hit_t = nil
     end
+    -- a zero window during an episode: R's receive buffer was full, its application did not read
+    -- (the sender then sends only window probes, so the window-limited sends never see it)
+    if raw == 0 and not uns and A.ep ~= nil then A.ep.zero = true end
     if ack ~= A.last_ack or raw ~= A.last_raw then
         local n = A.n + 1
         local i = (n - 1) % RING + 1
@@ -556,7 +563,15 @@ local function render_report(tree, rep)
         captxt = format("caps throughput at %.1f Mbit/s at RTT %s ms", rep.cap, fmt_ms(rep.rtt))
     end
     local txt
-    if rep.final then
+    if rep.zero then
+        -- the window closed: not a window/RTT limit (no cap, no rule of thumb), the receiving
+        -- application stopped reading
+        txt = rep.final
+            and format("receiver window throttling: the receiver's window closed (zero window); window-limited for %s, %s B sent",
+                fmt_dur(rep.dur), fmt_int(rep.bytes))
+            or format("receiver window throttling: the receiver's window closed (zero window); window-limited since frame %d (%s)",
+                rep.start_f, fmt_dur(rep.dur))
+    elseif rep.final then
         local thumb = ""
         if rep.rtt ~= nil and rep.w > 0 then
             thumb = format(" (≈ bytes/window × RTT = %s)", fmt_dur(rep.bytes / rep.w * rep.rtt))

@@ -467,6 +467,52 @@ class SmallRcvbuf(RpcScenario):
         log(f"{name}: wrote {name}.truth.json")
 
 
+class AppNotReading(RpcScenario):
+    name = "app-not-reading"
+    delay_ms = 0.7
+    snaplen = 96
+    message = 1_000_000
+    stall_ms = 2000
+    description = ("incident B's other cause: the server application stops reading for 2 s after a request's "
+                   "first line (busy), default buffers: its receive buffer fills and the advertised window "
+                   "shrinks to zero; the client sends one 1 000 000-byte message")
+    server_args = ["--stall-ms", stall_ms]
+    client_args = ["--timeout-ms", 10000]
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.message)
+        self.wait_event("done", 1, timeout=60)
+        time.sleep(0.2)
+        self.quit()
+        ev = self.client_events()
+        done = next(e for e in ev if e.get("event") == "done")
+        stalls = [l for l in self.slog_path.read_text().splitlines() if "not read for" in l]
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "stall_ms": self.stall_ms, "server_log_stall_lines": stalls,
+                "request_start": round(done["start"], 6), "request_sent": round(done["sent"], 6),
+                "proc_time_ms": round(done["proc_ms"], 3), "status": done["status"]}
+
+    def analyse(self, csegs, ssegs):
+        hs = self.truth["handshake"]
+        shift = hs.get("server_wscale") or 0
+        acks = [s for s in ssegs if s.src == SERVER_IP and not s.syn]
+        zero = [s for s in acks if s.win == 0]
+        wins = [s.win << shift for s in acks]
+        self.truth["app"]["window"] = {
+            "server_window_scale": shift,
+            "max_bytes": max(wins), "min_bytes": min(wins),
+            "zero_window_frames_server_capture": [s.frame for s in zero][:20],
+            "zero_window_count": len(zero),
+            "first_zero_window_t": round(zero[0].t, 6) if zero else None,
+        }
+
+    def check(self, csegs, ssegs):
+        expect(not self.truth["dropped_segments"], f"{self.name}: packets lost without a fault")
+        expect(self.truth["app"]["window"]["zero_window_count"] > 0, f"{self.name}: the window never reached zero")
+
+
 class CleanRpc(SmallRcvbuf):
     name = "clean-rpc"
     rcvbuf = 0
@@ -801,7 +847,7 @@ class SeqWrap(RpcScenario):
         expect(len(self.truth["dropped_segments"]) == 1, f"capture diff {self.truth['dropped_segments']}")
 
 
-SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, SmallRcvbuf, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss)}
 
 
@@ -829,6 +875,10 @@ def truth_in_words(t: dict) -> str:
                 f"retransmissions ({r['tail_loss_probes']} TLP + {r['rto_retransmissions']} RTO); ETIMEDOUT "
                 f"{r['etimedout_since_first_send_s']:.3f} s after the original send, "
                 f"{r['etimedout_since_first_rto_retransmission_s']:.3f} s after the first RTO retransmission")
+    if n == "app-not-reading":
+        w = app["window"]
+        return (f"server app did not read for {app['stall_ms']} ms; its window went from up to {w['max_bytes']} B "
+                f"to 0 ({w['zero_window_count']} zero-window ACKs); the request took {app['proc_time_ms']:.0f} ms")
     if n == "cable-back":
         r = t["retries"]
         return (f"blackhole {r['blackhole_s']:.1f} s; request 2 retransmitted {len(r['retransmissions'])} times, "

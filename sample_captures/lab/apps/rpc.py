@@ -5,7 +5,9 @@ Wire format: request  = b"REQ <id> <total_len>\\n" + padding, total_len bytes in
              response = b"RSP <id> ok <bytes_received>\\n"
 server: `--rcvbuf N` sets SO_RCVBUF on the listening socket *before listen()* (inherited by accepted
         sockets, incident B); `--linger0` makes every accepted socket SO_LINGER{1,0}, so killing the
-        process discards the connection state at once (a host that restarts, incident C variant).
+        process discards the connection state at once (a host that restarts, incident C variant);
+        `--stall-ms N` makes the handler stop reading for N ms after a request's first line (a busy
+        application: its receive buffer fills and the advertised window shrinks to zero).
 client: one long-lived connection; sends one request per line read on stdin ("send [bytes]"), or
         --auto N requests; blocks for the response without deadline (like a gRPC call without one)
         and logs like a Java-ish RPC client: `[2024-02-20T16:45:47.750+0800][worker-1] proc_time=...`.
@@ -69,10 +71,11 @@ def server(args):
         n += 1
         if args.linger0:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        threading.Thread(target=serve_conn, args=(conn, peer, log, f"handler-{n}"), daemon=True).start()
+        threading.Thread(target=serve_conn, args=(conn, peer, log, f"handler-{n}", args.stall_ms),
+                         daemon=True).start()
 
 
-def serve_conn(conn, peer, log, thread):
+def serve_conn(conn, peer, log, thread, stall_ms=0):
     log(f"accepted {peer[0]}:{peer[1]} SO_RCVBUF={conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}",
         thread=thread)
     try:
@@ -83,6 +86,10 @@ def serve_conn(conn, peer, log, thread):
             _, rid, total = head.split()
             total = int(total)
             got = len(head)
+            if stall_ms:
+                t_stall = time.time()
+                time.sleep(stall_ms / 1000)
+                log(f"request id={int(rid)} not read for {stall_ms} ms (busy) since {t_stall:.6f}", thread=thread)
             while got < total:
                 chunk = conn.recv(min(1 << 20, total - got))
                 if not chunk:
@@ -178,6 +185,7 @@ def main():
     ap.add_argument("--rcvbuf", type=int, default=0)
     ap.add_argument("--user-timeout-ms", type=int, default=0, help="TCP_USER_TIMEOUT on the client socket")
     ap.add_argument("--linger0", action="store_true")
+    ap.add_argument("--stall-ms", type=int, default=0, help="server: stop reading for N ms after a request's header")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--auto", type=int, default=0)
     ap.add_argument("--timeout-ms", type=int, default=0)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,13 @@ def _wait_window(env, pattern: str, timeout: float = 60.0) -> str:
     raise TimeoutError(f"no Wireshark window matching {pattern!r} after {timeout:.0f} s")
 
 
-def run_gui(out: Path, capture: Path = CAPTURE, display_filter: str = FILTER, frame: int = 0) -> GuiRun:
-    """Install the plugin into a fresh HOME, start Wireshark on Xvfb, screenshot, quit."""
+@contextmanager
+def wireshark_session(args, env_extra=None):
+    """Wireshark (args after `wireshark`) on a fresh Xvfb, with tcpstall installed into a fresh HOME by
+    `tcpstall install-plugins`. Yields (env for xdotool, the Wireshark process); on exit stops both
+    and leaves Wireshark's stderr in `proc.stderr_text`."""
     with tempfile.TemporaryDirectory(prefix="tcpstall-gui-") as tmp:
-        env = dict(os.environ, HOME=tmp, XDG_RUNTIME_DIR=tmp, QT_ACCESSIBILITY="0")
+        env = dict(os.environ, HOME=tmp, XDG_RUNTIME_DIR=tmp, QT_ACCESSIBILITY="0", **(env_extra or {}))
         env.pop("XDG_CONFIG_HOME", None)
         tcpstall = [sys.executable, "-m", "pytshark_ext.cli"]
         subprocess.run(tcpstall + ["install-plugins"], env=env, check=True, capture_output=True, cwd=ROOT)
@@ -65,28 +69,9 @@ def run_gui(out: Path, capture: Path = CAPTURE, display_filter: str = FILTER, fr
         ws = None
         try:
             env["DISPLAY"] = ":" + xvfb.stdout.readline().strip()
-            cmd = ["wireshark", "-r", str(capture), "-Y", display_filter,
-                   "-o", "gui.layout_content_3:NONE", "-o", f"gui.column.format:{COLUMNS}"]
-            if frame:
-                cmd += ["-g", str(frame)]
-            ws = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            win = _wait_window(env, capture.name)
-            _xdo(env, "windowmove", win, "0", "0")
-            _xdo(env, "windowsize", win, "1600", "1000")
-            time.sleep(2)
-            # Select the first displayed packet, move to the detail pane, expand the last tree
-            # item (the postdissector's subtree: tcpstall) with all its children.
-            _xdo(env, "windowactivate", "--sync", win)
-            _xdo(env, "mousemove", "--window", win, "400", "120", "click", "1")     # first packet row
-            time.sleep(0.5)
-            _xdo(env, "mousemove", "--window", win, "300", "545", "click", "1")     # first detail row
-            time.sleep(0.3)
-            _xdo(env, "key", "--delay", "300", "End", "shift+Right")
-            time.sleep(1.5)
-            titles = [_xdo(env, "getwindowname", w)
-                      for w in _xdo(env, "search", "--onlyvisible", "--name", ".").split()]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["import", "-window", "root", "-crop", "1600x1000+0+0", str(out)], env=env, check=True)
+            ws = subprocess.Popen(["wireshark", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+            yield env, ws
         finally:
             if ws is not None:
                 ws.terminate()
@@ -95,9 +80,43 @@ def run_gui(out: Path, capture: Path = CAPTURE, display_filter: str = FILTER, fr
                 except subprocess.TimeoutExpired:
                     ws.kill()
                     _, err = ws.communicate()
+                ws.stderr_text = err or ""
             xvfb.terminate()
             xvfb.wait()
-        return GuiRun(err or "", titles, out)
+
+
+def main_window(env, pattern: str):
+    """The window whose title matches `pattern`, moved to 0,0, 1600x1000, active, the first packet
+    row clicked (so that keys go to it)."""
+    win = _wait_window(env, pattern)
+    _xdo(env, "windowmove", win, "0", "0")
+    _xdo(env, "windowsize", win, "1600", "1000")
+    time.sleep(2)
+    _xdo(env, "windowactivate", "--sync", win)
+    _xdo(env, "mousemove", "--window", win, "400", "120", "click", "1")     # first packet row
+    time.sleep(0.5)
+    return win
+
+
+def run_gui(out: Path, capture: Path = CAPTURE, display_filter: str = FILTER, frame: int = 0) -> GuiRun:
+    """Install the plugin into a fresh HOME, start Wireshark on Xvfb, screenshot, quit."""
+    args = ["-r", str(capture), "-Y", display_filter,
+            "-o", "gui.layout_content_3:NONE", "-o", f"gui.column.format:{COLUMNS}"]
+    if frame:
+        args += ["-g", str(frame)]
+    with wireshark_session(args) as (env, ws):
+        win = main_window(env, capture.name)
+        # Move to the detail pane, expand the last tree item (the postdissector's subtree:
+        # tcpstall) with all its children.
+        _xdo(env, "mousemove", "--window", win, "300", "545", "click", "1")     # first detail row
+        time.sleep(0.3)
+        _xdo(env, "key", "--delay", "300", "End", "shift+Right")
+        time.sleep(1.5)
+        titles = [_xdo(env, "getwindowname", w)
+                  for w in _xdo(env, "search", "--onlyvisible", "--name", ".").split()]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["import", "-window", "root", "-crop", "1600x1000+0+0", str(out)], env=env, check=True)
+    return GuiRun(ws.stderr_text, titles, out)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 import gui_screenshot  # noqa: E402
+from conftest import truth  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -40,3 +41,35 @@ def test_installed_plugin_listed_by_wireshark(isolated_home, tshark_path):
     assert CliRunner().invoke(main, ["install-plugins"]).exit_code == 0
     plugins = subprocess.run([tshark_path, "-G", "plugins"], capture_output=True, text=True).stdout
     assert any(line.startswith("tcpstall.lua") and "lua script" in line for line in plugins.splitlines())
+
+
+def test_reopening_a_file_in_the_gui_starts_from_a_clean_state(tmp_path):
+    """File > Open of a second capture in the same Wireshark window: tcpstall's init must forget the
+    first file. The first file (clean-bulk, 2828 frames, no hole) leaves state for frame numbers
+    far above the second's (heartbeat-loss, 160 frames): state kept across files would take the
+    second file's frames for revisits and report no release. A test-only probe
+    (tests/data/gui_probe.lua) records the releases tcpstall reports in each file."""
+    import time
+    missing = gui_screenshot.missing_tools()
+    if missing:
+        pytest.skip(f"GUI test needs {', '.join(missing)} (apt-get install wireshark-qt xvfb xdotool imagemagick)")
+    first, second = ROOT / "sample_captures" / "clean-bulk-server.pcapng", ROOT / "sample_captures" / "heartbeat-loss-server.pcapng"
+    probe_out = tmp_path / "probe.txt"
+    args = ["-X", f"lua_script:{ROOT / 'tests' / 'data' / 'gui_probe.lua'}", "-r", str(first)]
+    with gui_screenshot.wireshark_session(args, {"TCPSTALL_PROBE_OUT": str(probe_out)}) as (env, ws):
+        gui_screenshot.main_window(env, first.name)
+        gui_screenshot._xdo(env, "key", "ctrl+o")                       # File > Open
+        dialog = gui_screenshot._wait_window(env, "Open Capture File", timeout=30)
+        gui_screenshot._xdo(env, "windowactivate", "--sync", dialog)
+        gui_screenshot._xdo(env, "type", "--delay", "20", str(second))
+        gui_screenshot._xdo(env, "key", "Return")
+        gui_screenshot._wait_window(env, second.name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "160 frames" not in (probe_out.read_text() if probe_out.exists() else ""):
+            time.sleep(0.5)
+    assert "Lua Error" not in ws.stderr_text and "Lua: Error" not in ws.stderr_text
+    lines = probe_out.read_text().splitlines()
+    assert "2828 frames, releases " in lines                           # the first file: nothing held
+    t = truth("heartbeat-loss")["faults"][0]
+    want = f"160 frames, releases {t['arrived_at_server'][0]['frame']}={t['held_at_server'][0]['len']}"
+    assert lines[-1] == want, lines

@@ -82,7 +82,7 @@ def test_seq_helpers_wrap_safe():
 def test_run_lists_scenarios():
     res = subprocess.run([sys.executable, str(LAB / "run.py"), "--list"], capture_output=True, text=True)
     assert res.returncode == 0
-    for name in ("heartbeat-loss", "small-rcvbuf", "peer-vanishes", "cable-back", "peer-restarts", "clean-bulk",
+    for name in ("heartbeat-loss", "small-rcvbuf", "app-not-reading", "peer-vanishes", "cable-back", "peer-restarts", "clean-bulk",
                  "seq-wrap", "bulk-loss"):
         assert name in res.stdout
 
@@ -149,6 +149,19 @@ def test_lab_small_rcvbuf(tmp_path):
     assert truth["app"]["transfer"]["payload_bytes"] == 2_079_208
     assert truth["app"]["transfer"]["server_advertised_window_bytes"]["max"] <= 1148
     assert (tmp_path / "small-rcvbuf-nohs-client.pcapng").exists()
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+@needs_lab
+def test_lab_app_not_reading(tmp_path):
+    """~6 s: the server app stops reading for 2 s; its window closes, then the request completes."""
+    truth = labrun.AppNotReading(tmp_path).run()
+    w = truth["app"]["window"]
+    assert w["min_bytes"] == 0 and w["zero_window_count"] >= 1 and w["max_bytes"] > 65_000
+    assert truth["app"]["status"] == "ok" and truth["app"]["proc_time_ms"] >= 2000
+    assert len(truth["app"]["server_log_stall_lines"]) == 1
+    assert not truth["dropped_segments"]
 
 
 def test_stale_namespace_cleanup_ignores_others():

@@ -369,6 +369,17 @@ class RpcScenario(Scenario):
         except (BrokenPipeError, OSError):
             pass
 
+    def one_request(self, lab, size: int, timeout: float = 60) -> dict:
+        """Start the pair, send one request of `size` bytes, wait for its answer, stop the client:
+        the client's "done" event."""
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(size)
+        self.wait_event("done", 1, timeout=timeout)
+        time.sleep(0.2)
+        self.quit()
+        return next(e for e in self.client_events() if e.get("event") == "done")
+
     def client_events(self, timeout=120):
         self.wait(self.client, timeout, "rpc client")
         return read_events(self.client)
@@ -404,14 +415,7 @@ class SmallRcvbuf(RpcScenario):
     client_args = ["--timeout-ms", 3000]
 
     def body(self, lab):
-        self.start_pair(lab)
-        time.sleep(0.3)
-        self.send(self.message)
-        self.wait_event("done", 1, timeout=60)
-        time.sleep(0.2)
-        self.quit()
-        ev = self.client_events()
-        done = next(e for e in ev if e.get("event") == "done")
+        done = self.one_request(lab, self.message)
         listen = [l for l in self.slog_path.read_text().splitlines() if "SO_RCVBUF" in l]
         return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
                 "message_bytes": self.message, "app_timeout_ms": 3000,
@@ -480,14 +484,7 @@ class AppNotReading(RpcScenario):
     client_args = ["--timeout-ms", 10000]
 
     def body(self, lab):
-        self.start_pair(lab)
-        time.sleep(0.3)
-        self.send(self.message)
-        self.wait_event("done", 1, timeout=60)
-        time.sleep(0.2)
-        self.quit()
-        ev = self.client_events()
-        done = next(e for e in ev if e.get("event") == "done")
+        done = self.one_request(lab, self.message)
         stalls = [l for l in self.slog_path.read_text().splitlines() if "not read for" in l]
         return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
                 "message_bytes": self.message, "stall_ms": self.stall_ms, "server_log_stall_lines": stalls,

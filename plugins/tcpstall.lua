@@ -500,8 +500,10 @@ local function dissect(tvb, pinfo, tree)
         state.last_frame = number
         res = first_pass(pinfo, number)
         if res == nil then return end      -- (per_frame facts of a frame come from later frames)
+        core.first_visit = true
     else
         res = state.results[number]
+        core.first_visit = false
     end
     render(tree, res, number)
 end

@@ -49,7 +49,9 @@ if type(core) ~= "table" then return {} end
 local stream = core.load("stream")
 local F, E = core.F, core.E
 
-local M = { name = "rwnd" }
+-- per_frame: an episode's final report is shown on the frame that ended it when frames are
+-- revisited (two-pass, the GUI); see M.render
+local M = { name = "rwnd", per_frame = true }
 
 local RING = 256               -- R's ACKs remembered per direction (only those not yet known to S)
 local MAX_SHIFT = 14
@@ -57,7 +59,9 @@ local huge = math.huge
 local floor = math.floor
 local format = string.format
 
-function M.reset() end
+local ends                     -- end frame -> the episode's final report
+
+function M.reset() ends = {} end
 
 ---------------------------------------------------------------------------------------------------
 -- formatting
@@ -286,6 +290,7 @@ local function end_episode(A, S, st, out, now)
     ep.bytes_now = ep.high - ep.una0
     local rep = report(A, S, ep, true)
     result(out).fin = rep
+    ends[rep.end_f] = rep
     local a = agg(st)
     a.episodes = a.episodes + 1
     a.limited_s = a.limited_s + ep.dur
@@ -590,10 +595,31 @@ local function render_report(tree, rep)
     tree:add_proto_expert_info(E.rwnd_throttling, txt)
 end
 
-function M.render(tree, r)
-    if r.fin ~= nil then render_report(tree, r.fin) end
+function M.visible(r, number)
+    if core.first_visit then return r ~= nil end
+    if ends[number] ~= nil then return true end
+    -- a frame whose only news was the end of an episode: on revisits that is shown on the end frame
+    if r ~= nil and r.fin ~= nil and r.fin.end_f ~= number and r.start == nil and r.w == nil
+        and r.aw == nil and not r.unknown_note and r.note == nil then
+        return false
+    end
+    return r ~= nil
+end
+
+function M.render(tree, r, number)
+    -- The end of an episode is known a few frames after the frame that ended it (the ACK whose
+    -- window the sender then left unused). In one pass that frame is already printed: the final
+    -- report goes on the frame where the end was seen. On revisits (two-pass, the GUI) it goes on
+    -- the frame that ended the episode.
+    local fin = r and r.fin
+    if not core.first_visit then
+        if fin ~= nil and fin.end_f ~= number then fin = nil end
+        fin = fin or ends[number]
+    end
+    if fin ~= nil then render_report(tree, fin) end
+    if r == nil then return end
     if r.start ~= nil then render_report(tree, r.start) end
-    if r.fin == nil and r.start == nil then
+    if fin == nil and r.start == nil then
         if r.w ~= nil then
             add(tree, F.rwnd_window, r.w)
             local it = add(tree, F.rwnd_scale, r.k or -1)

@@ -408,7 +408,7 @@ local function window_scale(fwd)
         sc = fi and sf_shift(fi()) or false
         fwd.sf_shift = sc
     end
-    return sc or nil
+    return sc                              -- (false: Wireshark shows no scale factor)
 end
 
 local out_spare = {}   -- the per-frame result table, reused until something is stored in it
@@ -435,7 +435,7 @@ local function first_pass(pinfo, number)
     else
         pkt.win_raw, pkt.ackf, pkt.ack_raw = false, false, 0
     end
-    pkt.win_scale = pkt.win_raw and window_scale(fwd) or false
+    pkt.win_scale = pkt.win_raw and window_scale(fwd)
     -- the TS echo only tells something when it can echo a TSval of the peer not echoed yet
     if pkt.tsval and rev.tsq_lo < rev.tsq_hi then
         local fe = X.tsecr()

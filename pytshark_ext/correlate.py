@@ -38,6 +38,7 @@ from .tshark import (FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkError, Tsha
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 LEN_MAX = HALF - 1              # a longer "segment" is no longer in order
+SEG_SPAN_MAX = 0x40000          # no segment is longer than 256 KiB: how far back an index lookup looks
 SYN_FIN = 0x03
 
 
@@ -781,6 +782,11 @@ def _seq_in(seq: int, start: int, length: int) -> bool:
     return ((seq - start) & MASK) < max(length, 1)
 
 
+def _rel(seq: int, d: "_Dir") -> int:
+    """seq relative to direction d's base: the sort key of the per-direction segment indexes."""
+    return (seq - (d.base or 0)) & MASK
+
+
 class _Builder:
     """Turns the engine's state into a CorrelationResult (runs once, at the end)."""
 
@@ -1003,12 +1009,12 @@ class _Builder:
             for ent in side.unmatched:
                 dd = ent[E_D]
                 if ent[E_LEN]:
-                    index.setdefault(id(dd), []).append((((ent[E_SEQ] - (dd.base or 0)) & MASK), ent[E_LEN], ent[E_T]))
+                    index.setdefault(id(dd), []).append((_rel(ent[E_SEQ], dd), ent[E_LEN], ent[E_T]))
             for rows in index.values():
                 rows.sort()
         rows = index.get(id(d), ())
-        r = (seq - (d.base or 0)) & MASK
-        lo = bisect.bisect_left(rows, (r - 0x40000,))        # no segment is longer than 256 KiB
+        r = _rel(seq, d)
+        lo = bisect.bisect_left(rows, (r - SEG_SPAN_MAX,))
         hi = bisect.bisect_left(rows, (r + length,))
         return any(start + ln > r and when < t for start, ln, when in rows[lo:hi])
 
@@ -1030,13 +1036,12 @@ class _Builder:
             return None
         idx = self._fill_index.get(id(adir))
         if idx is None:
-            base = adir.base or 0
-            rows = sorted((((f[0] - base) & MASK), f) for f in adir.fills)
-            idx = self._fill_index[id(adir)] = ([r[0] for r in rows], [r[1] for r in rows], base)
-        starts, fills, base = idx
-        r = (seq_raw - base) & MASK
+            rows = sorted((_rel(f[0], adir), f) for f in adir.fills)
+            idx = self._fill_index[id(adir)] = ([r[0] for r in rows], [r[1] for r in rows])
+        starts, fills = idx
+        r = _rel(seq_raw, adir)
         hi = bisect.bisect_right(starts, r)
-        lo = bisect.bisect_left(starts, r - 0x40000)      # no segment is longer than 256 KiB
+        lo = bisect.bisect_left(starts, r - SEG_SPAN_MAX)
         best = None
         for (seq, ln, fa, ta, fb, tb, na, nb) in fills[lo:hi]:
             if not _seq_in(seq_raw, seq, ln):

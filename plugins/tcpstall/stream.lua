@@ -201,9 +201,10 @@ local function segs_compact(d)
     end
 end
 
--- Record a transmission [s, e) of direction d. Returns retransmission info or nil.
-local function on_send(d, pkt, s, e)
-    local t, f, tv = pkt.time, pkt.number, pkt.tsval or nil
+-- Record a transmission [s, e) of direction d, TSval `tv` (nil without timestamps). Returns
+-- retransmission info or nil.
+local function on_send(d, pkt, s, e, tv)
+    local t, f = pkt.time, pkt.number
     local high = d.high
     local info = nil
     if high == nil or s >= high then
@@ -792,7 +793,7 @@ function M.ingest(pkt, fwd, rev)
         -- payload at or below the highest sequence number already sent
         local old_payload = len > 0 and high_before ~= nil and ds < high_before
         if old_payload then core.read_ws_flags(pkt) end
-        local rtx = on_send(fwd, pkt, s, nxt)
+        local rtx = on_send(fwd, pkt, s, nxt, tsval)
         if rtx == nil and old_payload and not pkt.duplicate then
             -- first time this capture sees these bytes, but data above them was seen before:
             -- a retransmission whose original was lost before this capture point, or a late

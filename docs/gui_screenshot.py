@@ -40,14 +40,14 @@ class GuiRun:
     screenshot: Path
 
 
-def _xdo(env, *args) -> str:
+def xdo(env, *args) -> str:
     return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True).stdout.strip()
 
 
-def _wait_window(env, pattern: str, timeout: float = 60.0) -> str:
+def wait_window(env, pattern: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ids = _xdo(env, "search", "--onlyvisible", "--name", pattern).split()
+        ids = xdo(env, "search", "--onlyvisible", "--name", pattern).split()
         if ids:
             return ids[-1]
         time.sleep(0.5)
@@ -88,12 +88,12 @@ def wireshark_session(args, env_extra=None):
 def main_window(env, pattern: str):
     """The window whose title matches `pattern`, moved to 0,0, 1600x1000, active, the first packet
     row clicked (so that keys go to it)."""
-    win = _wait_window(env, pattern)
-    _xdo(env, "windowmove", win, "0", "0")
-    _xdo(env, "windowsize", win, "1600", "1000")
+    win = wait_window(env, pattern)
+    xdo(env, "windowmove", win, "0", "0")
+    xdo(env, "windowsize", win, "1600", "1000")
     time.sleep(2)
-    _xdo(env, "windowactivate", "--sync", win)
-    _xdo(env, "mousemove", "--window", win, "400", "120", "click", "1")     # first packet row
+    xdo(env, "windowactivate", "--sync", win)
+    xdo(env, "mousemove", "--window", win, "400", "120", "click", "1")     # first packet row
     time.sleep(0.5)
     return win
 
@@ -108,12 +108,12 @@ def run_gui(out: Path, capture: Path = CAPTURE, display_filter: str = FILTER, fr
         win = main_window(env, capture.name)
         # Move to the detail pane, expand the last tree item (the postdissector's subtree:
         # tcpstall) with all its children.
-        _xdo(env, "mousemove", "--window", win, "300", "545", "click", "1")     # first detail row
+        xdo(env, "mousemove", "--window", win, "300", "545", "click", "1")     # first detail row
         time.sleep(0.3)
-        _xdo(env, "key", "--delay", "300", "End", "shift+Right")
+        xdo(env, "key", "--delay", "300", "End", "shift+Right")
         time.sleep(1.5)
-        titles = [_xdo(env, "getwindowname", w)
-                  for w in _xdo(env, "search", "--onlyvisible", "--name", ".").split()]
+        titles = [xdo(env, "getwindowname", w)
+                  for w in xdo(env, "search", "--onlyvisible", "--name", ".").split()]
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["import", "-window", "root", "-crop", "1600x1000+0+0", str(out)], env=env, check=True)
     return GuiRun(ws.stderr_text, titles, out)

@@ -58,12 +58,12 @@ def test_reopening_a_file_in_the_gui_starts_from_a_clean_state(tmp_path):
     args = ["-X", f"lua_script:{ROOT / 'tests' / 'data' / 'gui_probe.lua'}", "-r", str(first)]
     with gui_screenshot.wireshark_session(args, {"TCPSTALL_PROBE_OUT": str(probe_out)}) as (env, ws):
         gui_screenshot.main_window(env, first.name)
-        gui_screenshot._xdo(env, "key", "ctrl+o")                       # File > Open
-        dialog = gui_screenshot._wait_window(env, "Open Capture File", timeout=30)
-        gui_screenshot._xdo(env, "windowactivate", "--sync", dialog)
-        gui_screenshot._xdo(env, "type", "--delay", "20", str(second))
-        gui_screenshot._xdo(env, "key", "Return")
-        gui_screenshot._wait_window(env, second.name)
+        gui_screenshot.xdo(env, "key", "ctrl+o")                       # File > Open
+        dialog = gui_screenshot.wait_window(env, "Open Capture File", timeout=30)
+        gui_screenshot.xdo(env, "windowactivate", "--sync", dialog)
+        gui_screenshot.xdo(env, "type", "--delay", "20", str(second))
+        gui_screenshot.xdo(env, "key", "Return")
+        gui_screenshot.wait_window(env, second.name)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "160 frames" not in (probe_out.read_text() if probe_out.exists() else ""):
             time.sleep(0.5)

@@ -201,7 +201,10 @@ def install_plugins(folder, uninstall, tshark):
 
 @main.command()
 @click.argument("capture", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="JSON with `streams` and `findings` instead of tables.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON instead of tables: `streams` (the per-stream columns, null where there is nothing "
+                   "to report) and `findings` (kind, summary, stream, frames, start, end, duration_ms and the "
+                   "analyzer's numbers, e.g. a HOL episode's severity, rwnd's cause and cause_text).")
 @click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
               help="tcpstall preference, repeatable (e.g. -o tcp_retries2:6 -o hol_warn_ms:50).")
 @log_options(two_captures=False)

@@ -43,6 +43,30 @@ def test_installed_plugin_listed_by_wireshark(isolated_home, tshark_path):
     assert any(line.startswith("tcpstall.lua") and "lua script" in line for line in plugins.splitlines())
 
 
+def open_in_dialog(env, win, path, attempts=3):
+    """File > Open (ctrl+O in window `win`), type `path` into the dialog, Return; until a window
+    titled after the file shows. On a busy machine the dialog may take the keys before its file
+    name field has focus, so a missed attempt is retried (typing over the field, ctrl+A first)."""
+    import time
+    for _ in range(attempts):
+        dialogs = gui_screenshot.xdo(env, "search", "--onlyvisible", "--name", "Open Capture File").split()
+        if not dialogs:
+            gui_screenshot.xdo(env, "windowactivate", "--sync", win)
+            gui_screenshot.xdo(env, "key", "ctrl+o")
+            dialogs = [gui_screenshot.wait_window(env, "Open Capture File", timeout=30)]
+        time.sleep(1.5)                      # let the dialog list its folder and focus the field
+        gui_screenshot.xdo(env, "windowactivate", "--sync", dialogs[-1])
+        gui_screenshot.xdo(env, "key", "ctrl+a")
+        gui_screenshot.xdo(env, "type", "--delay", "20", str(path))
+        time.sleep(0.3)
+        gui_screenshot.xdo(env, "key", "Return")
+        try:
+            return gui_screenshot.wait_window(env, path.name, timeout=20)
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"Wireshark did not open {path.name} through File > Open ({attempts} attempts)")
+
+
 def test_reopening_a_file_in_the_gui_starts_from_a_clean_state(tmp_path):
     """File > Open of a second capture in the same Wireshark window: tcpstall's init must forget the
     first file. The first file (clean-bulk, 2828 frames, no hole) leaves state for frame numbers
@@ -57,13 +81,8 @@ def test_reopening_a_file_in_the_gui_starts_from_a_clean_state(tmp_path):
     probe_out = tmp_path / "probe.txt"
     args = ["-X", f"lua_script:{ROOT / 'tests' / 'data' / 'gui_probe.lua'}", "-r", str(first)]
     with gui_screenshot.wireshark_session(args, {"TCPSTALL_PROBE_OUT": str(probe_out)}) as (env, ws):
-        gui_screenshot.main_window(env, first.name)
-        gui_screenshot.xdo(env, "key", "ctrl+o")                       # File > Open
-        dialog = gui_screenshot.wait_window(env, "Open Capture File", timeout=30)
-        gui_screenshot.xdo(env, "windowactivate", "--sync", dialog)
-        gui_screenshot.xdo(env, "type", "--delay", "20", str(second))
-        gui_screenshot.xdo(env, "key", "Return")
-        gui_screenshot.wait_window(env, second.name)
+        win = gui_screenshot.main_window(env, first.name)
+        open_in_dialog(env, win, second)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "160 frames" not in (probe_out.read_text() if probe_out.exists() else ""):
             time.sleep(0.5)

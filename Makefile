@@ -50,11 +50,11 @@ $(VENV)/.installed: pyproject.toml
 
 # Regenerate the committed captures (root, network namespaces).
 lab: setup
-	$(PY) sample_captures/lab/run.py --all
+	$(PY) lab/run.py --all
 
 # The large bulk-loss pair for benchmarks (not committed).
 bench-data: setup
-	$(PY) sample_captures/lab/run.py bulk-loss --out bench/data
+	$(PY) lab/run.py bulk-loss --out bench/data
 
 bench: setup
 	$(PY) -m bench

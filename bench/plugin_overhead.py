@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     capture = Path(args.capture)
     if not capture.is_file():
         print(f"plugin_overhead: {capture} not found: run `make bench-data` "
-              "(sample_captures/lab/run.py bulk-loss --out bench/data) first", file=sys.stderr)
+              "(lab/run.py bulk-loss --out bench/data) first", file=sys.stderr)
         return 1
     tshark = find_tshark()
     base = [tshark, "-n", "-r", str(capture), "-q"]

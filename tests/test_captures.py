@@ -15,9 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPS = ROOT / "sample_captures"
-sys.path.insert(0, str(CAPS / "lab"))
 
-import pcaptools as pt  # noqa: E402
+from lab import pcaptools as pt  # noqa: E402
 
 CLIENT, SERVER = "198.18.1.2", "198.18.2.2"
 COMMITTED = ["heartbeat-loss", "heartbeat-loss-nosack", "small-rcvbuf", "small-rcvbuf-nohs", "peer-vanishes", "peer-vanishes-usertimeout",

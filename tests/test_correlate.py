@@ -403,10 +403,7 @@ def test_a_lost_spurious_retransmission_is_a_loss_that_delayed_nothing():
     reached the server, the copy sent a few ms later was dropped. The receiver acknowledged the bytes
     (the original delivered them), so that ACK says nothing about the copy: it is a network loss like
     the others, not a capture drop, marked redundant, and never blamed for a stall."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sample_captures" / "lab"))
-    import pcaptools as pt   # the lab's own matcher: independent of correlate
+    from lab import pcaptools as pt   # the lab's own matcher: independent of correlate
 
     data = Path(__file__).resolve().parent / "data"
     a, b = str(data / "bulk-loss-head-client.pcapng"), str(data / "bulk-loss-head-server.pcapng")

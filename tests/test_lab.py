@@ -1,4 +1,4 @@
-"""The incident lab itself (sample_captures/lab/).
+"""The incident lab itself (lab/).
 
 Unit tests run anywhere. Tests marked `lab` build network namespaces and need root; they skip with the
 reason when that is not possible. The `slow` ones take 10-40 s each.
@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / "sample_captures" / "lab"
-sys.path.insert(0, str(LAB))
+LAB = ROOT / "lab"
 
-import run as labrun  # noqa: E402
-import netlab  # noqa: E402
-import pcaptools as pt  # noqa: E402
+from lab import netlab  # noqa: E402
+from lab import pcaptools as pt  # noqa: E402
+from lab import run as labrun  # noqa: E402
 
 
 def _lab_reason() -> str:

@@ -18,7 +18,7 @@ from pytshark_ext.cli import main
 
 PLUGIN_DIR = ROOT / "plugins"
 LUA_FILES = sorted(PLUGIN_DIR.rglob("*.lua"))
-PY_DIRS = [ROOT / "pytshark_ext", ROOT / "bench", ROOT / "sample_captures" / "lab"]
+PY_DIRS = [ROOT / "pytshark_ext", ROOT / "bench", ROOT / "lab"]
 
 AWKWARD = ["with space.pcapng", "quote'\"s.pcapng", "semi;colon.pcapng", "-leading-dash.pcapng",
            "$(touch PWNED).pcapng", "`touch PWNED`.pcapng", "ünïcødé ☃.pcapng", "a|b>c<d&e.pcapng"]

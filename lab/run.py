@@ -2,9 +2,9 @@
 """tcpstall incident lab: reproduce the incidents of DESIGN.md section 1 between network namespaces
 and capture them at two points (client eth0, server eth0). Run as root:
 
-    python3 sample_captures/lab/run.py --all                 # every committed capture -> sample_captures/
-    python3 sample_captures/lab/run.py heartbeat-loss        # one scenario
-    python3 sample_captures/lab/run.py bulk-loss --out bench/data   # benchmark data (not committed)
+    python3 lab/run.py --all                 # every committed capture -> sample_captures/
+    python3 lab/run.py heartbeat-loss        # one scenario
+    python3 lab/run.py bulk-loss --out bench/data   # benchmark data (not committed)
 
 Each scenario writes <name>-client.pcapng, <name>-server.pcapng, its application logs and
 <name>.truth.json (what the router did, the sysctls, what the apps measured). Stdlib only.
@@ -24,14 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):           # run as a script: python3 lab/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import netlab  # noqa: E402
-from netlab import CLIENT_IP, SERVER_IP, Lab, LabError  # noqa: E402
-import pcaptools as pt  # noqa: E402
+from lab import netlab  # noqa: E402
+from lab.netlab import CLIENT_IP, SERVER_IP, Lab, LabError  # noqa: E402
+from lab import pcaptools as pt  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE.parent
+DEFAULT_OUT = HERE.parent / "sample_captures"
 APP_TZ = "CST-8"           # POSIX TZ: UTC+8, no tzdata needed. Heartbeat logs have no zone: use this offset.
 APP_UTC_OFFSET_S = 8 * 3600
 HB_PORT = 7000
@@ -147,7 +148,7 @@ class Scenario:
             "scenario": self.name,
             "description": self.description,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "lab_command": f"sudo python3 sample_captures/lab/run.py {self.name}",
+            "lab_command": f"sudo python3 lab/run.py {self.name}",
             "run_seconds": round(time.time() - t0, 1),
             "kernel": platform.release(),
             "sysctls": sysctls,
@@ -462,7 +463,7 @@ class SmallRcvbuf(RpcScenario):
         t.update({"scenario": name, "derived_from": self.name,
                   "description": self.description + f"; copy without the first {cut} packets of each capture "
                   "(handshake, and with it the window scale options, is missing)",
-                  "lab_command": f"sudo python3 sample_captures/lab/run.py {self.name}  (editcap {{src}} {{dst}} 1-{cut})",
+                  "lab_command": f"sudo python3 lab/run.py {self.name}  (editcap {{src}} {{dst}} 1-{cut})",
                   "captures": out,
                   "lost_handshake": {"client_wscale": self.truth["handshake"].get("client_wscale"),
                                      "server_wscale": self.truth["handshake"].get("server_wscale"),

@@ -404,6 +404,7 @@ def test_a_lost_spurious_retransmission_is_a_loss_that_delayed_nothing():
     (the original delivered them), so that ACK says nothing about the copy: it is a network loss like
     the others, not a capture drop, marked redundant, and never blamed for a stall."""
     from lab import pcaptools as pt   # the lab's own matcher: independent of correlate
+    from pathlib import Path
 
     data = Path(__file__).resolve().parent / "data"
     a, b = str(data / "bulk-loss-head-client.pcapng"), str(data / "bulk-loss-head-server.pcapng")

@@ -36,7 +36,7 @@ needs_lab = pytest.mark.skipif(bool(LAB_SKIP), reason=LAB_SKIP or "lab available
 # ---- units (no root) ---------------------------------------------------------------------------
 @pytest.mark.parametrize("retries2,seconds", [(15, 924.6), (8, 102.2), (6, 25.4), (3, 3.0)])
 def test_abort_budget_matches_design(retries2, seconds):
-    assert labrun.abort_budget_s(retries2) == pytest.approx(seconds)
+    assert labrun.tcp_model_timeout(retries2) == pytest.approx(seconds)
 
 
 def test_go_log_parser(tmp_path):

@@ -127,7 +127,7 @@ end
 local function agg(st)
     local a = st.a.retries
     if a == nil then
-        a = { max_count = 0, max_rto = 0, episodes = 0, control = 0, worst = nil }
+        a = { max_count = 0, max_rto = 0, control = 0, worst = nil }
         st.a.retries = a
     end
     return a
@@ -149,13 +149,13 @@ end
 local function derive(ep)
     local s = core.settings
     local rto_max = (s.rto_max_ms or 120000) / 1000
-    local rto_n, stamp_t, stamp_f = 0, nil, nil
+    local rto_n, stamp_t = 0, nil
     local ratios, capped = {}, {}
     local tx = ep.tx
     for i = 1, #tx do
         local x = tx[i]
         local trig = x.rtx.trigger
-        if trig ~= "tlp" and stamp_t == nil then stamp_t, stamp_f = x.t, x.f end
+        if trig ~= "tlp" and stamp_t == nil then stamp_t = x.t end
         if trig == "rto" then
             rto_n = rto_n + 1
             local g = x.gap
@@ -168,7 +168,7 @@ local function derive(ep)
             end
         end
     end
-    ep.rto_n, ep.stamp_t, ep.stamp_f = rto_n, stamp_t, stamp_f
+    ep.rto_n, ep.stamp_t = rto_n, stamp_t
     ep.ratios, ep.capped = ratios, capped
 end
 
@@ -322,11 +322,11 @@ end
 
 local function new_episode(pkt, fwd, rtx, kind, probe)
     local ep = {
-        kind = kind, probe = probe, bytes = 0,
-        tx = {}, count = 0, rto_n = 0, answered = 0,
-        stamp_t = nil, stamp_f = nil, ratios = {}, capped = {},
-        abort_t = nil, abort_k = nil, final_f = nil, linux_like = true, why_not = nil,
-        outcome = nil, start_f = pkt.number, start_t = pkt.time, last_t = pkt.time, last_f = pkt.number,
+        kind = kind, probe = probe,
+        tx = {}, count = 0, rto_n = 0,
+        stamp_t = nil, ratios = {}, capped = {},
+        abort_t = nil, linux_like = true, why_not = nil,
+        outcome = nil, last_t = pkt.time, last_f = pkt.number,
         gap_last = nil, gap_prev = nil,
     }
     if kind == "probe" and not rtx then
@@ -375,9 +375,8 @@ end
 -- the record of the frame that ends an episode (rendered there on every pass)
 local function end_record(ep, t)
     return {
-        ep = ep, outcome = ep.outcome, who = ep.reset_by, kind = ep.kind, probe = ep.probe, count = ep.count,
-        rto_n = ep.rto_n, elapsed = r6(t - ep.first_t), first_f = ep.first_f, bytes = ep.bytes,
-        linux_like = ep.linux_like,
+        outcome = ep.outcome, who = ep.reset_by, kind = ep.kind, probe = ep.probe, count = ep.count,
+        rto_n = ep.rto_n, elapsed = r6(t - ep.first_t), first_f = ep.first_f, linux_like = ep.linux_like,
         abort_at = ep.linux_like and ep.abort_t and ep.outcome == "recovered" and r6(ep.abort_t - ep.first_t) or nil,
     }
 end
@@ -389,13 +388,8 @@ local function end_shown(ep)
     return ep.count >= 1
 end
 
-local function close_episode(ep, st, outcome, pkt, who, out)
-    ep.outcome, ep.end_t, ep.end_f, ep.reset_by = outcome, pkt.time, pkt.number, who
-    if ep.kind == "data" and ep.rto_n >= 1 then
-        local a = agg(st)
-        local w = a.worst
-        if w == nil or ep.rto_n >= w.rto_n then a.worst = ep end
-    end
+local function close_episode(ep, outcome, pkt, who, out)
+    ep.outcome, ep.end_t, ep.reset_by = outcome, pkt.time, who
     if end_shown(ep) then
         local r = out.retries
         if r == nil then r = {} out.retries = r end
@@ -413,7 +407,6 @@ local function answer(ep, pkt)
     if ep.kind == "probe" then
         -- any answer shows the peer is alive; a zero-window probe ends when the window opens
         if ep.probe == "keepalive" or acked or (pkt.win_raw and pkt.win_raw > 0) then return "recovered", nil end
-        ep.answered = ep.answered + 1
         return nil, nil
     end
     if acked then return "recovered", nil end
@@ -446,14 +439,13 @@ local function data_head(ep, pkt, fwd, rtx, st)
     local ok, why = backoff_is_linux(ep)
     if not ok and ep.linux_like then ep.linux_like, ep.why_not = false, why end
     local s = core.settings
-    local abort_t, abort_k, start, T, is_ut, observed = predict(ep, fwd)
+    local abort_t, abort_k, _, T, is_ut, observed = predict(ep, fwd)
     if not ep.linux_like then abort_t, abort_k = nil, nil end
-    ep.abort_t, ep.abort_k, ep.budget, ep.is_ut = abort_t, abort_k, T, is_ut
+    ep.abort_t = abort_t
     local spent = (ep.stamp_t ~= nil) and (t - ep.stamp_t) or 0
     local approaching = ep.rto_n >= 1 and rtx.trigger == "rto"
         and (ep.rto_n >= (s.tcp_retries1 or 3) or spent >= T / 2)
     local final = abort_t ~= nil and abort_k == ep.rto_n and ep.rto_n >= 1
-    if final then ep.final_f = pkt.number end
     local a = agg(st)
     if ep.count > a.max_count then a.max_count = ep.count end
     if ep.rto_n > a.max_rto then a.max_rto = ep.rto_n end
@@ -464,7 +456,7 @@ local function data_head(ep, pkt, fwd, rtx, st)
     return {
         ep = ep, kind = "data", count = ep.count, rto_n = ep.rto_n, elapsed = r6(t - ep.first_t),
         abort_at = abort_t and r6(abort_t - ep.first_t), budget = T, is_ut = is_ut,
-        first_f = ep.first_f, orig_seen = ep.orig_seen, bytes = ep.bytes,
+        first_f = ep.first_f, orig_seen = ep.orig_seen,
         approaching = approaching, final = final, retries2 = s.tcp_retries2,
         linux_like = ep.linux_like, why_not = ep.why_not,
         assumed = ep.linux_like and assumed_list(observed) or nil,
@@ -482,7 +474,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
     if rep ~= nil then
         local outcome, who = answer(rep, pkt)
         if outcome ~= nil then
-            close_episode(rep, st, outcome, pkt, who, out)
+            close_episode(rep, outcome, pkt, who, out)
             ra.ep = nil
         end
     end
@@ -496,7 +488,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
             if outcome == "aborted" and ep.kind == "data" and ep.linux_like then
                 ep.linux_like, ep.why_not = false, "reset_on_timer"
             end
-            close_episode(ep, st, outcome, pkt, "sender", out)
+            close_episode(ep, outcome, pkt, "sender", out)
             ds.ep = nil
         end
         return
@@ -509,7 +501,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
         if ep ~= nil then
             if ep.kind == "syn" and not pkt.syn then
                 -- the SYN's sender moved on (its ACK of the SYN-ACK): the handshake completed
-                close_episode(ep, st, "recovered", pkt, nil, out)
+                close_episode(ep, "recovered", pkt, nil, out)
                 ds.ep = nil
             elseif ep.kind == "probe" and pkt.len > 1 then
                 ds.ep = nil                                -- new data: the window opened or the app sent again
@@ -524,8 +516,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
     if ep == nil then
         ep = new_episode(pkt, fwd, rtx, kind, probe)
         ds.ep = ep
-        local a = agg(st)
-        if kind == "data" then a.episodes = a.episodes + 1 else a.control = a.control + 1 end
+        if kind ~= "data" then local a = agg(st) a.control = a.control + 1 end
     end
     local is_head
     if kind == "data" then
@@ -554,7 +545,6 @@ function M.on_packet(pkt, fwd, rev, out, st)
     ep.last_t, ep.last_f = t, pkt.number
     local res
     if kind == "data" then
-        ep.bytes = (rtx.e or ep.s) - ep.s
         res = data_head(ep, pkt, fwd, rtx, st)
     else
         res = {

@@ -100,7 +100,7 @@ local F = {
     retries_elapsed_s    = ProtoField.double("tcpstall.retries.elapsed_s", "Since first send (s)"),
     retries_abort_at_s   = ProtoField.double("tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
     retries_rto_count    = ProtoField.uint32("tcpstall.retries.rto_count", "RTO retransmissions", base.DEC, nil, nil, "Retransmission-timer retransmissions of this data so far (the kernel's icsk_retransmits)"),
-    retries_budget_s     = ProtoField.double("tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, rto_min, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
+    retries_budget_s     = ProtoField.double("tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, TCP_RTO_MIN = 200 ms, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
     retries_first_frame  = ProtoField.framenum("tcpstall.retries.first_frame", "Data first sent in frame"),
     retries_outcome      = ProtoField.string("tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset / aborted / capture_ends (the last two on the episode's last retransmission, on revisits)"),
     retries_assumed      = ProtoField.string("tcpstall.retries.assumed", "Settings assumed by the abort prediction", base.ASCII, "comma-separated settings the user did not give (-o tcpstall.NAME:VALUE), at Linux's defaults; empty: all given"),

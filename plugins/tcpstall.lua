@@ -85,6 +85,12 @@ local F = {
     hol_first_held_frame = ProtoField.framenum("tcpstall.hol.first_held_frame", "HOL first held frame"),
     hol_filled_by        = ProtoField.framenum("tcpstall.hol.filled_by", "HOL hole filled by frame"),
     hol_view             = ProtoField.string("tcpstall.hol.view", "HOL view", base.ASCII, "receiver: from arrivals; sender: from SACK/ACK"),
+    hol_severity         = ProtoField.string("tcpstall.hol.severity", "HOL severity", base.ASCII, "warn / note: the hold against hol_warn_ms"),
+    hol_fill             = ProtoField.string("tcpstall.hol.fill", "HOL hole filled by", base.ASCII, "retransmission / late_original / not_captured / cannot_tell"),
+    thin_interval_ms     = ProtoField.double("tcpstall.thin_stream.interval_ms", "Thin stream: send interval (ms)", "The sender's new-data send interval (median of the last gaps)"),
+    thin_wait_ms         = ProtoField.double("tcpstall.thin_stream.wait_ms", "Thin stream: loss evidence took (ms)", "Original send -> retransmission"),
+    thin_wait_estimated  = ProtoField.bool("tcpstall.thin_stream.wait_estimated", "Thin stream: original send time estimated", base.NONE, nil, nil, "The original is not in the capture: its send time is estimated one send interval before the next segment"),
+    thin_rtt_ms          = ProtoField.double("tcpstall.thin_stream.rtt_ms", "Thin stream: path RTT (ms)"),
     rwnd_window          = ProtoField.uint32("tcpstall.rwnd.window", "Receiver window (bytes)", base.DEC, nil, nil, "Advertised receive window, scaled"),
     rwnd_scale           = ProtoField.int32("tcpstall.rwnd.scale", "Window shift", base.DEC, nil, nil, "Window scale shift used"),
     rwnd_scale_inferred  = ProtoField.bool("tcpstall.rwnd.scale_inferred", "Window shift inferred"),
@@ -105,16 +111,26 @@ local F = {
     retries_outcome      = ProtoField.string("tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset"),
     retrans_trigger      = ProtoField.string("tcpstall.retrans.trigger", "Retransmission trigger", base.ASCII, "rto / fast / tlp / rack / unknown"),
     retrans_why          = ProtoField.string("tcpstall.retrans.why", "Trigger evidence", base.ASCII),
+    retrans_number       = ProtoField.uint32("tcpstall.retrans.number", "Retransmission of this data", base.DEC, nil, nil, "1 = first retransmission of this data, 2 = second, ..."),
+    retrans_dupacks      = ProtoField.uint32("tcpstall.retrans.dupacks", "Duplicate ACKs before it", base.DEC, nil, nil, "RFC 5681 duplicate ACKs at the ACK that triggered it (same ACK, no payload, no SYN/FIN, same window, data outstanding, sent after the segment they report)"),
+    retrans_since_first_ms = ProtoField.double("tcpstall.retrans.since_first_ms", "Since the data was first sent (ms)"),
+    retrans_since_prev_ms = ProtoField.double("tcpstall.retrans.since_prev_ms", "Since the previous transmission of the data (ms)"),
+    capture_duplicate    = ProtoField.bool("tcpstall.capture.duplicate", "Copy of an earlier frame", base.NONE, nil, nil, "The same segment recorded twice (capture or network duplicate): not a retransmission"),
+    capture_time_backwards_ms = ProtoField.double("tcpstall.capture.time_backwards_ms", "Timestamp earlier than the previous frame's (ms)", "The capture clock is not monotonic: a duration spanning this frame may be off by up to this much"),
 }
 core.F = F
 proto.fields = {
     F.hol_hold_ms, F.hol_released_bytes, F.hol_released_segments, F.hol_max_hold_ms,
     F.hol_release_frame, F.hol_first_held_frame, F.hol_filled_by, F.hol_view,
+    F.hol_severity, F.hol_fill,
+    F.thin_interval_ms, F.thin_wait_ms, F.thin_wait_estimated, F.thin_rtt_ms,
     F.rwnd_window, F.rwnd_scale, F.rwnd_scale_inferred, F.rwnd_cap_mbps, F.rwnd_limited_ms,
     F.rwnd_rtt_ms, F.rwnd_bytes, F.rwnd_start_frame, F.rwnd_end_frame, F.rwnd_cause, F.rwnd_cause_text,
     F.retries_count, F.retries_elapsed_s, F.retries_abort_at_s,
     F.retries_rto_count, F.retries_budget_s, F.retries_first_frame, F.retries_outcome,
     F.retrans_trigger, F.retrans_why,
+    F.retrans_number, F.retrans_dupacks, F.retrans_since_first_ms, F.retrans_since_prev_ms,
+    F.capture_duplicate, F.capture_time_backwards_ms,
 }
 
 local SEQ = expert.group.SEQUENCE
@@ -166,6 +182,9 @@ local X = {
     ws_flags    = Field.new("tcp.analysis.flags"),   -- present when any flag is: gates the ws_* reads
     icmp     = Field.new("icmp"),
     icmpv6   = Field.new("icmpv6"),
+    -- IP ID: read only where it decides something (a hole's first held arrival, the segment that
+    -- fills it: core.read_ip_id), never on in-order traffic
+    ip_id    = Field.new("ip.id"),
 }
 core.X = X
 
@@ -240,7 +259,10 @@ core.refresh_active()
 -- state (reset in init)
 
 local state
+-- the capture clock (see monotonic): previous TCP frame's timestamp, offset added to later ones
+local clock_prev, clock_off = nil, 0
 local function reset()
+    clock_prev, clock_off = nil, 0
     state = {
         streams = {},        -- tcp.stream -> stream record (two direction records)
         stream_order = {},
@@ -301,7 +323,7 @@ local PKT_RESET = {
     "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack",
     -- set by stream.ingest
     "ack", "arrival", "hole", "held_entry", "released", "released_bytes", "released_segments",
-    "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate",
+    "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate", "fill", "fill_by",
 }
 core.PKT_RESET = PKT_RESET
 
@@ -338,6 +360,7 @@ local function build_packet(pinfo, number)
     p.ack = false p.arrival = false p.hole = false p.held_entry = false p.released = false
     p.released_bytes = false p.released_segments = false p.dsack = false p.dsack_l = false
     p.dsack_r = false p.sack_released = false p.rtx = false p.duplicate = false
+    p.fill = false p.fill_by = false
     p.number = number
     p.time = pinfo.abs_ts
     p.stream = fi_stream()
@@ -350,9 +373,8 @@ local function build_packet(pinfo, number)
     p.rst = flags % 8 >= 4
     p.ackf = ackf
     p.flags = flags
-    local fi = X.tsval()
-    p.tsval = fi and fi() or false
     p.tsecr = false                          -- read by first_pass when it can matter
+    local fi
     if syn then
         fi = X.wscale()
         if fi ~= nil then p.wscale_opt = fi() end
@@ -360,6 +382,34 @@ local function build_packet(pinfo, number)
         if fi ~= nil then p.mss_opt = fi() end
     end
     return p
+end
+
+-- IP ID of this packet (the innermost IP header), or false (IPv6 has none). Packets of a direction
+-- without TCP timestamps have it read already (pkt.ip_id, see first_pass); otherwise it is read only
+-- where it decides something (stream.lua: the first held arrival above a hole, its filler).
+function core.read_ip_id(p)
+    if p.ip_id then return p.ip_id end
+    local a, b, c = X.ip_id()                -- (tunnels: the innermost of up to three)
+    local fi = c or b or a
+    return fi and fi() or false
+end
+
+-- The capture clock may step back (captures merged from several interfaces or queues, a clock step,
+-- a rewritten file). No duration may come out negative, so the analysis uses the frame's timestamp
+-- plus an offset that grows by every backwards step: its times never decrease, and durations that
+-- do not span a backwards frame stay exact. Returns how far (ms) this frame's timestamp is earlier
+-- than the previous TCP frame's, or false.
+local function monotonic(p)
+    local raw = p.time
+    local prev = clock_prev
+    clock_prev = raw
+    if prev ~= nil and raw < prev then
+        clock_off = clock_off + (prev - raw)
+        p.time = raw + clock_off
+        return (prev - raw) * 1000
+    end
+    if clock_off ~= 0 then p.time = raw + clock_off end
+    return false
 end
 
 -- Wireshark's tcp.analysis flags that help (retransmission, keep-alive). stream.ingest calls this
@@ -417,8 +467,9 @@ local out_spare = {}   -- the per-frame result table, reused until something is 
 local function first_pass(pinfo, number)
     local pkt = build_packet(pinfo, number)
     if pkt == nil then return nil end
-    local st, fwd, rev = stream.lookup(state, pkt, pinfo)
+    local st, fwd, rev = stream.lookup(state, pkt, pinfo)   -- (the stream's first/last time: as captured)
     if st == nil then return nil end
+    local back = monotonic(pkt)
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
     -- The ACK number, window and SACK blocks of a packet are about the peer's data. The sender of
     -- a one-way transfer (it sent data, its peer never did) acknowledges nothing and advertises a
@@ -436,6 +487,21 @@ local function first_pass(pinfo, number)
         pkt.win_raw, pkt.ackf, pkt.ack_raw = false, false, 0
     end
     pkt.win_scale = pkt.win_raw and window_scale(fwd)
+    -- TSval, or for a direction that sends no TCP timestamps (a non-SYN, non-RST packet of it came
+    -- without: the connection did not negotiate them) the IP ID instead: the same one extractor
+    -- read per packet, and what tells a capture duplicate from a resend and a late original from a
+    -- retransmission when there is no TSval (stream.lua)
+    if fwd.no_ts then
+        pkt.tsval = false
+        local a, b, c = X.ip_id()
+        local fi = c or b or a
+        pkt.ip_id = fi and fi() or false
+    else
+        local fi = X.tsval()
+        pkt.tsval = fi and fi() or false
+        pkt.ip_id = false
+        if not pkt.tsval and pkt.flags % 8 < 2 then fwd.no_ts = true end   -- (not SYN, not RST)
+    end
     -- the TS echo only tells something when it can echo a TSval of the peer not echoed yet
     if pkt.tsval and rev.tsq_lo < rev.tsq_hi then
         local fe = X.tsecr()
@@ -445,6 +511,7 @@ local function first_pass(pinfo, number)
     local out = out_spare
     local rtx = pkt.rtx
     if rtx then out.rtx = rtx end
+    if back or pkt.duplicate then out.capture = { dup = pkt.duplicate, back_ms = back } end
     local active = core.active
     for i = 1, #active do
         active[i].on_packet(pkt, fwd, rev, out, st)
@@ -462,7 +529,8 @@ end
 local function render(tree, res, number)
     -- add the tcpstall subtree only when something will be shown (analyzers may say `visible`)
     local rtx = res and res.rtx
-    local show = rtx ~= nil and rtx.trigger ~= nil
+    local cap = res and res.capture
+    local show = (rtx ~= nil and rtx.trigger ~= nil) or cap ~= nil
     local shown = core.shown              -- enabled analyzers with a render, in order
     if not show then
         for i = 1, #shown do
@@ -476,9 +544,21 @@ local function render(tree, res, number)
     end
     if not show then return end
     local sub = tree:add(proto)
+    if cap ~= nil then
+        if cap.dup then
+            sub:add(F.capture_duplicate, true):append_text(" (the same segment recorded twice: not a retransmission)")
+        end
+        if cap.back_ms then
+            sub:add(F.capture_time_backwards_ms, cap.back_ms):append_text(" (the capture clock is not monotonic: a duration spanning this frame may be off by up to this much)")
+        end
+    end
     if rtx ~= nil and rtx.trigger ~= nil then
         sub:add(F.retrans_trigger, rtx.trigger)
         if rtx.why ~= nil then sub:add(F.retrans_why, rtx.why) end
+        sub:add(F.retrans_number, rtx.n)
+        if rtx.dupacks ~= nil then sub:add(F.retrans_dupacks, rtx.dupacks) end
+        if rtx.since_first_ms ~= nil then sub:add(F.retrans_since_first_ms, rtx.since_first_ms) end
+        if rtx.since_prev_ms ~= nil then sub:add(F.retrans_since_prev_ms, rtx.since_prev_ms) end
         sub:add_proto_expert_info(E.retrans, "Retransmission trigger: " .. rtx.trigger .. (rtx.why and (" (" .. rtx.why .. ")") or ""))
     end
     for i = 1, #shown do

@@ -331,7 +331,7 @@ function M.render(tree, r, number)
         if what ~= nil then
             txt = txt .. "; filled by " .. what
         elseif fill == "cannot_tell" then
-            txt = txt .. "; cannot tell if a late original or a retransmission filled it (" .. tostring(rel.fill_by) .. ")"
+            txt = txt .. "; filled by: cannot tell (" .. tostring(rel.fill_by) .. ")"
         end
         local ei = warn and E.hol_released or E.hol_released_note
         tree:add_proto_expert_info(ei, txt)

@@ -815,7 +815,7 @@ local function fill_evidence(d, pkt, ds, de, tv)
         local hv = d.high_tsval
         if hv ~= nil and tv ~= hv and (tv - hv) % TWO32 < HALF then return "retransmission", "tsval" end
     end
-    local why = tv == nil and "no TCP timestamps" or "TSvals in the same clock tick"
+    local why = tv == nil and "no timestamps" or "same TSval tick"
     if ent == nil then return "cannot_tell", why end
     local idh = ent[6]
     if idh then
@@ -828,19 +828,19 @@ local function fill_evidence(d, pkt, ds, de, tv)
             if after >= 1 and after <= (pkt.number - ent[4]) + hole_segs + 8 then return "retransmission", "ip_id" end
             if before >= 1 and before <= hole_segs + 8 then return "late_original", "ip_id" end
         end
-        why = why .. ", IP IDs not in sending order"
+        why = why .. ", IP IDs inconclusive"
     else
         why = why .. ", no IP IDs"
     end
     local rtt = M.path_rtt(d)
-    if rtt == nil then return "cannot_tell", why .. ", RTT not measured" end
+    if rtt == nil then return "cannot_tell", why .. ", RTT unknown" end
     local since = pkt.time - ent[3]
     if since >= rtt then return "retransmission", "timing" end
     local prev_t = ent[7]
     if since < 0.9 * rtt and prev_t and pkt.time - prev_t + rtt < core.settings.rto_min_ms / 1000 then
         return "late_original", "timing"
     end
-    return "cannot_tell", why .. ", filled within one RTT"
+    return "cannot_tell", why .. ", within one RTT: a timer cannot be ruled out"
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -22,13 +22,14 @@ def _home(isolated_home):
     yield
 
 
-def inserted_copies(capture):
+def inserted_copies(capture, data_only=False):
     """Frames that repeat an earlier frame of the same sender byte for byte where it shows (IP ID,
-    seq, ack, length, window) within 10 us: the copies tests/data/rewrite_pcapng.py inserted."""
+    seq, ack, length, window) within 10 us: the copies tests/data/rewrite_pcapng.py inserted
+    (`data_only`: those with payload)."""
     prev, out = {}, []
     for s in ts.iter_segments(str(capture)):
         key = (s.src, s.ip_id, s.seq_raw, s.ack_raw, s.length, s.window, s.flags)
-        if key in prev and s.time - prev[key] < 10e-6:
+        if key in prev and s.time - prev[key] < 10e-6 and (s.length > 0 or not data_only):
             out.append(s.frame)
         prev[key] = s.time
     return out
@@ -136,3 +137,32 @@ def test_without_the_receivers_acks_a_real_backoff_is_still_rto(tmp_path, two_pa
     assert len(r) == n
     assert [x["tcpstall.retrans.trigger"] for x in r.values()][1:] == ["rto"] * (n - 1)
     assert [int(x["tcpstall.retrans.number"]) for x in r.values()] == list(range(1, n + 1))
+
+
+@pytest.mark.parametrize("two_pass", BOTH_PASSES)
+def test_capture_duplicates_without_handshake(tmp_path, two_pass):
+    """The IP IDs decide, so a capture that starts late finds the same copies."""
+    cap = keep_frames(DATA / "capdup-nots-server.pcapng", tmp_path / "nohs.pcapng", 11)
+    r = rows(cap, two_pass, display_filter="tcpstall.capture.duplicate")
+    assert sorted(r) == [f - 10 for f in inserted_copies(DATA / "capdup-nots-server.pcapng", data_only=True)]
+
+
+@pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng"))
+                         + ["tests/data/" + p.name for p in DATA.glob("*.pcapng")])
+def test_only_copies_are_called_copies(capture):
+    """On every committed capture a frame flagged as a duplicate repeats an earlier frame of the same
+    sender with the same IP ID, range and length; a resend microseconds later with a new IP ID
+    (heartbeat-loss-nots-server frame 83: 79 us after 82, IP ID +1) is not flagged."""
+    path = DATA.parent.parent / capture if capture.startswith("tests/") else sample(capture)
+    segs = {s.frame: s for s in ts.iter_segments(str(path))}
+    seen = {}
+    copies = set()
+    for f, s in segs.items():
+        key = (s.src, s.ip_id, s.seq_raw, s.length)
+        if s.length > 0 and key in seen:
+            copies.add(f)
+        seen[key] = f
+    r = rows(path, True, display_filter="tcpstall.capture.duplicate")
+    assert set(r) <= copies, sorted(set(r) - copies)
+    if capture == "heartbeat-loss-nots-server.pcapng":
+        assert segs[83].seq_raw == segs[82].seq_raw and segs[83].time - segs[82].time < 1e-4 and 83 not in r

@@ -415,7 +415,7 @@ local function on_arrival(d, pkt, ds, de)
         -- the first arrival above a new hole: what fills the hole is judged against it
         -- (fill_evidence): [6] its IP ID, [7] when the new data before it was sent, [8] its TSval
         local r, k = d.new_times, d.new_times_n
-        h = { ds, de, pkt.time, pkt.number, false, core.read_ip_id(pkt), k >= 2 and r[(k - 2) % 8 + 1] or false,
+        h = { ds, de, pkt.time, pkt.number, false, core.read_ip_id(pkt, d), k >= 2 and r[(k - 2) % 8 + 1] or false,
               pkt.tsval or false }
     else
         h = { ds, de, pkt.time, pkt.number, false }   -- [5]: HOL's column index
@@ -819,7 +819,7 @@ local function fill_evidence(d, pkt, ds, de, tv)
     if ent == nil then return "cannot_tell", why end
     local idh = ent[6]
     if idh then
-        local idf = core.read_ip_id(pkt)
+        local idf = core.read_ip_id(pkt, d)
         if idf then
             local seg = pkt.len > 0 and pkt.len or 1
             local hole_segs = math.ceil((ent[1] - (below or ds)) / seg)

@@ -258,10 +258,10 @@ core.refresh_active()
 -- state (reset in init)
 
 local state
--- the capture clock (see monotonic): previous TCP frame's timestamp, offset added to later ones
-local clock_prev, clock_off = nil, 0
+-- the capture clock (first_pass): previous TCP frame's timestamp, offset added to later ones
+local clock_prev, clock_off = -math.huge, 0
 local function reset()
-    clock_prev, clock_off = nil, 0
+    clock_prev, clock_off = -math.huge, 0
     state = {
         streams = {},        -- tcp.stream -> stream record (two direction records)
         stream_order = {},
@@ -396,6 +396,7 @@ local function find_ip_off(d, sport)
     local tvb, fi = cur_tvb, cur_flags_fi
     if tvb == nil or fi == nil then return false end
     local tcp = fi.offset - 12
+    if tcp + 2 > tvb:len() then return false end   -- (tcp.flags in another buffer: reassembled)
     for ihl = 5, 15 do
         local o = tcp - 4 * ihl
         if o < 0 then return false end
@@ -423,24 +424,6 @@ function core.read_ip_id(p, d)
         vb, _, _, _, hi, lo = cur_tvb:raw(d.ip_off, 6):byte(1, 6)
     end
     return hi * 256 + lo
-end
-
--- The capture clock may step back (captures merged from several interfaces or queues, a clock step,
--- a rewritten file). No duration may come out negative, so the analysis uses the frame's timestamp
--- plus an offset that grows by every backwards step: its times never decrease, and durations that
--- do not span a backwards frame stay exact. Returns how far (ms) this frame's timestamp is earlier
--- than the previous TCP frame's, or false.
-local function monotonic(p)
-    local raw = p.time
-    local prev = clock_prev
-    clock_prev = raw
-    if prev ~= nil and raw < prev then
-        clock_off = clock_off + (prev - raw)
-        p.time = raw + clock_off
-        return (prev - raw) * 1000
-    end
-    if clock_off ~= 0 then p.time = raw + clock_off end
-    return false
 end
 
 -- Wireshark's tcp.analysis flags that help (retransmission, keep-alive). stream.ingest calls this
@@ -501,7 +484,18 @@ local function first_pass(pinfo, number, tvb)
     if pkt == nil then return nil end
     local st, fwd, rev = stream.lookup(state, pkt, pinfo)   -- (the stream's first/last time: as captured)
     if st == nil then return nil end
-    local back = monotonic(pkt)
+    -- The capture clock may step back (captures merged from several interfaces or queues, a clock
+    -- step, a rewritten file). No duration may come out negative, so the analysis uses the frame's
+    -- timestamp plus an offset that grows by every backwards step: its times never decrease, and
+    -- durations that do not span a backwards frame stay exact. `back`: how far (ms) this frame's
+    -- timestamp is earlier than the previous TCP frame's. (Inline: every packet passes here.)
+    local raw, back = pkt.time, false
+    if raw < clock_prev then
+        back = (clock_prev - raw) * 1000
+        clock_off = clock_off + (clock_prev - raw)
+    end
+    clock_prev = raw
+    if clock_off ~= 0 then pkt.time = raw + clock_off end
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
     -- The ACK number, window and SACK blocks of a packet are about the peer's data. The sender of
     -- a one-way transfer (it sent data, its peer never did) acknowledges nothing and advertises a
@@ -525,7 +519,7 @@ local function first_pass(pinfo, number, tvb)
     -- original from a retransmission when there is no TSval (stream.lua)
     if fwd.no_ts then
         pkt.tsval = false
-        pkt.ip_id = false
+        pkt.ip_id = false                    -- (read_ip_id returns a value already read)
         pkt.ip_id = core.read_ip_id(pkt, fwd)
     else
         local fi = X.tsval()
@@ -577,7 +571,7 @@ local function render(tree, res, number)
     local sub = tree:add(proto)
     if cap ~= nil then
         if cap.dup then
-            sub:add(F.capture_duplicate, true):append_text(" (the same segment recorded twice: not a retransmission)")
+            sub:add(F.capture_duplicate, true):append_text(" (a network or capture duplicate: not a retransmission)")
         end
         if cap.back_ms then
             sub:add(F.capture_time_backwards_ms, cap.back_ms):append_text(" (the capture clock is not monotonic: a duration spanning this frame may be off by up to this much)")

@@ -96,7 +96,7 @@ end
 local function fmt_ms(x) return string.format("%.1f", x) end
 
 -- how a receiver-side capture told what filled a hole (stream.lua fill_evidence), for the text
-local EVIDENCE = { ip_id = "; by IP ID order", timing = "; by timing", delivered = "; the receiver had the data" }
+local EVIDENCE = { ip_id = "by IP ID order", timing = "by timing", delivered = "the receiver had the data" }
 
 local function record_episode(st, dir, rel)
     local a = agg(st)
@@ -307,14 +307,15 @@ function M.render(tree, r, number)
         tree:add(F.hol_fill, rel.fill)
         local what
         local fill, recv = rel.fill, rel.view == "receiver"
+        local ev = recv and EVIDENCE[rel.fill_by]       -- (TSvals: the usual case, not said)
         if rel.spurious_frame ~= nil then
             what = string.format("the late original (retransmission frame %d was spurious: D-SACK frame %d)", rel.spurious_frame, rel.dsack_frame)
         elseif fill == "late_original" then
-            what = recv and ("late original (reordering, not a retransmission" .. (EVIDENCE[rel.fill_by] or "") .. ")")
+            what = recv and ("late original (reordering, not a retransmission" .. (ev and ("; " .. ev) or "") .. ")")
                 or "ACK without a retransmission (reordering)"
         elseif fill == "retransmission" then
             what = (rel.trigger or "a") .. " retransmission" .. (rel.filler_frame and (" (frame " .. rel.filler_frame .. ")") or "")
-                .. (recv and EVIDENCE[rel.fill_by] and (" (" .. EVIDENCE[rel.fill_by]:sub(3) .. ")") or "")
+                .. (ev and (" (" .. ev .. ")") or "")
         elseif fill == "not_captured" then
             what = "a segment not in the capture (the receiver's ACK covers it)"
         elseif recv then

@@ -773,11 +773,7 @@ end
 -- or the nearest one above it that opened a hole (has [6]); nil when nothing is held above ds
 local function hole_opener(d, ds)
     local ooo = d.ooo
-    local lo, hi = d.ooo_head, #ooo + 1
-    while lo < hi do
-        local mid = math.floor((lo + hi) / 2)
-        if ooo[mid][2] <= ds then lo = mid + 1 else hi = mid end
-    end
+    local lo = sb_find(ooo, ds, d.ooo_head)      -- (the same sorted {s, e, ...} arrays as the scoreboard)
     local first = ooo[lo]
     if first == nil then return nil, nil end
     for i = lo, lo + 8 do

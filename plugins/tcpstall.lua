@@ -322,12 +322,12 @@ local PKT_RESET = {
     "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack",
     -- set by stream.ingest
     "ack", "arrival", "hole", "held_entry", "released", "released_bytes", "released_segments",
-    "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate", "fill", "fill_by",
+    "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate", "fill", "fill_by", "ip_id",
 }
 core.PKT_RESET = PKT_RESET
 
 local sack_scratch = {}
-local cur_tvb, cur_flags_fi = nil, nil      -- this packet's frame and tcp.flags (core.read_ip_id)
+local cur_tvb = nil                         -- this packet's frame (core.read_ip_id)
 
 -- One packet's fields (first pass only), or nil when it is not a TCP segment to analyze.
 -- Every Field extractor call and every value read goes through wslua (~2 k instructions each),
@@ -337,7 +337,6 @@ local function build_packet(pinfo, number)
     local fi_stream = X.stream()
     if fi_stream == nil then return nil end
     local fi_flags, fi_len = X.flags(), X.len()
-    cur_flags_fi = fi_flags
     if fi_flags == nil then return nil end
     -- Wireshark adds tcp.len to every TCP header except one quoted by an ICMP error (and IP
     -- fragments / short segments): only then look for the ICMP layer
@@ -361,7 +360,7 @@ local function build_packet(pinfo, number)
     p.ack = false p.arrival = false p.hole = false p.held_entry = false p.released = false
     p.released_bytes = false p.released_segments = false p.dsack = false p.dsack_l = false
     p.dsack_r = false p.sack_released = false p.rtx = false p.duplicate = false
-    p.fill = false p.fill_by = false
+    p.fill = false p.fill_by = false p.ip_id = false
     p.number = number
     p.time = pinfo.abs_ts
     p.stream = fi_stream()
@@ -374,8 +373,9 @@ local function build_packet(pinfo, number)
     p.rst = flags % 8 >= 4
     p.ackf = ackf
     p.flags = flags
+    local fi = X.tsval()
+    p.tsval = fi and fi() or false
     p.tsecr = false                          -- read by first_pass when it can matter
-    local fi
     if syn then
         fi = X.wscale()
         if fi ~= nil then p.wscale_opt = fi() end
@@ -386,14 +386,15 @@ local function build_packet(pinfo, number)
 end
 
 -- IP ID of this packet, from the frame's bytes: the IPv4 header right before the TCP header (the
--- innermost one in a tunnel), found once per direction from tcp.flags' offset and checked by its
--- version/length byte and the source port; kept as d.ip_off / d.ip_vb and re-found when the byte
--- there changes. False for IPv6 (no IP ID) or when the frame does not show it (a reassembled
--- segment lives in another buffer). Packets of a direction without TCP timestamps have it read
--- already (pkt.ip_id, see first_pass); otherwise it is read only where it decides something
--- (stream.lua: the first held arrival above a hole, its filler).
+-- innermost one in a tunnel), found once per direction from tcp.flags' offset (a second read of
+-- that extractor, once per direction) and checked by its version/length byte and the source port;
+-- kept as d.ip_off / d.ip_vb and re-found when the byte there changes. False for IPv6 (no IP ID)
+-- or when the frame does not show it (a reassembled segment lives in another buffer). Packets of
+-- a direction without TCP timestamps have it read already (pkt.ip_id, see first_pass); otherwise
+-- it is read only where it decides something (stream.lua: the first held arrival above a hole,
+-- its filler).
 local function find_ip_off(d, sport)
-    local tvb, fi = cur_tvb, cur_flags_fi
+    local tvb, fi = cur_tvb, X.flags()
     if tvb == nil or fi == nil then return false end
     local tcp = fi.offset - 12
     if tcp + 2 > tvb:len() then return false end   -- (tcp.flags in another buffer: reassembled)
@@ -496,6 +497,13 @@ local function first_pass(pinfo, number, tvb)
     end
     clock_prev = raw
     if clock_off ~= 0 then pkt.time = raw + clock_off end
+    -- a direction that sends no TCP timestamps (a non-SYN, non-RST packet of it came without: the
+    -- connection did not negotiate them): its IP IDs tell a capture duplicate from a resend and a
+    -- late original from a retransmission instead (stream.lua), read on each of its packets
+    if not pkt.tsval then
+        if fwd.no_ts then pkt.ip_id = core.read_ip_id(pkt, fwd)
+        elseif pkt.flags % 8 < 2 then fwd.no_ts = true end
+    end
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
     -- The ACK number, window and SACK blocks of a packet are about the peer's data. The sender of
     -- a one-way transfer (it sent data, its peer never did) acknowledges nothing and advertises a
@@ -513,20 +521,6 @@ local function first_pass(pinfo, number, tvb)
         pkt.win_raw, pkt.ackf, pkt.ack_raw = false, false, 0
     end
     pkt.win_scale = pkt.win_raw and window_scale(fwd)
-    -- TSval, or for a direction that sends no TCP timestamps (a non-SYN, non-RST packet of it came
-    -- without: the connection did not negotiate them) the IP ID instead (one read of the frame's
-    -- bytes instead of one extractor call): what tells a capture duplicate from a resend and a late
-    -- original from a retransmission when there is no TSval (stream.lua)
-    if fwd.no_ts then
-        pkt.tsval = false
-        pkt.ip_id = false                    -- (read_ip_id returns a value already read)
-        pkt.ip_id = core.read_ip_id(pkt, fwd)
-    else
-        local fi = X.tsval()
-        pkt.tsval = fi and fi() or false
-        pkt.ip_id = false
-        if not pkt.tsval and pkt.flags % 8 < 2 then fwd.no_ts = true end   -- (not SYN, not RST)
-    end
     -- the TS echo only tells something when it can echo a TSval of the peer not echoed yet
     if pkt.tsval and rev.tsq_lo < rev.tsq_hi then
         local fe = X.tsecr()

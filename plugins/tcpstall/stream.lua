@@ -245,7 +245,7 @@ end
 -- retransmission info or nil.
 local function on_send(d, pkt, s, e, tv)
     local t, f = pkt.time, pkt.number
-    local id = pkt.ip_id or nil
+    local id = pkt.ip_id                     -- (false with timestamps: not read)
     local high = d.high
     local info = nil
     if high == nil or s >= high then

@@ -571,7 +571,9 @@ local function is_dupack(d, pkt, ack, t)
     local w = pkt.win_raw
     if w and acker.win_raw ~= nil and w ~= acker.win_raw and not pkt.sack then return false end
     local segs = d.segs
-    local i = seg_find(d, ack)             -- the segment at the hole, or (never seen) the first above it
+    -- the segment at the hole, or (never seen) the first above it: ack is snd_una, and segs_head
+    -- is the first segment ending above it (what seg_find(d, ack) would find, without the search)
+    local i = d.segs_head
     local g = segs[i]
     if g ~= nil and g[1] <= ack then i = i + 1 end
     g = segs[i + d.dupacks]

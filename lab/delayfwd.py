@@ -6,6 +6,11 @@ timer heap for --delay-ms, and sends it unchanged out of B (or A). Run it in a n
 kernel does not forward between A and B (no bridge, no addresses), so this process is the only
 path. Frames are never dropped on purpose; kernel socket drops are counted (PACKET_STATISTICS)
 and written with the delay actually applied to --stats as JSON on SIGTERM.
+
+Optional faults on the frames arriving on A (client side), counted over IPv4 TCP frames with payload
+(1-based): --late-nth N,M holds those frames --late-ms longer (reordering: later frames overtake
+them), --dup-nth N,M sends those frames twice, back to back (a network duplicate). What was done is
+listed in the stats (seq, len, IP ID of each frame) for the truth file.
 """
 import argparse
 import heapq
@@ -33,14 +38,37 @@ def open_if(name: str) -> socket.socket:
     return s
 
 
+def tcp_data(frame: bytes):
+    """{seq, len, ip_id} of an Ethernet/IPv4/TCP frame with payload, else None."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+        return None
+    ihl = (frame[14] & 15) * 4
+    tcp = 14 + ihl
+    if len(frame) < tcp + 20:
+        return None
+    total, ip_id = struct.unpack("!HH", frame[16:20])
+    doff = (frame[tcp + 12] >> 4) * 4
+    plen = total - ihl - doff
+    if plen <= 0:
+        return None
+    return {"seq_raw": struct.unpack("!I", frame[tcp + 4:tcp + 8])[0], "len": plen, "ip_id": ip_id}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--delay-ms", type=float, required=True)
     ap.add_argument("--stats", required=True)
+    ap.add_argument("--late-nth", default="", help="comma list: n-th data frames from A to hold longer")
+    ap.add_argument("--late-ms", type=float, default=8.0, help="extra delay of the --late-nth frames")
+    ap.add_argument("--dup-nth", default="", help="comma list: n-th data frames from A to send twice")
     args = ap.parse_args()
     delay = args.delay_ms / 1000.0
+    late_nth = {int(x) for x in args.late_nth.split(",") if x}
+    dup_nth = {int(x) for x in args.dup_nth.split(",") if x}
+    data_n = 0
+    done = {"late": [], "dup": []}
     try:  # a wire should not jitter with the host's load: run the forwarder as a real-time task
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         policy = "SCHED_FIFO 10"
@@ -78,7 +106,19 @@ def main() -> int:
                 if addr[2] == PACKET_OUTGOING:
                     continue
                 n += 1
-                heapq.heappush(heap, (now + delay, n, s, frame))
+                due = now + delay
+                if s is sa and (late_nth or dup_nth):
+                    info = tcp_data(frame)
+                    if info is not None:
+                        data_n += 1
+                        if data_n in late_nth:
+                            due += args.late_ms / 1000.0
+                            done["late"].append(dict(info, nth=data_n))
+                        if data_n in dup_nth:
+                            heapq.heappush(heap, (due, n, s, frame))
+                            n += 1
+                            done["dup"].append(dict(info, nth=data_n))
+                heapq.heappush(heap, (due, n, s, frame))
         now = time.monotonic()
         while heap and heap[0][0] <= now:
             due, _, s, frame = heapq.heappop(heap)
@@ -104,7 +144,7 @@ def main() -> int:
         st["late_max_us"] = round(st["late_max_us"], 1)
     with open(args.stats, "w") as f:
         json.dump({"delay_ms": args.delay_ms, "scheduling": policy, "directions": stats, "sockets": drops,
-                   "left_in_queue": len(heap)}, f)
+                   "left_in_queue": len(heap), **({"faults": done} if late_nth or dup_nth else {})}, f)
     return 0
 
 

@@ -85,7 +85,7 @@ class Lab:
 
     def __init__(self, name: str, outdir: Path, *, mtu: int = 1500, delay_ms: float = 0.0,
                  client_sysctls: dict | None = None, server_sysctls: dict | None = None,
-                 snaplen: int = 160, capture_filter: str = "tcp"):
+                 snaplen: int = 160, capture_filter: str = "tcp", fwd_args: list | tuple = ()):
         self.name = name
         self.outdir = Path(outdir)
         self.mtu = mtu
@@ -94,6 +94,7 @@ class Lab:
         self.server_sysctls = dict(server_sysctls or {})
         self.snaplen = snaplen
         self.capture_filter = capture_filter
+        self.fwd_args = [str(a) for a in fwd_args]   # extra delayfwd.py options (reordering, duplicates)
         tag = f"{NS_PREFIX}{os.getpid()}"
         self.ns = {"client": f"{tag}-c", "r1": f"{tag}-r1", "r2": f"{tag}-r2", "server": f"{tag}-s"}
         self.procs: list[subprocess.Popen] = []
@@ -179,7 +180,8 @@ class Lab:
             self.ns_exec("r2", "ip", "link", "set", "r2a", "promisc", "on")
             self.ns_exec("r2", "ip", "link", "set", "r2b", "promisc", "on")
             self.fwd = self.popen("r2", [sys.executable, str(LAB_DIR / "delayfwd.py"), "r2a", "r2b",
-                                         "--delay-ms", str(self.delay_ms), "--stats", str(self.fwd_stats_path)])
+                                         "--delay-ms", str(self.delay_ms), "--stats", str(self.fwd_stats_path),
+                                         *self.fwd_args])
             self.delay_mechanism = "userspace AF_PACKET forwarder in r2 (delayfwd.py), delay applied per direction"
         else:
             self.ns_exec("r2", "ip", "link", "add", "br0", "type", "bridge")

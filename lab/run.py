@@ -99,6 +99,7 @@ class Scenario:
     snaplen = 160
     client_sysctls: dict = {}
     server_sysctls: dict = {}
+    fwd_args: list = []        # extra delayfwd.py options (needs delay_ms > 0)
     committed = True
 
     def __init__(self, out: Path):
@@ -116,7 +117,7 @@ class Scenario:
         t0 = time.time()
         log(f"{self.name}: building topology (mtu {self.mtu}, one-way delay {self.delay_ms} ms)")
         with Lab(self.name, self.out, mtu=self.mtu, delay_ms=self.delay_ms, client_sysctls=self.client_sysctls,
-                 server_sysctls=self.server_sysctls, snaplen=self.snaplen) as lab:
+                 server_sysctls=self.server_sysctls, snaplen=self.snaplen, fwd_args=self.fwd_args) as lab:
             self.lab = lab
             ping = lab.measure_rtt()
             sysctls = {role: {k: lab.read_sysctl(role, k) for k in SYSCTLS
@@ -224,6 +225,7 @@ def expect(cond: bool, msg: str) -> None:
 class Heartbeat(Scenario):
     count = 60
     drop_seq: int | None = None
+    payload_bit = 256          # TCP header with timestamps = 32 bytes (20 without: bit 160)
     description = "21-byte heartbeats every 60 ms with a 50 ms app timeout"
 
     def want_payload(self):
@@ -235,11 +237,11 @@ class Heartbeat(Scenario):
         time.sleep(0.5)
         if self.drop_seq is not None:
             pattern = b"HB%08d" % self.drop_seq
-            # TCP header with timestamps = 32 bytes -> payload at bit 256. The quota makes it drop the
-            # first transmission only (73 bytes < 100); the retransmission (sum >= 100) passes.
+            # payload at bit payload_bit of the TCP header. The quota makes it drop the first
+            # transmission only (73 bytes, 61 without timestamps, < 100); the retransmission (sum >= 100) passes.
             lab.nft_add(f"drop heartbeat #{self.drop_seq}",
                         f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {HB_PORT} "
-                        f"@th,256,80 0x{pattern.hex()} quota until 100 bytes")
+                        f"@th,{self.payload_bit},80 0x{pattern.hex()} quota until 100 bytes")
         snd = lab.app("client", "hb.py", "sender", "--host", SERVER_IP, "--port", HB_PORT, "--count", self.count, "--rt",
                       log=slog, tz=APP_TZ)
         self.wait(snd, 30 + self.count * 0.1, "heartbeat sender")
@@ -325,6 +327,15 @@ class HeartbeatLossNoSack(HeartbeatLoss):
     description = ("incident A without SACK/RACK/TLP on the sender (tcp_sack=0, tcp_recovery=0, "
                    "tcp_early_retrans=0 in its namespace): same drop of heartbeat #30; the thin stream cannot "
                    "collect three duplicate ACKs before the RTO, so the hole is repaired by an RTO retransmission")
+
+
+class HeartbeatLossNoTs(HeartbeatLoss):
+    name = "heartbeat-loss-nots"
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    payload_bit = 160
+    description = ("incident A without TCP timestamps (tcp_timestamps=0 in the client's namespace, as on a Windows "
+                   "host): same drop of heartbeat #30; SACK on. The receiver-side capture cannot tell the "
+                   "retransmission from a late original by TSval: IP ID order and timing must")
 
 
 class CleanHeartbeat(Heartbeat):
@@ -571,6 +582,143 @@ class BulkLoss(CleanBulk):
         self.truth["dropped_segments_truncated_to"] = 50
         expect(f["nft_counter"].get("packets", 0) == n,
                f"nft dropped {f['nft_counter']} but the captures differ by {n} client packets")
+
+
+class SlowReader(RpcScenario):
+    """In-order traffic, no fault: the server is slow to read, so its window closes and then opens in
+    small steps: it sends window-update ACKs (same ACK number, new window) while client data is in
+    flight. Those are not duplicate ACKs (RFC 5681 requires the same window): nothing here is HOL
+    blocking or loss."""
+    name = "slow-reader"
+    delay_ms = 25.0
+    snaplen = 96
+    requests = 3
+    message = 150_000
+    rcvbuf = 32768
+    stall_ms = 300
+    read_chunk = 4096
+    read_pause_ms = 2
+    server_args = ["--rcvbuf", rcvbuf, "--stall-ms", stall_ms, "--read-chunk", read_chunk,
+                   "--read-pause-ms", read_pause_ms, "--delayed-acks"]
+    client_args = ["--timeout-ms", 10000]
+    description = ("a slow reader, no fault: 3 requests of 150 000 bytes; the server (SO_RCVBUF 32768, delayed ACKs: "
+                   "TCP_QUICKACK 0 after every read) waits 300 ms after each request's first line, then reads 4096 "
+                   "bytes every 2 ms: its window closes, then opens in steps with window-update ACKs while client "
+                   "data is in flight (false-positive check for HOL blocking and duplicate ACKs); RTT 50 ms")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        for i in range(self.requests):
+            self.send(self.message)
+            self.wait_event("done", i + 1, timeout=60)
+        time.sleep(0.2)
+        self.quit()
+        done = [e for e in self.client_events() if e.get("event") == "done"]
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "requests": len(done), "server_so_rcvbuf_requested": self.rcvbuf,
+                "stall_ms": self.stall_ms, "read_chunk": self.read_chunk, "read_pause_ms": self.read_pause_ms,
+                "proc_time_ms": [round(e["proc_ms"], 3) for e in done]}
+
+    @staticmethod
+    def window_updates(segs):
+        """Server pure ACKs with the same ACK number as the server's previous ACK and a different window
+        while client data beyond that ACK had been seen (outstanding): frames, in this capture."""
+        high, prev, out = None, None, []
+        for s in segs:
+            if s.src == CLIENT_IP and (s.len or s.syn or s.fin):
+                end = s.seq + s.len + (1 if s.syn or s.fin else 0)
+                if high is None or pt.seq_after(end, high):
+                    high = end
+            elif s.src == SERVER_IP and s.ackf and not s.syn:
+                if (prev is not None and s.len == 0 and not s.fin and s.ack == prev[0] and s.win != prev[1]
+                        and high is not None and pt.seq_after(high, s.ack)):
+                    out.append(s.frame)
+                prev = (s.ack, s.win)
+        return out
+
+    def analyse(self, csegs, ssegs):
+        self.truth["app"]["window_updates_with_data_outstanding"] = {
+            "client_capture": self.window_updates(csegs), "server_capture": self.window_updates(ssegs)}
+
+    def check(self, csegs, ssegs):
+        expect(not self.truth["dropped_segments"], f"{self.name}: packets lost without a fault")
+        expect(not any(s.src == CLIENT_IP and s.len and pt.transmissions(csegs, CLIENT_IP, s.seq)[0] is not s
+                       for s in csegs), f"{self.name}: the client retransmitted data")
+        expect(len(self.truth["app"]["window_updates_with_data_outstanding"]["client_capture"]) >= 3,
+               f"{self.name}: fewer than 3 window updates with data outstanding in the client capture")
+
+
+class SlowReaderNoTs(SlowReader):
+    name = "slow-reader-nots"
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    description = SlowReader.description.replace("; RTT 50 ms", "; RTT 50 ms; no TCP timestamps "
+                                                 "(tcp_timestamps=0 in the client's namespace)")
+
+
+class ReorderNoTs(RpcScenario):
+    """Reordering and network duplicates without TCP timestamps: nothing is lost. The delay forwarder holds
+    two client data frames 8 ms longer (later frames overtake them: the late original fills the hole)
+    and sends two others twice. Without TSvals only IP ID order and timing tell a late original from a
+    retransmission."""
+    name = "reorder-nots"
+    delay_ms = 10.0
+    snaplen = 96
+    message = 300_000
+    late = (20, 101)
+    dups = (50, 150)
+    fwd_args = ["--late-nth", ",".join(map(str, late)), "--late-ms", 8, "--dup-nth", ",".join(map(str, dups))]
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    description = ("reordering and network duplicates without TCP timestamps (tcp_timestamps=0 in the client's "
+                   "namespace), nothing lost: the delay forwarder holds the 20th and 101st client data frames "
+                   "8 ms longer (the late originals fill the holes) and sends the 50th and 150th twice; a "
+                   "300 000-byte request")
+
+    def body(self, lab):
+        done = self.one_request(lab, self.message)
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "request_start": round(done["start"], 6),
+                "proc_time_ms": round(done["proc_ms"], 3), "status": done["status"]}
+
+    def analyse(self, csegs, ssegs):
+        done = self.truth["topology"]["delay_forwarder"].get("faults", {"late": [], "dup": []})
+        data_s = [s for s in ssegs if s.src == CLIENT_IP and s.len > 0]
+        late = []
+        for f in done["late"]:
+            arrivals = [s for s in data_s if s.seq == f["seq_raw"] and s.len == f["len"]]
+            sends = pt.transmissions(csegs, CLIENT_IP, f["seq_raw"])
+            # the late original at the server: the arrival with the forwarder's IP ID; the first
+            # arrival above it came before it (the hole it filled)
+            orig = next((s for s in arrivals if self.ip_id(s) == f["ip_id"]), None)
+            above = next((s for s in data_s if s.seq == (f["seq_raw"] + f["len"]) % (1 << 32)), None)
+            late.append(dict(f, client_frames=[s.frame for s in sends], server_frame=orig.frame if orig else None,
+                             first_above_server_frame=above.frame if above else None,
+                             hold_ms=round((orig.t - above.t) * 1000, 3) if orig and above else None,
+                             retransmitted=len(sends) > 1))
+        dups = []
+        for f in done["dup"]:
+            copies = [s for s in data_s if s.seq == f["seq_raw"] and s.len == f["len"] and self.ip_id(s) == f["ip_id"]]
+            dups.append(dict(f, server_frames=[s.frame for s in copies]))
+        self.truth["reordering"] = {"late": late, "duplicates": dups}
+
+    def ip_id(self, seg):
+        """IP ID of a server-capture segment (the lab's Seg does not carry it): read once with tshark."""
+        if getattr(self, "_ip_ids", None) is None:
+            path = self.out / f"{self.name}-server.pcapng"
+            out = subprocess.run(["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.number",
+                                  "-e", "ip.id"], capture_output=True, text=True, check=True).stdout
+            self._ip_ids = {int(a): int(b, 16) for a, b in (ln.split("\t") for ln in out.splitlines()) if b}
+        return self._ip_ids.get(seg.frame)
+
+    def check(self, csegs, ssegs):
+        r = self.truth["reordering"]
+        expect(len(r["late"]) == len(self.late) and all(x["server_frame"] and x["first_above_server_frame"]
+                                                        and x["first_above_server_frame"] < x["server_frame"]
+                                                        for x in r["late"]),
+               f"{self.name}: a late frame did not arrive after the frame above it: {r['late']}")
+        expect(all(len(x["server_frames"]) == 2 for x in r["duplicates"]), f"{self.name}: duplicates {r['duplicates']}")
+        expect(not [d for d in self.truth["dropped_segments"] if d["src"].startswith(CLIENT_IP)],
+               f"{self.name}: client packets lost")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1128,7 +1276,8 @@ class SeqWrap(RpcScenario):
         expect(len(self.truth["dropped_segments"]) == 1, f"capture diff {self.truth['dropped_segments']}")
 
 
-SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
+                                 ReorderNoTs, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
                                  SynBlackhole, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
@@ -1204,6 +1353,17 @@ def truth_in_words(t: dict) -> str:
                 f"{w['data_segments_after_wrap']} of {w['data_segments']} data segments after the wrap; "
                 f"router dropped data segment #{f.get('nth_data_segment')} (seq_raw {f.get('seq_raw')}), "
                 f"retransmitted {f['retransmissions'][0]['after_ms']:.1f} ms later" if f.get("retransmissions") else "")
+    if n.startswith("slow-reader"):
+        w = app["window_updates_with_data_outstanding"]
+        return (f"no fault, no retransmission; {len(w['client_capture'])} window-update ACKs with client data "
+                f"outstanding in the client capture ({len(w['server_capture'])} in the server capture); "
+                f"proc_time {', '.join(f'{x:.0f}' for x in app['proc_time_ms'])} ms")
+    if n == "reorder-nots":
+        r = t["reordering"]
+        late = "; ".join(f"client data seq_raw {x['seq_raw']} held 8 ms (server frame {x['server_frame']}, "
+                         f"{x['hold_ms']:.1f} ms after frame {x['first_above_server_frame']})" for x in r["late"])
+        dups = ", ".join(f"{x['server_frames']}" for x in r["duplicates"])
+        return f"nothing lost; {late}; duplicated (server frames) {dups}"
     if n == "bulk-loss":
         return f"nft dropped {f['nft_counter'].get('packets')} client->server packets (1 % random)"
     if n.startswith("clean"):

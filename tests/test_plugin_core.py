@@ -51,7 +51,12 @@ def test_fields_experts_prefs_are_registered():
               "tcpstall.retries.linux_like", "tcpstall.retries.kind", "tcpstall.retries.control",
               # expert infos are registered as fields too (Lua experts are not listed by -G expert)
               "tcpstall.hol.blocked", "tcpstall.hol.released", "tcpstall.rwnd.throttling",
-              "tcpstall.retries.approaching", "tcpstall.retries.final", "tcpstall.thin_stream"):
+              "tcpstall.retries.approaching", "tcpstall.retries.final", "tcpstall.thin_stream",
+              # issue 14 (CONTRACT.md)
+              "tcpstall.hol.severity", "tcpstall.hol.fill", "tcpstall.thin_stream.interval_ms",
+              "tcpstall.thin_stream.wait_ms", "tcpstall.thin_stream.wait_estimated", "tcpstall.thin_stream.rtt_ms",
+              "tcpstall.retrans.number", "tcpstall.retrans.dupacks", "tcpstall.retrans.since_first_ms",
+              "tcpstall.retrans.since_prev_ms", "tcpstall.capture.duplicate", "tcpstall.capture.time_backwards_ms"):
         assert f in names, f
     prefs = tshark_out(["-G", "defaultprefs", *g], plugin=False).stdout
     # the sender's settings are empty until given: the prediction then assumes Linux's defaults and

@@ -354,3 +354,43 @@ def test_reordering_sender_view_dsack_corrects_the_filler():
         msg = [m for m in r["_ws.expert.message"] if m.startswith("HOL-blocked delivery: released")][0]
         assert "was spurious: D-SACK frame" in msg
     assert [r["tcpstall.retrans.trigger"] for r in rows.values() if r["tcpstall.retrans.trigger"]] == ["fast", "fast"]
+
+
+# --- thin stream: only for thin streams, numbers that are fields (issue 14 item 7) ---------------
+
+THIN = ("heartbeat-loss", "heartbeat-loss-nosack", "heartbeat-loss-nots")
+
+
+@pytest.mark.parametrize("two_pass", [False, True])
+@pytest.mark.parametrize("side", ["client", "server"])
+@pytest.mark.parametrize("scenario", THIN)
+def test_thin_stream_note_states_its_fields(scenario, side, two_pass):
+    """Every number of the note is a field of the same frame, and the numbers are the truth's."""
+    from plugin_rows import flag, rows
+    t = truth(scenario)
+    r = rows(sample(f"{scenario}-{side}.pcapng"), two_pass, display_filter="tcpstall.thin_stream")
+    [x] = r.values()
+    took, every, text = thin_numbers(x)
+    assert took == float(x["tcpstall.thin_stream.wait_ms"])
+    assert every == float(x["tcpstall.thin_stream.interval_ms"])
+    assert f"(RTT {float(x['tcpstall.thin_stream.rtt_ms']):.1f} ms)" in text
+    assert flag(x["tcpstall.thin_stream.wait_estimated"]) == (side == "server") == ("(est.)" in text)
+    if "dupACK" in text:
+        assert text.split("Thin stream: ")[1].startswith(f"{x['tcpstall.retrans.dupacks']} dupACK")
+        assert int(x["tcpstall.retrans.dupacks"]) >= 1
+    assert abs(took - t["faults"][0]["retransmissions"][0]["after_ms"]) <= 3.0
+    assert abs(every - t["app"]["interval_ms"]) <= 3.0
+    assert abs(float(x["tcpstall.thin_stream.rtt_ms"]) - t["handshake"]["rtt_ms"]) <= 2.0
+
+
+@pytest.mark.parametrize("capture", [
+    "sample_captures/seq-wrap-client.pcapng", "sample_captures/seq-wrap-server.pcapng",
+    "sample_captures/reorder-nots-client.pcapng", "sample_captures/reorder-nots-server.pcapng",
+    "tests/data/bulk-loss-head-client.pcapng", "tests/data/bulk-loss-head-server.pcapng",
+    "tests/data/reorder-dup-sender.pcapng", "tests/data/reorder-dup-receiver.pcapng",
+])
+def test_no_thin_stream_note_on_bulk_flows(capture):
+    """Bulk transfers with fast retransmissions (many later segments reported the loss): no note."""
+    path = DATA.parent.parent / capture
+    rows = run(path, two_pass=True, display_filter="tcpstall.retrans.trigger || tcpstall.thin_stream")
+    assert rows and not [f for f, r in rows.items() if r["tcpstall.thin_stream"]]

@@ -7,7 +7,11 @@ server: `--rcvbuf N` sets SO_RCVBUF on the listening socket *before listen()* (i
         sockets, incident B); `--linger0` makes every accepted socket SO_LINGER{1,0}, so killing the
         process discards the connection state at once (a host that restarts, incident C variant);
         `--stall-ms N` makes the handler stop reading for N ms after a request's first line (a busy
-        application: its receive buffer fills and the advertised window shrinks to zero).
+        application: its receive buffer fills and the advertised window shrinks to zero);
+        `--read-chunk B --read-pause-ms M` makes it read the body B bytes at a time with an M ms pause
+        after each read (a slow reader: the window opens in small steps, window-update ACKs);
+        `--delayed-acks` sets TCP_QUICKACK to 0 after every read (Linux then leaves quick-ACK mode and
+        delays its ACKs, one per two segments or 40 ms, as Windows receivers always do).
 client: one long-lived connection; sends one request per line read on stdin ("send [bytes]"), or
         --auto N requests; blocks for the response without deadline (like a gRPC call without one)
         and logs like a Java-ish RPC client: `[2024-02-20T16:45:47.750+0800][worker-1] proc_time=...`.
@@ -76,11 +80,12 @@ def server(args):
         n += 1
         if args.linger0:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        threading.Thread(target=serve_conn, args=(conn, peer, log, f"handler-{n}", args.stall_ms),
+        threading.Thread(target=serve_conn, args=(conn, peer, log, f"handler-{n}", args.stall_ms,
+                                                  args.read_chunk, args.read_pause_ms, args.delayed_acks),
                          daemon=True).start()
 
 
-def serve_conn(conn, peer, log, thread, stall_ms=0):
+def serve_conn(conn, peer, log, thread, stall_ms=0, read_chunk=0, read_pause_ms=0, delayed_acks=False):
     log(f"accepted {peer[0]}:{peer[1]} SO_RCVBUF={conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}",
         thread=thread)
     try:
@@ -96,10 +101,14 @@ def serve_conn(conn, peer, log, thread, stall_ms=0):
                 time.sleep(stall_ms / 1000)
                 log(f"request id={int(rid)} not read for {stall_ms} ms (busy) since {t_stall:.6f}", thread=thread)
             while got < total:
-                chunk = conn.recv(min(1 << 20, total - got))
+                chunk = conn.recv(min(read_chunk or 1 << 20, total - got))
                 if not chunk:
                     raise ConnectionError("EOF in body")
                 got += len(chunk)
+                if delayed_acks:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+                if read_pause_ms:
+                    time.sleep(read_pause_ms / 1000)
             t1 = time.time()
             log(f"request id={int(rid)} bytes={got} read_time={round((t1 - t0) * 1000)}ms", t1, thread=thread)
             conn.sendall(b"RSP %d ok %d\n" % (int(rid), got))
@@ -238,6 +247,9 @@ def main():
                     help="client: SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT")
     ap.add_argument("--linger0", action="store_true")
     ap.add_argument("--stall-ms", type=int, default=0, help="server: stop reading for N ms after a request's header")
+    ap.add_argument("--read-chunk", type=int, default=0, help="server: read the body this many bytes at a time")
+    ap.add_argument("--read-pause-ms", type=int, default=0, help="server: pause after each body read (slow reader)")
+    ap.add_argument("--delayed-acks", action="store_true", help="server: TCP_QUICKACK 0 after every read")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--auto", type=int, default=0)
     ap.add_argument("--timeout-ms", type=int, default=0)

@@ -95,6 +95,9 @@ end
 
 local function fmt_ms(x) return string.format("%.1f", x) end
 
+-- how a receiver-side capture told what filled a hole (stream.lua fill_evidence), for the text
+local EVIDENCE = { ip_id = "by IP ID order", timing = "by timing", delivered = "the receiver had the data" }
+
 local function record_episode(st, dir, rel)
     local a = agg(st)
     a.episodes = a.episodes + 1
@@ -109,37 +112,41 @@ local function record_episode(st, dir, rel)
     list[#list + 1] = rel
 end
 
--- thin stream: a fast (or RACK) retransmit that had to wait for its dupACKs/SACKs because the sender
--- sends rarely: the retransmission came >= 3 RTT after the original, and the sender's new data
--- goes out at most every RTT/2. `held_t`: first held arrival (receiver view) when the capture never
--- saw the original; the original's arrival is then estimated one send interval before it.
-local function thin_check(pkt, fwd, held_t)
+-- Thin stream: a retransmission that had to wait for its loss evidence (dupACKs, SACKs) because the
+-- sender sends rarely. Only when that is what happened: the first retransmission of the data,
+-- triggered by later segments (fast / RACK, or an RTO after >= 1 dupACK), fewer than 4 of them sent
+-- between the original and the retransmission (Linux's tcp_stream_is_thin: < 4 packets in flight;
+-- a bulk flow has many), >= 3 path RTTs after the original, and the sender's new data goes out at
+-- most every RTT/2. `held_t`, `held_n`: at a receiver-side capture (the original never seen) the
+-- first held arrival and how many segments were held; the original's send is then estimated one
+-- send interval before the first of them.
+local function thin_check(pkt, fwd, held_t, held_n)
     local rtx = pkt.rtx
-    if not rtx then return nil end
+    if not rtx or rtx.n ~= 1 then return nil end
     local trig = rtx.trigger
-    if trig ~= "fast" and trig ~= "rack" and not (trig == "rto" and rtx.n == 1 and (rtx.ta_dup or 0) >= 1) then
-        return nil
-    end
+    local dup, sacked = rtx.ta_dup or 0, rtx.ta_sacked_n or 0
+    if trig ~= "fast" and trig ~= "rack" and not (trig == "rto" and dup >= 1) then return nil end
+    if dup < 1 and sacked < 1 then return nil end
     local interval = stream.send_interval(fwd)
     if interval == nil or interval <= 0 then return nil end
-    local orig_t, est = rtx.first_t, false
+    local orig_t, est, later = rtx.first_t, false, nil
     if orig_t == nil then
         if held_t == nil then return nil end
-        orig_t, est = held_t - interval, true
+        orig_t, est, later = held_t - interval, true, held_n
+    else
+        later = stream.sent_after(fwd, rtx.s, orig_t, pkt.time, 4)
     end
-    local took = pkt.time - orig_t
+    if later == nil or later < 1 or later > 3 then return nil end
+    local wait = pkt.time - orig_t
     local rtt = stream.rtt_min(fwd)
     if rtt == nil or rtt <= 0 then return nil end
     -- a bulk sender on a sub-millisecond path also has interval >= RTT/2: only a recovery delay
     -- an application can notice (hol_warn_ms) and a sender idle for >= 1 ms between segments count
-    -- many dupACKs mean much data in flight: the wait was the reordering threshold, not thinness
-    if trig == "fast" and (rtx.ta_dup or fwd.dupacks or 0) > 4 then return nil end
-    if took < 3 * rtt or interval < rtt / 2 or interval < 0.001
-        or took * 1000 < core.settings.hol_warn_ms then return nil end
+    if wait < 3 * rtt or interval < rtt / 2 or interval < 0.001
+        or wait * 1000 < core.settings.hol_warn_ms then return nil end
     return {
-        took_ms = took * 1000, rtt_ms = rtt * 1000, interval_ms = interval * 1000,
-        dupacks = rtx.ta_dup or fwd.dupacks, sacked = rtx.ta_sacked_n or 0, trigger = rtx.trigger,
-        estimated = est,
+        wait_ms = core.ms(wait), rtt_ms = core.ms(rtt), interval_ms = core.ms(interval),
+        dupacks = dup, trigger = trig, estimated = est,
     }
 end
 
@@ -171,7 +178,9 @@ function M.on_packet(pkt, fwd, rev, out, st)
             first_held_frame = first_f, first_held_t = first_t,
             filler_len = pkt.len,
             trigger = pkt.rtx and pkt.rtx.trigger or nil,
-            late_original = not pkt.rtx,
+            -- what filled the hole (stream.lua fill_evidence) and the evidence
+            fill = pkt.rtx and "retransmission" or pkt.fill or "cannot_tell",
+            fill_by = pkt.rtx and pkt.rtx.by or pkt.fill_by or nil,
         }
         out.hol = out.hol or {}
         out.hol.rel = rel
@@ -181,9 +190,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
 
     -- thin stream (on the retransmission itself, either capture side)
     if pkt.rtx then
-        local held_t = nil
-        if out.hol and out.hol.rel and out.hol.rel.view == "receiver" then held_t = out.hol.rel.first_held_t end
-        local thin = thin_check(pkt, fwd, held_t)
+        local held_t, held_n = nil, nil
+        local r0 = out.hol and out.hol.rel
+        if r0 and r0.view == "receiver" then held_t, held_n = r0.first_held_t, r0.frames end
+        local thin = thin_check(pkt, fwd, held_t, held_n)
         if thin ~= nil then
             out.hol = out.hol or {}
             out.hol.thin = thin
@@ -202,9 +212,14 @@ function M.on_packet(pkt, fwd, rev, out, st)
                 local k = add(g.first_f, g.e - g.s, sr.dupack_based and 2 or 1)
                 hold_ms[k], release[k] = (t - g.sack_t) * 1000, pkt.number
             end
-            local lr = rev.last_rtx
+            -- what filled the hole (stream.lua): the capture saw it retransmitted (that frame and its
+            -- trigger), the original arrived late, the filler is not in the capture, or cannot tell
             local by = nil
-            if lr ~= nil and lr.s <= sr.from and lr.e > sr.from then by = lr end
+            if sr.fill == "retransmission" then
+                local res = core.state.results[sr.fill_f]
+                local rr = res and res.rtx
+                by = { f = sr.fill_f, t = sr.fill_t, s = sr.fill_s, e = sr.fill_e, trigger = rr and rr.trigger or nil }
+            end
             -- hold at the receiver estimated from send times (equal one-way delays assumed)
             local by_send = nil
             if by ~= nil and held[1] ~= nil then
@@ -223,7 +238,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
                 first_held_frame = first_f, first_held_t = sr.first_t, first_sack_frame = sr.first_f,
                 dupack_based = sr.dupack_based,
                 trigger = by and by.trigger or nil, filler_frame = by and by.f or nil,
-                late_original = by == nil, by_send_ms = by_send,
+                fill = sr.fill, by_send_ms = by_send,
             }
             out.hol = out.hol or {}
             out.hol.rel = rel
@@ -239,7 +254,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
         if lr ~= nil and pkt.dsack_l <= lr.s and pkt.dsack_r >= lr.e then
             lr.rel.spurious_frame = lr.rel.filler_frame
             lr.rel.dsack_frame = pkt.number
-            lr.rel.late_original = true
+            lr.rel.fill = "late_original"
             lr.rel.by_send_ms = nil
             rev.a.hol_last_sender_rel = nil
         end
@@ -264,7 +279,9 @@ function M.render(tree, r, number)
         local bytes = floor(bv[k] / 4)
         tree:add(F.hol_hold_ms, held_ms)
         tree:add(F.hol_release_frame, release_frame)
-        local ei = (held_ms >= warn_ms) and E.hol_blocked or E.hol_blocked_note
+        local warn = held_ms >= warn_ms
+        tree:add(F.hol_severity, warn and "warn" or "note")
+        local ei = warn and E.hol_blocked or E.hol_blocked_note
         local txt
         if v ~= 0 then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
@@ -285,13 +302,26 @@ function M.render(tree, r, number)
         local filled_by = rel.view == "receiver" and rel.frame or rel.filler_frame
         if filled_by ~= nil then tree:add(F.hol_filled_by, filled_by) end
         tree:add(F.hol_view, rel.view)
+        local warn = rel.max_hold_ms >= warn_ms
+        tree:add(F.hol_severity, warn and "warn" or "note")
+        tree:add(F.hol_fill, rel.fill)
         local what
+        local fill, recv = rel.fill, rel.view == "receiver"
+        local ev = recv and EVIDENCE[rel.fill_by]       -- (TSvals: the usual case, not said)
         if rel.spurious_frame ~= nil then
             what = string.format("the late original (retransmission frame %d was spurious: D-SACK frame %d)", rel.spurious_frame, rel.dsack_frame)
-        elseif rel.late_original then
-            what = rel.view == "receiver" and "late original (reordering, not a retransmission)" or "ACK without a retransmission (reordering)"
-        elseif rel.trigger ~= nil then
-            what = rel.trigger .. " retransmission" .. (rel.filler_frame and (" (frame " .. rel.filler_frame .. ")") or "")
+        elseif fill == "late_original" then
+            what = recv and ("late original (reordering, not a retransmission" .. (ev and ("; " .. ev) or "") .. ")")
+                or "ACK without a retransmission (reordering)"
+        elseif fill == "retransmission" then
+            what = (rel.trigger or "a") .. " retransmission" .. (rel.filler_frame and (" (frame " .. rel.filler_frame .. ")") or "")
+                .. (ev and (" (" .. ev .. ")") or "")
+        elseif fill == "not_captured" then
+            what = "a segment not in the capture (the receiver's ACK covers it)"
+        elseif recv then
+            what = nil
+        else
+            what = "an ACK: a late original or a retransmission the capture missed, cannot tell"
         end
         local txt = string.format("HOL-blocked delivery: released %d bytes in %d segment%s held up to %s ms (first held frame %s)",
             rel.bytes, rel.segments, rel.segments == 1 and "" or "s", fmt_ms(rel.max_hold_ms), tostring(rel.first_held_frame or "?"))
@@ -299,18 +329,28 @@ function M.render(tree, r, number)
             txt = txt .. (rel.dupack_based and " since dupACK frame " or " since SACK frame ") .. tostring(rel.first_sack_frame)
             if rel.by_send_ms ~= nil then txt = txt .. string.format(" (~%s ms by send times)", fmt_ms(rel.by_send_ms)) end
         end
-        if what ~= nil then txt = txt .. "; filled by " .. what end
-        local ei = (rel.max_hold_ms >= warn_ms) and E.hol_released or E.hol_released_note
+        if what ~= nil then
+            txt = txt .. "; filled by " .. what
+        elseif fill == "cannot_tell" then
+            txt = txt .. "; filled by: cannot tell (" .. tostring(rel.fill_by) .. ")"
+        end
+        local ei = warn and E.hol_released or E.hol_released_note
         tree:add_proto_expert_info(ei, txt)
     end
     local th = r.thin
     if th ~= nil then
         -- how long the loss evidence took to come ("est.": the capture never saw the original, its
         -- send time is estimated one send interval before the next segment)
-        local took = fmt_ms(th.took_ms) .. " ms" .. (th.estimated and " (est.)" or "")
+        tree:add(F.thin_interval_ms, th.interval_ms)
+        tree:add(F.thin_wait_ms, th.wait_ms)
+        tree:add(F.thin_wait_estimated, th.estimated)
+        tree:add(F.thin_rtt_ms, th.rtt_ms)
+        local took = fmt_ms(th.wait_ms) .. " ms" .. (th.estimated and " (est.)" or "")
         local what
-        if th.trigger == "fast" then
+        if th.trigger == "fast" and th.dupacks >= 1 then
             what = string.format("%d dupACKs took %s", th.dupacks, took)
+        elseif th.trigger == "fast" then
+            what = string.format("the SACKs of later segments took %s", took)
         elseif th.trigger == "rto" then
             what = string.format("%d dupACK%s in %s, no fast retransmit: the timer fired", th.dupacks, th.dupacks == 1 and "" or "s", took)
         else
@@ -318,10 +358,10 @@ function M.render(tree, r, number)
         end
         -- within core.EXPERT_MAX bytes, so Wireshark shows it whole. What helps: more segments in
         -- flight (the evidence comes sooner), or an application timeout above what recovery takes
-        -- (at least one RTT plus Linux's 200 ms minimum RTO when the timer has to fire)
+        -- (at least one RTT plus the minimum RTO, pref rto_min_ms, when the timer has to fire)
         tree:add_proto_expert_info(E.thin_stream, string.format(
-            "Thin stream: %s (RTT %s ms): the sender sends one segment every ~%s ms. Helps: sending more often, an app timeout > RTT + 200 ms",
-            what, fmt_ms(th.rtt_ms), fmt_ms(th.interval_ms)))
+            "Thin stream: %s (RTT %s ms): the sender sends one segment every ~%s ms. Helps: sending more often, an app timeout > RTT + %d ms",
+            what, fmt_ms(th.rtt_ms), fmt_ms(th.interval_ms), core.settings.rto_min_ms))
     end
 end
 

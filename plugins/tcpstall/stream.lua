@@ -35,6 +35,7 @@ local function new_dir(stream, src, sport, dst, dport)
         mss = nil,             -- MSS option from this side's SYN
         sack_ok = nil,
         data_seen = false,     -- this direction sent payload or a FIN (in the capture)
+        no_ts = false,         -- it sends no TCP timestamps: its packets' IP IDs are read instead (tcpstall.lua)
         sf_shift = nil, sack_off = nil, -- Wireshark's window shift / SACK edge offset for this direction (tcpstall.lua)
         -- sender view (this direction's data as sent)
         high = nil,            -- highest sequence sent (absolute, exclusive end)
@@ -46,7 +47,7 @@ local function new_dir(stream, src, sport, dst, dport)
         new_times = {},        -- ring of the last 8 new-data send times (send cadence)
         new_times_n = 0,
         segs = {},             -- outstanding segments, sorted by s: arrays {s, e, t, f, tx, last t, last f, last TSval}
-        rec_s = {}, rec_e = {}, rec_ts = {}, rec_n = 0, -- last 4 transmissions (duplicate detection)
+        rec_s = {}, rec_e = {}, rec_ts = {}, rec_t = {}, rec_id = {}, rec_n = 0, -- last 4 transmissions (duplicate detection)
         segs_head = 1,
         retrans = 0,           -- retransmissions seen in this direction
         -- what the peer told us about this direction's data (ACKs from the peer)
@@ -145,11 +146,21 @@ function M.srtt(d)
     return (a or 0) + (b or 0)
 end
 
--- Minimum RTT of the connection (seconds, or nil).
+-- Minimum RTT of the connection (seconds, or nil). A turn not measured yet counts as 0 (at a
+-- sender-side capture the sender's own turn is ~0 anyway).
 function M.rtt_min(d)
     local a, b = d.turn_min, d.peer.turn_min
     if a == nil and b == nil then return nil end
     return (a or 0) + (b or 0)
+end
+
+-- Minimum RTT of the connection when BOTH turns were measured (seconds), else nil. A receiver-side
+-- capture without the handshake and without TCP timestamps never measures the sender's turn (the
+-- larger one there): rtt_min would be the receiver's ~0 ms, and judging by it would be wrong.
+function M.path_rtt(d)
+    local a, b = d.turn_min, d.peer.turn_min
+    if a == nil or b == nil then return nil end
+    return a + b
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -166,15 +177,16 @@ local function seg_find(d, x)
     return lo
 end
 
-local function seg_insert(d, s, e, t, f, ts)
+local function seg_insert(d, s, e, t, f, ts, id)
     local segs = d.segs
     local n = #segs
+    -- ([9] IP ID only without timestamps: no ninth slot for the common case)
+    local g = id and { s, e, t, f, 1, t, f, ts, id } or { s, e, t, f, 1, t, f, ts }
     if n < d.segs_head or segs[n][2] <= s then
-        segs[n + 1] = { s, e, t, f, 1, t, f, ts }
+        segs[n + 1] = g
         return
     end
-    local i = seg_find(d, s)
-    table.insert(segs, i, { s, e, t, f, 1, t, f, ts })
+    table.insert(segs, seg_find(d, s), g)
 end
 
 -- Drop the consumed entries t[1 .. head - 1] of a head-indexed array in place: the live entries
@@ -201,30 +213,58 @@ local function segs_compact(d)
     end
 end
 
+-- Is a copy of d's transmission at t0 seen at t too soon to be a retransmission of it? A TCP resends
+-- on an ACK from its peer or on a timer. The ACK that reports a loss is caused by data sent after the
+-- lost segment: it comes one round trip after it at the earliest (half the minimum RTT measured is
+-- kept as the bound: an estimate from a few delayed ACKs can be high). The shortest timer, the tail
+-- loss probe, waits two round trips, and >= 2 ms on Linux: nothing from the peer since t0 and less
+-- than 1 ms also means no reason to resend. Network and capture duplicates (the same frame recorded
+-- twice) are microseconds apart.
+local function too_soon(d, t, t0)
+    if t0 == nil then return false end
+    local gap = t - t0
+    local rtt = M.rtt_min(d)
+    if rtt ~= nil and gap < 0.5 * rtt then return true end
+    if gap < 0.001 then
+        local pl = d.peer.last_t
+        return pl == nil or pl <= t0
+    end
+    return false
+end
+
+-- Is a transmission of exactly the range and TSval (or no TSval) of an earlier one, seen at t0 with
+-- IP ID id0, a copy of it? Without timestamps both IP IDs are known (tcpstall.lua reads them for such
+-- directions): a copy has the same one, a resend a new one (a stack that sends IP ID 0 on every
+-- packet tells nothing: then, and with timestamps, by time).
+local function is_copy(d, t, t0, id, id0)
+    if id and id0 and (id ~= 0 or id0 ~= 0) then return id == id0 end
+    return too_soon(d, t, t0)
+end
+
 -- Record a transmission [s, e) of direction d, TSval `tv` (nil without timestamps). Returns
 -- retransmission info or nil.
 local function on_send(d, pkt, s, e, tv)
     local t, f = pkt.time, pkt.number
+    local id = pkt.ip_id                     -- (false with timestamps: not read)
     local high = d.high
     local info = nil
     if high == nil or s >= high then
-        seg_insert(d, s, e, t, f, tv)
+        seg_insert(d, s, e, t, f, tv, id)
     else
-        -- an exact copy of the last transmission (same range, same TSval): duplicated by the
-        -- network or the capture, not sent again
+        -- a copy of the last transmission of exactly [s, e) with the same TSval (or none on
+        -- either): duplicated by the network or the capture (the same frame recorded twice), not
+        -- sent again (a retransmission in the same TSval clock tick is not a copy)
         local g0 = d.segs[seg_find(d, s)]
-        if g0 ~= nil and g0[1] == s and g0[2] == e and tv ~= nil and g0[8] == tv then
+        if g0 ~= nil and g0[1] == s and g0[2] == e and g0[8] == tv and is_copy(d, t, g0[6], id, g0[9]) then
             pkt.duplicate = true
             return nil
         end
         -- (also when the original was already acknowledged: the last few transmissions)
-        if tv ~= nil then
-            local rs, re, rt = d.rec_s, d.rec_e, d.rec_ts
-            for k = 1, 4 do
-                if rs[k] == s and re[k] == e and rt[k] == tv then
-                    pkt.duplicate = true
-                    return nil
-                end
+        local rs, re, rt, rtm, rid = d.rec_s, d.rec_e, d.rec_ts, d.rec_t, d.rec_id
+        for k = 1, 4 do
+            if rs[k] == s and re[k] == e and rt[k] == tv and is_copy(d, t, rtm[k], id, rid[k]) then
+                pkt.duplicate = true
+                return nil
             end
         end
         -- (partly) below the highest sequence sent: walk overlapping known segments
@@ -242,7 +282,7 @@ local function on_send(d, pkt, s, e, tv)
             -- both stay unknown)
             if start_seen and first_t == nil then first_t, prev_t, prev_f = g[3], g[6], g[7] end
             g[5] = g[5] + 1
-            g[6], g[7], g[8] = t, f, tv
+            g[6], g[7], g[8], g[9] = t, f, tv, id
             if g[5] > tx then tx = g[5] end
             if g[2] > covered_to then covered_to = g[2] end
             i = i + 1
@@ -251,18 +291,18 @@ local function on_send(d, pkt, s, e, tv)
         if high < top then top = high end
         if covered_to < top then gaps[#gaps + 1] = { covered_to, top } end
         for _, gp in ipairs(gaps) do
-            if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f, tv) end
+            if gp[2] > gp[1] and gp[1] >= (d.snd_una or -huge) then seg_insert(d, gp[1], gp[2], t, f, tv, id) end
         end
         if tx > 0 then
             info = { first_t = first_t, prev_t = prev_t, prev_f = prev_f, n = tx - 1, unseen = not start_seen }
         end
-        if e > high then seg_insert(d, high, e, t, f, tv) end
+        if e > high then seg_insert(d, high, e, t, f, tv, id) end
     end
     if high == nil or e > high then
         d.high = e
     end
     local k = d.rec_n % 4 + 1
-    d.rec_s[k], d.rec_e[k], d.rec_ts[k] = s, e, tv
+    d.rec_s[k], d.rec_e[k], d.rec_ts[k], d.rec_t[k], d.rec_id[k] = s, e, tv, t, id
     d.rec_n = d.rec_n + 1
     return info
 end
@@ -368,9 +408,18 @@ local function on_arrival(d, pkt, ds, de)
     end
     -- above the in-order point: held
     pkt.arrival = "held"
-    local h = { ds, de, pkt.time, pkt.number, false }   -- [5]: HOL's column index
     local n = #ooo
     local maxe = d.ooo_maxe
+    local h
+    if n < head or maxe == nil or ds > maxe then
+        -- the first arrival above a new hole: what fills the hole is judged against it
+        -- (fill_evidence): [6] its IP ID, [7] when the new data before it was sent, [8] its TSval
+        local r, k = d.new_times, d.new_times_n
+        h = { ds, de, pkt.time, pkt.number, false, core.read_ip_id(pkt, d), k >= 2 and r[(k - 2) % 8 + 1] or false,
+              pkt.tsval or false }
+    else
+        h = { ds, de, pkt.time, pkt.number, false }   -- [5]: HOL's column index
+    end
     if n < head or maxe == nil or ds >= maxe then
         -- common case: above everything held so far
         pkt.hole = (ds - nxt) - d.ooo_union
@@ -511,11 +560,37 @@ function SR_LAZY.__index(sr, k)
     return held
 end
 
+-- Is pkt (an ACK at snd_una, no payload, no SYN/FIN/RST, data outstanding) a duplicate ACK for d's
+-- data? RFC 5681: it also advertises the same window as the peer's previous packet (a window update
+-- of a slow reader is not a report of loss), unless it carries SACK blocks (RFC 6675 counts those).
+-- And causality: the k-th duplicate ACK reports the k-th segment above the hole, which must have
+-- been seen at least half the receiver's minimum turn before it (an ACK sent before the segment it
+-- would report was sent reports something else).
+local function is_dupack(d, pkt, ack, t)
+    local acker = d.peer
+    local w = pkt.win_raw
+    if w and acker.win_raw ~= nil and w ~= acker.win_raw and not pkt.sack then return false end
+    local segs = d.segs
+    -- the segment at the hole, or (never seen) the first above it: ack is snd_una, and segs_head
+    -- is the first segment ending above it (what seg_find(d, ack) would find, without the search)
+    local i = d.segs_head
+    local g = segs[i]
+    if g ~= nil and g[1] <= ack then i = i + 1 end
+    g = segs[i + d.dupacks]
+    if g == nil then return false end
+    return g[3] <= t - (acker.turn_min or 0) * 0.5
+end
+
 local function on_ack(d, pkt, ack)
     local t, f = pkt.time, pkt.number
     local una = d.snd_una
     d.ack_t, d.ack_f = t, f
     if una == nil then
+        -- the first ACK: when it covers this side's SYN (the handshake), a turn sample of the ACKing
+        -- host; the minimum only (the smoothed estimate stays the data -> ACK one). Without TCP
+        -- timestamps this is the only sample of the sender's turn at a receiver-side capture.
+        local g = d.segs[d.segs_head]
+        if g ~= nil and g[1] == d.isn and g[2] <= ack and g[5] == 1 then turn_sample(d.peer, t - g[3], false) end
         d.snd_una = ack
         d.una_t = t
     elseif ack > una then
@@ -587,6 +662,22 @@ local function on_ack(d, pkt, ack)
             if g[5] == 1 then sample_seg = g else sample_seg = nil end
             h = h + 1
         end
+        if sr then
+            -- what filled the hole at the old cumulative ACK: the segment that carried it, when the
+            -- capture saw it sent (again)
+            local g = segs[h0]
+            if g == nil or g[1] > una then
+                sr.fill = "not_captured"
+            elseif g[5] >= 2 then
+                sr.fill, sr.fill_f, sr.fill_t, sr.fill_s, sr.fill_e = "retransmission", g[7], g[6], g[1], g[2]
+            else
+                -- sent once: it arrived late, or the capture missed its retransmission. A
+                -- retransmission sent on the first SACK/dupACK of the hole is ACKed one round trip
+                -- later at the earliest.
+                local rtt = M.rtt_min(d)
+                sr.fill = (rtt ~= nil and t - sr.first_t < 0.9 * rtt) and "late_original" or "cannot_tell"
+            end
+        end
         if sr and not sr.dupack_based then
             -- sr.segments (the acked segments that were SACKed before) is built on first read:
             -- a receiver-side capture never reads it (the receiver view already has the release)
@@ -596,7 +687,7 @@ local function on_ack(d, pkt, ack)
         d.segs_head = h
         if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg[3], true) end
     elseif ack == una and pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst
-        and d.high ~= nil and d.high > ack then
+        and d.high ~= nil and d.high > ack and is_dupack(d, pkt, ack, t) then
         d.dupacks = d.dupacks + 1
         if d.dupacks == 1 then
             d.dup_first_t, d.dup_first_f = t, f
@@ -678,6 +769,79 @@ local function ts_echo(d, echoer, v, t)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- what the first copy of data below the highest sequence number seen is
+
+-- the held entry that opened the hole [ds, ...) sits in: the first live held entry ending above ds,
+-- or the nearest one above it that opened a hole (has [6]); nil when nothing is held above ds
+local function hole_opener(d, ds)
+    local ooo = d.ooo
+    local lo = sb_find(ooo, ds, d.ooo_head)      -- (the same sorted {s, e, ...} arrays as the scoreboard)
+    local first = ooo[lo]
+    if first == nil then return nil, nil end
+    for i = lo, lo + 8 do
+        local g = ooo[i]
+        if g == nil then break end
+        if g[6] ~= nil then return g, (i > d.ooo_head and ooo[i - 1][2]) or d.rcv_nxt end
+    end
+    return first, (lo > d.ooo_head and ooo[lo - 1][2]) or d.rcv_nxt
+end
+
+-- The first copy this capture sees of data [ds, de) below the highest sequence number already seen
+-- (a receiver-side capture: the original was lost before the capture point, or it arrives late):
+-- "retransmission", "late_original" or "cannot_tell", and the evidence (a word, or for cannot_tell
+-- what was missing, in words). In order:
+--   data the receiver already has (below the in-order point): sent again;
+--   TSvals against the held arrival that opened the hole: a retransmission is sent after it (the
+--     loss evidence needs it to arrive), a late original before it. (Not against the highest
+--     segment seen: a reordered path can deliver a much later segment first.) A TSval newer than
+--     the highest segment's is resent too;
+--   IP IDs (Linux: one counter per socket, +1 per packet; Windows: one per host), against the same
+--     held arrival, when the difference is small enough to be such a counter;
+--   timing: one round trip or more after the hole opened, the sender could react to the receiver's
+--     dupACKs/SACKs (a retransmission); sooner than that, and sooner than its retransmission timer
+--     (rto_min after the data sent before the hole) could fire, it was not sent again.
+local function fill_evidence(d, pkt, ds, de, tv)
+    local nxt = d.rcv_nxt
+    if nxt ~= nil and ds < nxt then return "retransmission", "delivered" end
+    local ent, below = hole_opener(d, ds)
+    if tv ~= nil then
+        local ref = ent and ent[8]
+        if ref and tv ~= ref then
+            if (tv - ref) % TWO32 < HALF then return "retransmission", "tsval" end
+            return "late_original", "tsval"
+        end
+        local hv = d.high_tsval
+        if hv ~= nil and tv ~= hv and (tv - hv) % TWO32 < HALF then return "retransmission", "tsval" end
+    end
+    local why = tv == nil and "no timestamps" or "same TSval tick"
+    if ent == nil then return "cannot_tell", why end
+    local idh = ent[6]
+    if idh then
+        local idf = core.read_ip_id(pkt, d)
+        if idf then
+            local seg = pkt.len > 0 and pkt.len or 1
+            local hole_segs = math.ceil((ent[1] - (below or ds)) / seg)
+            if hole_segs < 1 then hole_segs = 1 end
+            local after, before = (idf - idh) % 65536, (idh - idf) % 65536
+            if after >= 1 and after <= (pkt.number - ent[4]) + hole_segs + 8 then return "retransmission", "ip_id" end
+            if before >= 1 and before <= hole_segs + 8 then return "late_original", "ip_id" end
+        end
+        why = why .. ", IP IDs inconclusive"
+    else
+        why = why .. ", no IP IDs"
+    end
+    local rtt = M.path_rtt(d)
+    if rtt == nil then return "cannot_tell", why .. ", RTT unknown" end
+    local since = pkt.time - ent[3]
+    if since >= rtt then return "retransmission", "timing" end
+    local prev_t = ent[7]
+    if since < 0.9 * rtt and prev_t and pkt.time - prev_t + rtt < core.settings.rto_min_ms / 1000 then
+        return "late_original", "timing"
+    end
+    return "cannot_tell", why .. ", within one RTT: a timer cannot be ruled out"
+end
+
+---------------------------------------------------------------------------------------------------
 -- retransmission trigger (rto / fast / tlp / rack / unknown)
 
 local function classify(d, pkt, rtx, last_send_t)
@@ -697,39 +861,53 @@ local function classify(d, pkt, rtx, last_send_t)
     local sacked_segs = math.max(ta and ta.sacked_n or 0, math.floor(sacked_b / mss))
     local dup = ta and ta.dup or 0
     rtx.ta_t, rtx.ta_f, rtx.ta_dup, rtx.ta_sacked_n = ta and ta.t, ta and ta.f, dup, sacked_segs
+    rtx.dupacks = dup
     local loss = dup >= 3 or sacked_segs >= 3
-    local gap_send = last_send_t and (t - last_send_t) or huge
-    -- since the previous transmission of this data; unknown original (lost before a receiver-side
-    -- capture point): since the first duplicate ACK, i.e. since the receiver noticed the hole
-    local gap_prev = rtx.prev_t and (t - rtx.prev_t) or (d.dup_first_t and (t - d.dup_first_t)) or huge
+    local gap_send = last_send_t and (t - last_send_t) or nil
+    -- A timer: most of rto_min since the previous transmission of this data or, when the capture
+    -- never saw it (lost before a receiver-side capture point), since the first duplicate ACK (the
+    -- receiver noticed the hole) or since the sender's last send. Only intervals the capture shows
+    -- count: without the receiver's ACKs in the capture a few ms between transmissions is no timer.
+    local min_timer = rto_min * 0.8
+    local timer
+    if rtx.prev_t ~= nil then
+        timer = t - rtx.prev_t >= min_timer
+    else
+        timer = (d.dup_first_t ~= nil and t - d.dup_first_t >= min_timer)
+            or (gap_send ~= nil and gap_send >= min_timer)
+    end
     if rtx.n >= 2 then
         if loss and react <= tol and ta and rtx.prev_t and ta.t > rtx.prev_t then
             return "rack", "retransmitted again right after new loss evidence"
         end
-        return "rto", string.format("retransmission #%d, %.1f ms after the previous one (timer backoff)", rtx.n, gap_prev * 1000)
+        if timer then
+            if rtx.since_prev_ms ~= nil then
+                return "rto", string.format("retransmission #%d, %.1f ms after the previous one (timer backoff)", rtx.n, rtx.since_prev_ms)
+            end
+            return "rto", string.format("retransmission #%d (timer backoff)", rtx.n)
+        end
+        return "unknown", nil
     end
     if loss and react <= tol then
-        return "fast", string.format("%d dupACKs / %d SACKed segments at the triggering ACK (frame %d), sent %.1f ms after it reached the sender", dup, sacked_segs, ta.f, react * 1000)
+        if dup > 0 then
+            return "fast", string.format("%d dupACKs at the ACK that triggered it", dup)
+        end
+        return "fast", "later data SACKed at the ACK that triggered it"
     end
     if (sacked_b > 0 or dup >= 1) and react <= tol + math.max((srtt or 0) * 0.5, 0.004) then
-        return "rack", string.format("later data SACKed (%d dupACKs) at frame %d, sent %.1f ms after it reached the sender", dup, ta.f, react * 1000)
+        return "rack", string.format("later data SACKed (%d dupACKs), sent right after that ACK reached the sender", dup)
     end
     local is_tail = d.high ~= nil and pkt.nxt >= d.high
-    if is_tail and d.sacked_bytes == 0 and dup == 0 then
-        local limit
-        if srtt ~= nil then limit = 2 * srtt + rto_min + 0.02 else limit = rto_min * 0.9 end
-        if gap_send <= limit and (srtt == nil or gap_send >= 1.5 * srtt) then
-            return "tlp", string.format("tail probe %.1f ms after the last send (SRTT %.1f ms)", gap_send * 1000, (srtt or 0) * 1000)
+    if is_tail and d.sacked_bytes == 0 and dup == 0 and srtt ~= nil and gap_send ~= nil then
+        if gap_send <= 2 * srtt + rto_min + 0.02 and gap_send >= 1.5 * srtt then
+            return "tlp", "tail probe: the last data sent was not ACKed within about 2 SRTT"
         end
     end
-    if gap_send >= rto_min * 0.8 or gap_prev >= rto_min * 0.8 then
-        if rtx.prev_t ~= nil then
-            return "rto", string.format("%.1f ms after the previous transmission (retransmission timer)", gap_prev * 1000)
+    if timer then
+        if rtx.since_prev_ms ~= nil then
+            return "rto", string.format("%.1f ms after the previous transmission (retransmission timer)", rtx.since_prev_ms)
         end
-        if gap_prev < huge then
-            return "rto", string.format("%.1f ms after the first dupACK, no fast-retransmit evidence (retransmission timer)", gap_prev * 1000)
-        end
-        return "rto", string.format("%.1f ms after the last send, no fast-retransmit evidence (retransmission timer)", gap_send * 1000)
+        return "rto", "retransmission timer: no fast-retransmit evidence (the original is not in the capture)"
     end
     return "unknown", nil
 end
@@ -797,22 +975,14 @@ function M.ingest(pkt, fwd, rev)
         if rtx == nil and old_payload and not pkt.duplicate then
             -- first time this capture sees these bytes, but data above them was seen before:
             -- a retransmission whose original was lost before this capture point, or a late
-            -- original (reordering). The TSval tells: sent after the highest data seen = resent.
-            local later = false
-            local tv, hv = tsval, fwd.high_tsval
-            if tv ~= nil and hv ~= nil then
-                local dv = (tv - hv) % TWO32
-                later = dv ~= 0 and dv < HALF
-            end
-            -- strictly earlier TSval: sent before the data above it, i.e. a late original even if
-            -- Wireshark calls it a (fast) retransmission; equal (same clock tick): Wireshark decides
-            local earlier = false
-            if tv ~= nil and hv ~= nil then
-                local dv = (hv - tv) % TWO32
-                earlier = dv ~= 0 and dv < HALF
-            end
-            if later or (pkt.ws_retrans and not earlier) then
-                rtx = { first_t = nil, prev_t = nil, n = 1, unseen = true, by_tsval = later }
+            -- original (reordering). (Wireshark's own flag is not used: it calls a segment
+            -- out-of-order when it comes within the handshake RTT, or 3 ms, of the highest one,
+            -- which a filler in a bulk flow always does.)
+            local kind, by = fill_evidence(fwd, pkt, ds, de, tsval)
+            if kind == "retransmission" then
+                rtx = { first_t = nil, prev_t = nil, n = 1, unseen = true, by = by }
+            else
+                pkt.fill, pkt.fill_by = kind, by     -- HOL names what filled the hole
             end
         end
         if high_before == nil or nxt > high_before then fwd.high_tsval = tsval end
@@ -822,6 +992,8 @@ function M.ingest(pkt, fwd, rev)
             pkt.rtx = rtx
             rtx.f, rtx.t, rtx.s, rtx.e = pkt.number, t, ds, de
             fwd.last_rtx = rtx
+            if rtx.first_t then rtx.since_first_ms = core.ms(t - rtx.first_t) end
+            if rtx.prev_t then rtx.since_prev_ms = core.ms(t - rtx.prev_t) end
             rtx.trigger, rtx.why = classify(fwd, pkt, rtx, last_send_t)
         elseif len > 0 then
             local r = fwd.new_times
@@ -833,10 +1005,10 @@ function M.ingest(pkt, fwd, rev)
         fwd.last_send_t, fwd.last_send_f = t, pkt.number
     end
 
-    -- receiver view of this direction's data
+    -- receiver view of this direction's data (a duplicate is not data: its original arrived)
     if len > 0 then
         fwd.data_seen = true
-        on_arrival(fwd, pkt, ds, de)
+        if not pkt.duplicate then on_arrival(fwd, pkt, ds, de) end
     elseif pkt.fin then
         fwd.data_seen = true
     end
@@ -882,6 +1054,23 @@ function M.ingest(pkt, fwd, rev)
             fwd.win = nil                     -- scale unknown (no handshake): rwnd infers it
         end
     end
+end
+
+-- How many segments of d starting above `x` were first sent after t0 and before t1 (counted up to
+-- `max`): the later segments that could report the loss of the data at x sent at t0. Called rarely
+-- (on retransmissions).
+function M.sent_after(d, x, t0, t1, max)
+    local segs = d.segs
+    local n = 0
+    for i = seg_find(d, x), #segs do
+        local g = segs[i]
+        if g[3] >= t1 then break end
+        if g[1] > x and g[3] > t0 then
+            n = n + 1
+            if n >= max then break end
+        end
+    end
+    return n
 end
 
 -- Typical interval between new-data sends of direction d (seconds): the median of the last <= 7

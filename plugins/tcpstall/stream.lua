@@ -848,7 +848,14 @@ local function classify(d, pkt, rtx, last_send_t)
     local s = core.settings
     local rto_min = s.rto_min_ms / 1000
     local t = pkt.time
-    if pkt.syn then return "rto", "SYN retransmission timer" end
+    if pkt.syn then
+        -- a SYN-ACK resent right after the peer's retransmitted SYN answers that SYN; only an
+        -- interval the SYN timer can make (>= 0.8 x rto_min) is the timer
+        if rtx.prev_t ~= nil and t - rtx.prev_t < rto_min * 0.8 then
+            return "unknown", "resent soon after the previous one: an answer to the peer's retransmitted SYN, not a timer"
+        end
+        return "rto", "SYN retransmission timer"
+    end
     local srtt = M.srtt(d)
     local ta, turn = M.trigger_ack(d, t)
     -- react: how long after the sender could have seen the triggering ACK it sent this

@@ -59,7 +59,7 @@ def msgs(r, needle):
 def z_tsv(capture, prefs=None) -> dict:
     cmd = [shutil.which("tshark"), "-n", "-r", str(capture), "-X", f"lua_script:{plugin_script()}",
            *ts.pref_args(prefs), "-q", "-z", "tcpstall,tsv"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = run_tshark(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     records = [r for r in map(z_tsv_record, proc.stdout.splitlines()) if r is not None]
     streams = {int(kv["stream"]): kv for kind, kv in records if kind == "TCPSTALL"}
@@ -83,7 +83,7 @@ def test_budget_formula_matches_kernel_table(tmp_path):
     module = plugin_script().parent / "tcpstall" / "retries.lua"
     script = tmp_path / "budget_harness.lua"
     script.write_text(LUA_HARNESS.replace("local path = ...", f"local path = {str(module)!r}"))
-    proc = subprocess.run([shutil.which("tshark"), "-n", "-X", f"lua_script:{script}", "-r",
+    proc = run_tshark([shutil.which("tshark"), "-n", "-X", f"lua_script:{script}", "-r",
                            str(sample("peer-vanishes-client.pcapng")), "-c", "1", "-q"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

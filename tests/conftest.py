@@ -37,10 +37,11 @@ def run_tshark(cmd, home=None, **kwargs) -> subprocess.CompletedProcess:
     otherwise gets none), for tests of an installed copy."""
     from pytshark_ext.tshark import launch
     how = launch([str(c) for c in cmd])
-    if home is not None and "env" in how.popen_kwargs:
-        how.popen_kwargs["env"]["HOME"] = str(home)
+    popen = dict(how.popen_kwargs)
+    if "env" in popen:              # unprivileged: the caller's environment, with that tshark's HOME
+        popen["env"] = dict(kwargs.pop("env", popen["env"]), HOME=str(home or popen["env"]["HOME"]))
     try:
-        return subprocess.run(how.argv, **kwargs, **how.popen_kwargs)
+        return subprocess.run(how.argv, **kwargs, **popen)
     finally:
         how.started()
 

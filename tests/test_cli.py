@@ -75,3 +75,33 @@ def test_doctor_flags_a_stale_installed_copy(isolated_home):
     stale.write_text(stale.read_text() + "\n-- locally edited\n")
     res = run("doctor")
     assert res.exit_code == 1 and "DIFFERENT copy" in res.output
+
+
+def test_install_plugins_replaces_the_old_layout(isolated_home):
+    """A copy installed before the tcpstall/ subfolder (tcpstall.lua and tcpstall/<modules> at the
+    top of the folder, which Wireshark 4.4 as root cannot load) is reported, then replaced."""
+    import shutil
+    from pathlib import Path
+    folder = isolated_home / ".local/lib/wireshark/plugins"
+    folder.mkdir(parents=True)
+    shutil.copy(plugin_dir() / "tcpstall.lua", folder)
+    shutil.copytree(plugin_dir() / "tcpstall", folder / "tcpstall")
+    res = run("doctor")
+    assert res.exit_code == 1 and "(old layout)" in res.output
+    res = run("install-plugins")
+    assert res.exit_code == 0 and "(old layout)" in res.output
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*.lua")) == \
+        sorted(Path("tcpstall") / p.relative_to(plugin_dir()) for p in plugin_dir().rglob("*.lua"))
+    assert "identical" in run("doctor").output
+
+
+def test_doctor_says_what_tshark_said_when_the_plugin_fails_to_load(isolated_home, tmp_path, monkeypatch):
+    import shutil
+    broken = tmp_path / "plugins"
+    shutil.copytree(plugin_dir(), broken)
+    (broken / "tcpstall" / "seq.lua").write_text("local core = ...\nerror('deliberately broken module')\n")
+    monkeypatch.setenv("TCPSTALL_PLUGINS", str(broken))
+    res = run("doctor")
+    assert res.exit_code == 1 and "loaded:         NO" in res.output, res.output
+    fix = [ln for ln in res.output.splitlines() if ln.startswith("fix:")]
+    assert len(fix) == 1 and "tshark: Lua: Error during loading:" in fix[0] and "deliberately broken" in fix[0]

@@ -15,7 +15,7 @@ from pytshark_ext import tshark as ts
 from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_script
 
-from conftest import sample, truth
+from conftest import run_tshark, sample, truth
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.flags.reset",

@@ -192,7 +192,7 @@ def test_small_rcvbuf_without_handshake_infers_scale(side, two_pass):
     scales = [(f, one(r, "tcpstall.rwnd.scale"), one(r, "tcpstall.rwnd.scale_inferred"))
               for f, r in sorted(by_frame.items()) if one(r, "tcpstall.rwnd.scale") is not None]
     assert scales[0][1] == "-1" and scales[0][0] <= exp.first_data_frame
-    first_inferred = next(f for f, sc, inf in scales if tshark_bool(inf))
+    first_inferred = next(f for f, sc, inf in scales if inf and tshark_bool(inf))
     assert first_inferred < experts(by_frame)[0][0]
     assert all(sc == str(wscale) for f, sc, inf in scales if f >= first_inferred)
     (s,) = streams

@@ -7,8 +7,9 @@
 #   sh .ci/debian13.sh run CMD...   build, then CMD inside the root (in /src = this checkout)
 #
 # Runs on a Debian/Ubuntu host as root (installs debootstrap with apt-get when missing). The root
-# lives in build/debian13 (git-ignored; DEBIAN13_ROOT overrides); it is rebuilt when this script
-# changes. The system's Wireshark configuration stays stock: tcpstall has to cope with it.
+# lives in build/debian13 (git-ignored; DEBIAN13_ROOT overrides); it is rebuilt when its recipe
+# (RECIPE, PACKAGES) or pyproject.toml changes. The system's Wireshark configuration stays
+# stock: tcpstall has to cope with it.
 # Inside, the checkout is bind-mounted at /src in a private mount namespace (unshare -m), so the
 # mounts of /proc, /sys, /dev and the checkout vanish with the last process, also on failure.
 set -eu
@@ -17,7 +18,8 @@ SRC=$(pwd)
 ROOT=${DEBIAN13_ROOT:-$SRC/build/debian13}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VENV=/opt/tcpstall-venv                # inside the root (the checkout's .venv is the host's)
-STAMP=$ROOT/.tcpstall-root              # this script's checksum: a changed script rebuilds the root
+STAMP=$ROOT/.tcpstall-root              # what the root was built from: a change rebuilds it
+RECIPE=1                                # bump when build() changes
 PACKAGES="tshark python3 python3-venv"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt     # the host's
 ROOT_CA=/etc/ssl/certs/host-ca-certificates.crt   # its copy in the root (apt's ca-certificates
@@ -65,11 +67,10 @@ in_root() {
 }
 
 build() {
-    checksum=$(sha256sum "$SRC/.ci/debian13.sh" "$SRC/pyproject.toml" | sha256sum | cut -c1-16)
+    checksum="recipe $RECIPE, $PACKAGES, pyproject.toml $(sha256sum < "$SRC/pyproject.toml" | cut -c1-16)"
     if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$checksum" ]; then
         return 0
     fi
-    [ "$(id -u)" = 0 ] || { say "needs root (debootstrap, chroot)"; exit 1; }
     if ! command -v debootstrap >/dev/null 2>&1; then
         say "installing debootstrap on the host"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -101,45 +102,84 @@ build() {
     say "ready: $(in_root tshark -v | head -n 1)"
 }
 
-# The demo analyses (README: `sh bootstrap.sh demo`), each compared with the same command on the
-# host's tshark: the findings must be the same (the timing columns of correlate are measured, not
-# printed by tshark, and are the same too: both read the same packets).
-DEMO_COMMANDS='analyze sample_captures/heartbeat-loss-server.pcapng
-analyze sample_captures/small-rcvbuf-nohs-client.pcapng
-analyze -o tcp_retries2:6 sample_captures/peer-vanishes-client.pcapng
-correlate sample_captures/heartbeat-loss-client.pcapng sample_captures/heartbeat-loss-server.pcapng --log sample_captures/heartbeat-loss-sender.log@A --log sample_captures/heartbeat-loss-receiver.log@B'
+# The README's commands on the demo captures, each run in the root (Wireshark 4.4, as root) and on
+# the host (4.0): the output must be the same. tshark commands from README run as `nobody` in the
+# root, as README tells root users of 4.2+ (tcpstall's own commands need nothing).
+README_COMMANDS='tcpstall analyze sample_captures/heartbeat-loss-server.pcapng
+tcpstall analyze sample_captures/small-rcvbuf-nohs-client.pcapng
+tcpstall analyze -o tcp_retries2:6 sample_captures/peer-vanishes-client.pcapng
+tcpstall analyze --json sample_captures/heartbeat-loss-server.pcapng --log sample_captures/heartbeat-loss-receiver.log
+tcpstall correlate sample_captures/heartbeat-loss-client.pcapng sample_captures/heartbeat-loss-server.pcapng --log sample_captures/heartbeat-loss-sender.log@A --log sample_captures/heartbeat-loss-receiver.log@B
+tcpstall correlate --json sample_captures/heartbeat-loss-client.pcapng sample_captures/heartbeat-loss-server.pcapng
+tshark -r sample_captures/heartbeat-loss-server.pcapng -X lua_script:plugins/tcpstall.lua -2 -Y tcpstall -T fields -e frame.number -e tcpstall.hol.hold_ms -e tcpstall.retrans.trigger -e _ws.expert.message
+tshark -r sample_captures/heartbeat-loss-server.pcapng -X lua_script:plugins/tcpstall.lua -q -z tcpstall
+tshark -r sample_captures/peer-vanishes-client.pcapng -X lua_script:plugins/tcpstall.lua -o tcpstall.tcp_retries2:6 -Y tcpstall.retries.approaching'
 
-demo_compare() {
-    host_tcpstall=${HOST_TCPSTALL:-$SRC/.venv/bin/tcpstall}
+compare_readme_commands() {
     out=$(mktemp -d)
     trap 'rm -rf "$out"' EXIT
-    failed=0
-    n=0
-    echo "$DEMO_COMMANDS" | while IFS= read -r cmd; do
-        n=$((n + 1))
-        # shellcheck disable=SC2086  # word splitting of the command is intended
-        in_root tcpstall $cmd > "$out/$n.debian13" 2>&1 || { echo "FAILED in the root: tcpstall $cmd"; cat "$out/$n.debian13"; exit 1; }
-        # shellcheck disable=SC2086
-        "$host_tcpstall" $cmd > "$out/$n.host" 2>&1 || { echo "FAILED on the host: tcpstall $cmd"; cat "$out/$n.host"; exit 1; }
-        if cmp -s "$out/$n.host" "$out/$n.debian13"; then
-            echo "same output on 4.0 and 4.4: tcpstall $cmd"
-        else
-            echo "DIFFERENT output on 4.0 (host) and 4.4 (debian13): tcpstall $cmd"
-            diff "$out/$n.host" "$out/$n.debian13" | head -n 40
-            exit 1
-        fi
-    done
+    host_bin=$SRC/.venv/bin
+    echo "$README_COMMANDS" | {
+        n=0
+        while IFS= read -r cmd; do
+            n=$((n + 1))
+            case "$cmd" in tshark*) as_user="runuser -u nobody --" ;; *) as_user="" ;; esac
+            # shellcheck disable=SC2086  # the command's words are meant to split
+            in_root $as_user $cmd > "$out/$n.debian13" 2>"$out/$n.debian13.err" \
+                || { echo "FAILED in the root: $cmd"; cat "$out/$n.debian13.err"; exit 1; }
+            # shellcheck disable=SC2086
+            PATH="$host_bin:$PATH" $cmd > "$out/$n.host" 2>"$out/$n.host.err" \
+                || { echo "FAILED on the host: $cmd"; cat "$out/$n.host.err"; exit 1; }
+            if cmp -s "$out/$n.host" "$out/$n.debian13"; then
+                echo "same output on $(wc -l < "$out/$n.host") lines, 4.0 and 4.4: $cmd"
+            else
+                echo "DIFFERENT output on 4.0 (host, <) and 4.4 (debian13, >): $cmd"
+                diff "$out/$n.host" "$out/$n.debian13" | head -n 20
+                exit 1
+            fi
+        done
+    }
 }
 
-case "${1:-}" in
+# install-plugins' layout as root on 4.4 with run_user_scripts_when_superuser = true (the one case
+# where root loads the personal folder there): set in this disposable root only, removed after.
+check_layout_as_root() {
+    in_root sh -euc '
+        init=$(tshark -G folders | sed -n "s/^Global Lua Plugins:[[:space:]]*//p")/init.lua
+        trap "rm -f $init; rm -rf /tmp/layout-home" EXIT
+        echo "run_user_scripts_when_superuser = true" > "$init"
+        export HOME=/tmp/layout-home
+        tcpstall install-plugins > /dev/null
+        tshark -G plugins | grep -q "tcpstall/tcpstall.lua" || { echo "installed copy not loaded as root"; exit 1; }
+        tshark -r sample_captures/heartbeat-loss-server.pcapng -q -z tcpstall 2>&1 | grep -q "HOL episodes" \
+            || { echo "installed copy gives no -z tcpstall as root"; exit 1; }
+        echo "installed copy (tcpstall/ layout) loads as root with run_user_scripts_when_superuser = true"
+    '
+}
+
+compare_plugin_output() {
+    in_root python .ci/plugin_output.py dump /tmp/plugin-output-debian13.txt &
+    root_job=$!
+    "$SRC/.venv/bin/python" .ci/plugin_output.py dump "$SRC/build/plugin-output-host.txt"
+    wait "$root_job"
+    "$SRC/.venv/bin/python" .ci/plugin_output.py compare "$SRC/build/plugin-output-host.txt" "$ROOT/tmp/plugin-output-debian13.txt"
+}
+
+case "${1:-}" in build|run|test) ;; *) echo "usage: sh .ci/debian13.sh build | test | run CMD..." >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { say "needs root (debootstrap, chroot, mounts); \`make test-host\` runs the suite on this machine alone"; exit 1; }
+
+case "$1" in
     build) build ;;
     run) shift; build; in_root "$@" ;;
     test)
+        t0=$(date +%s)
         build
-        say "$(in_root tshark -v | head -n 1), running as $(in_root id -un)"
+        say "$(in_root tshark -v | head -n 1), as $(in_root id -un)"
         in_root tcpstall doctor
         in_root python -m pytest -q -p no:cacheprovider -m "not lab and not gui"
-        demo_compare
+        compare_readme_commands
+        check_layout_as_root
+        compare_plugin_output
+        say "done in $(( $(date +%s) - t0 )) s"
         ;;
-    *) echo "usage: sh .ci/debian13.sh build | test | run CMD..." >&2; exit 2 ;;
 esac

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -133,7 +134,6 @@ class Launch:
     `real_names` turns the /proc/self/fd/N name tshark saw back into the capture's name."""
     argv: List[str]
     popen_kwargs: Dict[str, object] = field(default_factory=dict)
-    identity: Optional[Identity] = None
     _fd: Optional[int] = None
     _fd_name: Optional[str] = None
     _capture: Optional[str] = None
@@ -156,7 +156,7 @@ def prepare(cmd: List[str]) -> Launch:
     env = {k: v for k, v in os.environ.items() if k not in PERSONAL_ENV}
     env["HOME"] = NO_HOME
     argv = list(cmd)
-    launch = Launch(argv, {"env": env}, ident)
+    launch = Launch(argv, {"env": env})
     if ident.read_cap:
         launch.argv = _setpriv(ident) + argv
         return launch
@@ -189,6 +189,7 @@ def _setpriv(ident: Identity) -> List[str]:
 
 
 _copy: List[Path] = []
+_wrappers: Dict[str, str] = {}
 
 
 def readable_plugin_copy() -> Path:
@@ -220,20 +221,18 @@ def wrapper_executable(tshark: str) -> str:
     if shutil.which("setpriv") is None:
         raise PrivilegeError(f"{ROOT_HINT}; running tshark as {ident.user} for pyshark needs setpriv "
                              "(util-linux), which is not installed")
-    run = " ".join(_sh_quote(a) for a in _setpriv(ident) + [tshark])
-    folder = Path(tempfile.mkdtemp(prefix="tcpstall-tshark-"))
-    atexit.register(shutil.rmtree, folder, True)
-    os.chmod(folder, 0o755)
-    script = folder / "tshark"
-    script.write_text(f"#!/bin/sh\n# {ident.describe}\n"
-                      + "".join(f"unset {k}\n" for k in PERSONAL_ENV)
-                      + f"HOME={NO_HOME} exec {run} \"$@\"\n")
-    script.chmod(0o755)
-    return str(script)
-
-
-def _sh_quote(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
+    with _lock:
+        if tshark not in _wrappers:
+            folder = Path(tempfile.mkdtemp(prefix="tcpstall-tshark-"))
+            atexit.register(shutil.rmtree, folder, True)
+            os.chmod(folder, 0o755)
+            script = folder / "tshark"
+            script.write_text(f"#!/bin/sh\n# {ident.describe}\n"
+                              + "".join(f"unset {k}\n" for k in PERSONAL_ENV)
+                              + f"HOME={NO_HOME} exec {shlex.join(_setpriv(ident) + [tshark])} \"$@\"\n")
+            script.chmod(0o755)
+            _wrappers[tshark] = str(script)
+        return _wrappers[tshark]
 
 
 def describe(tshark: str) -> str:

@@ -346,6 +346,7 @@ class TsharkRun:
         # stderr: its first lines (where tshark states its error) and its last ones
         self._head: List[str] = []
         self._tail: deque = deque(maxlen=stderr_lines)
+        self._stderr_count = 0
         self._lua_error: Optional[str] = None
         how = launch(cmd)
         self._real_names = how.real_names
@@ -361,25 +362,24 @@ class TsharkRun:
         self._stderr_thread.start()
 
     def _drain_stderr(self) -> None:
-        n = 0
         for line in self._proc.stderr:
             line = self._real_names(line.rstrip("\n"))
-            if n < self._tail.maxlen:
+            if self._stderr_count < self._tail.maxlen:
                 self._head.append(line)
-            self._tail.append((n, line))
-            n += 1
+            self._tail.append(line)
+            self._stderr_count += 1
             if self._lua_error is None and _LUA_ERROR_RE.search(line):
                 self._lua_error = line.strip()
 
     @property
     def stderr_tail(self) -> str:
-        return "\n".join(line for _, line in self._tail)
+        return "\n".join(self._tail)
 
     @property
     def stderr_text(self) -> str:
         """The first and the last lines of stderr (all of it when short)."""
-        first = len(self._head)
-        return "\n".join(self._head + [line for n, line in self._tail if n >= first])
+        in_both = len(self._head) + len(self._tail) - self._stderr_count
+        return "\n".join(self._head + list(self._tail)[max(in_both, 0):])
 
     def __iter__(self) -> Iterator[str]:
         return self._consume(line.rstrip("\n") for line in self._proc.stdout)
@@ -473,8 +473,9 @@ class TsharkRun:
     def _check(self) -> None:
         rc = self._proc.returncode
         if self._lua_error is not None:
-            raise TsharkFailed(f"{self.capture}: the tcpstall Lua plugin failed: {self._lua_error}",
-                               self.stderr_tail, rc)
+            said = tshark_error_line(self.stderr_text)      # the Lua message, not just "Error during loading:"
+            raise TsharkFailed(f"{self.capture}: the tcpstall Lua plugin failed: "
+                               f"{said if 'Lua' in said else self._lua_error}", self.stderr_tail, rc)
         if rc != 0:
             problem = _one_line_problem(self.capture, self.stderr_text)
             about_the_file = rc in (1, 2) or _FILE_PROBLEM_RE.search(tshark_error_line(self.stderr_text))

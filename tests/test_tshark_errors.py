@@ -80,3 +80,17 @@ def test_a_real_unknown_preference_says_what_it_may_mean():
                                              r"misspelt name"):
         list(ts.iter_fields(str(sample("heartbeat-loss-server.pcapng")), ["frame.number"],
                             prefs={"no_such_pref": 1}))
+
+
+def test_a_lua_error_is_reported_with_its_message(tmp_path, monkeypatch):
+    """The plugin failing to load: the message says where and why, not only "Error during loading:"."""
+    from pytshark_ext.paths import plugin_dir
+    import shutil
+    broken = tmp_path / "plugins"
+    shutil.copytree(plugin_dir(), broken)
+    (broken / "tcpstall" / "seq.lua").write_text("local core = ...\nerror('deliberately broken module')\n")
+    monkeypatch.setenv("TCPSTALL_PLUGINS", str(broken))
+    monkeypatch.setattr(ts, "_plugin_args_cache", {})
+    with pytest.raises(ts.TsharkFailed) as err:
+        list(ts.iter_fields(str(sample("heartbeat-loss-server.pcapng")), ["frame.number"]))
+    assert "Lua: Error during loading:" in str(err.value) and "seq.lua:2: deliberately broken module" in str(err.value)

@@ -154,6 +154,15 @@ check_layout_as_root() {
         tshark -r sample_captures/heartbeat-loss-server.pcapng -q -z tcpstall 2>&1 | grep -q "HOL episodes" \
             || { echo "installed copy gives no -z tcpstall as root"; exit 1; }
         echo "installed copy (tcpstall/ layout) loads as root with run_user_scripts_when_superuser = true"
+        # control, for the record: the old layout (tcpstall.lua at the top of the folder)
+        old=/tmp/layout-home/.local/lib/wireshark/plugins
+        tcpstall install-plugins --uninstall > /dev/null
+        cp -r plugins/tcpstall.lua plugins/tcpstall "$old/"
+        if tshark -r sample_captures/heartbeat-loss-server.pcapng -q -z tcpstall 2>&1 | grep -q "HOL episodes"; then
+            echo "control: the old top-level layout loads too on this Wireshark"
+        else
+            echo "control: the old top-level layout does not load as root here ($(tshark -G plugins 2>&1 | grep -m1 "not found"))"
+        fi
     '
 }
 

@@ -159,7 +159,7 @@ def doctor(tshark):
     click.echo(f"version:        {info.version_str}")
     click.echo(f"Lua:            {info.lua or 'NO (built without Lua: the plugin cannot run)'}")
     try:
-        click.echo(f"runs tshark:    {describe(info.path)}")
+        click.echo(f"runs tshark:    {describe()}")
         click.echo(f"plugin source:  {plugin_dir()}")
         if info.lua is not None:
             check = checks.check_plugin_loads(info.path)
@@ -188,7 +188,7 @@ def doctor(tshark):
         else:
             click.echo("installed:      yes, but a DIFFERENT copy (" + ", ".join(state.differing) + " differ)")
             problems.append("run `tcpstall install-plugins` to update the installed copy")
-        note = checks.gui_note(info.path)
+        note = checks.gui_note(info.version)
         if note:
             click.echo(f"note:           {note}")
     if problems:

@@ -68,22 +68,18 @@ def why_not_loaded(check: LoadCheck, lua: Optional[str]) -> str:
     if check.error:
         return f"tshark said: {check.error}"
     if not check.loaded_from:
-        if privileges.is_superuser():
-            return (f"{privileges.ROOT_HINT}; tcpstall could not get around it here: run tcpstall as a "
-                    "normal user, or set that in init.lua")
+        if privileges.is_superuser() and privileges.run_as() is None:
+            return (f"{privileges.ROOT_HINT}; tshark runs as root here ({privileges.describe()}): set "
+                    f"{privileges.USER_ENV} to an unprivileged user, or run tcpstall as a normal user")
         return ("tshark loaded no tcpstall.lua and printed no error: is Lua disabled (enable_lua = false "
                 "in an init.lua)?")
     return "the loaded copy lacks " + ", ".join(check.missing) + ": reinstall it (`tcpstall install-plugins`)"
 
 
-def gui_note(tshark: str) -> Optional[str]:
-    """For a root user: what the GUI does with the personal folder (tcpstall's own runs differ)."""
-    try:
-        if privileges.run_as(tshark) is None:
-            return None
-    except privileges.PrivilegeError:
-        pass
+def gui_note(version) -> Optional[str]:
+    """For a root user of Wireshark 4.2+: the GUI and plain tshark skip the personal folder."""
+    if not privileges.is_superuser() or version < (4, 2, 0):
+        return None
     return ("as root, Wireshark 4.2+ (GUI and tshark) skips this personal folder: run Wireshark as a normal "
             "user, or `tcpstall install-plugins --global`, or set run_user_scripts_when_superuser = true "
             "in init.lua of the Global Lua Plugins folder (INSTALL.md)")
-

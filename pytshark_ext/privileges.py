@@ -4,7 +4,7 @@ Since Wireshark 4.2 a process started as root (uid or gid 0: wsutil's started_wi
 silently skips `-X lua_script:` and the personal Lua plugin folder unless the system's init.lua
 (in the "Global Lua Plugins" folder) sets `run_user_scripts_when_superuser = true`. Debian 12's
 4.0 ships an init.lua that sets it; Debian 13's 4.4 ships none. Rather than change the system's
-Wireshark configuration, tcpstall then runs tshark as an unprivileged user, as Wireshark advises:
+Wireshark configuration, tcpstall as root runs tshark as an unprivileged user, as Wireshark advises:
 
 * as `nobody` (TCPSTALL_TSHARK_USER names another user), supplementary groups cleared, no new
   privileges, HOME pointing nowhere: no personal preferences or plugins, so the results do not
@@ -18,8 +18,12 @@ Wireshark configuration, tcpstall then runs tshark as an unprivileged user, as W
   the file's own mode lets others read it, whatever its folders allow; seeking and `-2` work), and
   the plugin is copied to a private folder that user can read.
 
-Whether to do this is decided once per tshark: as root, `tshark -G plugins -X lua_script:<plugin>`
-either lists our plugin (Lua user scripts run for root: nothing to do) or not.
+This is done whenever tcpstall runs as root, whatever the Wireshark version: whether root may run
+Lua scripts depends on an init.lua only tshark can evaluate (Debian 12's 4.0 allows it, another
+distribution's 4.0 may not), a probe would cost a tshark start in every tcpstall process, and not
+running dissectors as root is Wireshark's advice anyway; 4.0 and 4.4 thus take the same path.
+TCPSTALL_TSHARK_USER=root keeps tshark running as root (for a system whose init.lua allows it).
+Without a `nobody` user (and no TCPSTALL_TSHARK_USER), tshark runs as root as before.
 """
 from __future__ import annotations
 
@@ -28,7 +32,6 @@ import os
 import pwd
 import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -54,7 +57,7 @@ class PrivilegeError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who tshark runs as when tcpstall runs as root and Lua user scripts would be skipped."""
+    """Who tshark runs as when tcpstall runs as root."""
     user: str
     uid: int
     gid: int
@@ -64,10 +67,11 @@ class Identity:
     def describe(self) -> str:
         how = "keeping only CAP_DAC_READ_SEARCH" if self.read_cap else \
             "without CAP_DAC_READ_SEARCH: captures are handed over as open files"
-        return f"as {self.user} ({how}), because {ROOT_HINT}"
+        return (f"as {self.user} ({how}), not as root: Wireshark 4.2+ skips Lua plugins for root, and tcpstall "
+                f"runs none as root on any version ({USER_ENV}=root to change that)")
 
 
-_decisions: Dict[str, Optional[Identity]] = {}
+_decision: List[Optional[Identity]] = []
 _lock = threading.Lock()
 
 
@@ -76,40 +80,30 @@ def is_superuser() -> bool:
     return 0 in (os.getuid(), os.geteuid(), os.getgid(), os.getegid())
 
 
-def run_as(tshark: str) -> Optional[Identity]:
-    """The identity tshark must run as for our plugin to load, or None to run it as we are."""
+def run_as() -> Optional[Identity]:
+    """The identity tcpstall runs tshark as, or None to run it as we are."""
     if not is_superuser():
         return None
     with _lock:
-        if tshark not in _decisions:
-            _decisions[tshark] = None if _plugin_loads_as_we_are(tshark) else _identity()
-        return _decisions[tshark]
+        if not _decision:
+            _decision.append(_identity())
+        return _decision[0]
 
 
-def _plugin_loads_as_we_are(tshark: str) -> bool:
-    """True when tshark, run as we are, loads `-X lua_script:` (lists it among its plugins). A
-    tshark that lists no plugins at all (not a real tshark, or it failed) tells nothing: run it
-    as we are and let its own error speak."""
-    script = str(plugin_script())
-    try:
-        proc = subprocess.run([tshark, "-G", "plugins", "-X", f"lua_script:{script}"], capture_output=True,
-                              text=True, errors="replace", timeout=120, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return True
-    listed = [ln.split("\t") for ln in proc.stdout.splitlines() if "\t" in ln]
-    return not listed or any(cols[-1].strip() == script for cols in listed)
-
-
-def _identity() -> Identity:
+def _identity() -> Optional[Identity]:
     name = os.environ.get(USER_ENV) or DEFAULT_USER
+    if name == "root":
+        return None                     # asked for: tshark's own rules for root apply
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
-        raise PrivilegeError(f"{ROOT_HINT}; tcpstall would run tshark as user {name!r}, which does not exist: "
-                             f"set {USER_ENV} to an unprivileged user, or run tcpstall as a normal user") from None
+        if name == DEFAULT_USER:        # not asked for: run as root, as tcpstall always did
+            return None
+        raise PrivilegeError(f"{USER_ENV}={name}: no such user (name an unprivileged user, or root to run "
+                             "tshark as root)") from None
     if pw.pw_uid == 0 or pw.pw_gid == 0:
-        raise PrivilegeError(f"{ROOT_HINT}; {USER_ENV}={name} is not unprivileged (uid {pw.pw_uid}, gid "
-                             f"{pw.pw_gid}): name a user whose uid and group are not 0")
+        raise PrivilegeError(f"{USER_ENV}={name} is not unprivileged (uid {pw.pw_uid}, gid {pw.pw_gid}): name "
+                             "a user whose uid and group are not 0, or root to run tshark as root")
     return Identity(name, pw.pw_uid, pw.pw_gid, _holds_read_cap() and shutil.which("setpriv") is not None)
 
 
@@ -150,7 +144,7 @@ class Launch:
 
 def prepare(cmd: List[str]) -> Launch:
     """The Launch for a tshark command line (`cmd[0]` is tshark; the capture follows `-r`)."""
-    ident = run_as(cmd[0])
+    ident = run_as()
     if ident is None:
         return Launch(list(cmd))
     env = {k: v for k, v in os.environ.items() if k not in PERSONAL_ENV}
@@ -174,9 +168,9 @@ def prepare(cmd: List[str]) -> Launch:
     return launch
 
 
-def plugin_script_for(tshark: str) -> Path:
-    """The plugin's entry script as `tshark` (run the way `prepare` runs it) can read it."""
-    ident = run_as(tshark)
+def plugin_script_for() -> Path:
+    """The plugin's entry script where tshark, run the way `prepare` runs it, can read it."""
+    ident = run_as()
     if ident is None or ident.read_cap:
         return plugin_script()
     return readable_plugin_copy() / PLUGIN_MAIN
@@ -215,7 +209,7 @@ def wrapper_executable(tshark: str) -> str:
     """An executable that runs `tshark` the way `prepare` would (for pyshark, which starts tshark
     itself): `tshark` itself when no change is needed. Captures are passed by name, so without
     CAP_DAC_READ_SEARCH the unprivileged user must be able to open them."""
-    ident = run_as(tshark)
+    ident = run_as()
     if ident is None:
         return tshark
     if shutil.which("setpriv") is None:
@@ -235,18 +229,22 @@ def wrapper_executable(tshark: str) -> str:
         return _wrappers[tshark]
 
 
-def describe(tshark: str) -> str:
+def describe() -> str:
     """One line for `tcpstall doctor`: as whom tshark runs and why."""
     if not is_superuser():
         return f"as {pwd.getpwuid(os.getuid()).pw_name} (not root: Lua plugins load as usual)"
-    ident = run_as(tshark)
+    try:
+        ident = run_as()
+    except PrivilegeError as exc:
+        return f"CANNOT run it unprivileged: {exc}"
     if ident is None:
-        return "as root (this tshark runs Lua plugins for root)"
+        why = f"{USER_ENV}=root" if os.environ.get(USER_ENV) == "root" else f"no user {DEFAULT_USER!r}"
+        return f"as root ({why}; {ROOT_HINT})"
     return ident.describe
 
 
 def reset() -> None:
-    """Forget the per-tshark decisions (tests change tshark or the environment)."""
+    """Forget the decision (tests change the environment)."""
     with _lock:
-        _decisions.clear()
+        _decision.clear()
 

@@ -183,7 +183,7 @@ def plugin_args(tshark: str) -> List[str]:
 
     if tshark not in _plugin_args_cache:
         folders = lua_plugin_folders(tshark)        # (raises first when tshark cannot be run so)
-        args = ["-X", f"lua_script:{privileges.plugin_script_for(tshark)}"]
+        args = ["-X", f"lua_script:{privileges.plugin_script_for()}"]
         for name, folder in folders.items():
             state = installed_state(folder)
             if state.present and not state.same:

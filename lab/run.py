@@ -30,6 +30,7 @@ if __package__ in (None, ""):           # run as a script: python3 lab/run.py
 from lab import netlab  # noqa: E402
 from lab.netlab import CLIENT_IP, SERVER_IP, Lab, LabError  # noqa: E402
 from lab import pcaptools as pt  # noqa: E402
+from lab.linux_tcp import tcp_model_timeout  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE.parent / "sample_captures"
@@ -41,20 +42,13 @@ SYSCTLS = ["net.ipv4.tcp_retries1", "net.ipv4.tcp_retries2", "net.ipv4.tcp_sack"
            "net.ipv4.tcp_window_scaling", "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_recovery",
            "net.ipv4.tcp_thin_linear_timeouts", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control",
            "net.ipv4.tcp_rto_min_us", "net.ipv4.tcp_rto_max_ms", "net.ipv4.tcp_syn_retries", "net.core.rmem_max",
-           "net.ipv4.tcp_min_tso_segs", "net.ipv4.tcp_no_metrics_save"]
+           "net.ipv4.tcp_min_tso_segs", "net.ipv4.tcp_no_metrics_save", "net.ipv4.tcp_syn_linear_timeouts",
+           "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
+           "net.ipv4.tcp_keepalive_probes"]
 
 
 def log(msg: str) -> None:
     print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def abort_budget_s(retries2: int, rto_min=0.2, rto_max=120.0) -> float:
-    """tcp_model_timeout() of net/ipv4/tcp_timer.c (DESIGN.md section 2)."""
-    import math
-    thresh = int(math.log2(rto_max / rto_min))
-    if retries2 <= thresh:
-        return ((2 << retries2) - 1) * rto_min
-    return ((2 << thresh) - 1) * rto_min + (retries2 - thresh) * rto_max
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,7 +620,7 @@ class PeerVanishes(Outage):
         lab.nft_add("blackhole", BLACKHOLE)
         time.sleep(0.5)
         self.send(64)
-        limit = self.user_timeout_ms / 1000 if self.user_timeout_ms else abort_budget_s(self.retries2)
+        limit = self.user_timeout_ms / 1000 if self.user_timeout_ms else tcp_model_timeout(self.retries2)
         self.wait_event("failed", 1, timeout=limit + 60)
         time.sleep(1.0)
         self.quit()
@@ -642,7 +636,7 @@ class PeerVanishes(Outage):
         app = self.truth["app"]
         first, tx = self.outage_segments(csegs, app["request_start"])
         t_err = app["error_time"]
-        budget = abort_budget_s(self.retries2)
+        budget = tcp_model_timeout(self.retries2)
         rts = [s.t for s in tx[1:]]
         tlp = self.truth["kernel_counters"]["client"].get("TCPLossProbes", 0)
         self.truth["retries"] = {
@@ -776,6 +770,295 @@ class PeerRestarts(Outage):
                "the killed server's RST should be in the server capture only (lost in the blackhole)")
 
 
+class PeerVanishesRetries8(PeerVanishes):
+    name = "peer-vanishes-retries8"
+    retries2 = 8
+    client_sysctls = {"net.ipv4.tcp_retries2": 8}
+    description = ("incident C with tcp_retries2=8 in the client's namespace (budget tcp_model_timeout(8) = 102.2 s "
+                   "from the first RTO retransmission): one request outstanding when the router blackholes both "
+                   "directions; the kernel aborts with ETIMEDOUT after ~108 s (a long run: ~2 min)")
+
+
+class PeerVanishesUserTimeout1500(PeerVanishesUserTimeout):
+    name = "peer-vanishes-usertimeout1500"
+    user_timeout_ms = 1500
+    description = ("incident C with TCP_USER_TIMEOUT=1500 ms on the client socket (tcp_retries2 default 15): the "
+                   "kernel aborts 1.5 s after the first RTO retransmission")
+
+
+class PeerVanishesRtoMin(PeerVanishes):
+    """The route's rto_min sets the RTO floor (the timer backs off from ~50 ms), but tcp_model_timeout()
+    still counts the tcp_retries2 budget with the constant TCP_RTO_MIN (200 ms)."""
+    name = "peer-vanishes-rtomin"
+    retries2 = 5
+    route_rto_min_ms = 50
+    client_sysctls = {"net.ipv4.tcp_retries2": 5}
+    description = ("incident C with a route `rto_min 50ms` (ip route change default ... rto_min 50ms in the client's "
+                   "namespace) and tcp_retries2=5: the retransmission timer backs off from ~58 ms while the abort "
+                   "budget (12.6 s from the first RTO retransmission) is still counted with TCP_RTO_MIN = 200 ms")
+
+    def prepare(self, lab):
+        lab.ns_exec("client", "ip", "route", "change", "default", "via", netlab.R1_CLIENT_IP, "dev", "eth0",
+                    "rto_min", f"{self.route_rto_min_ms}ms")
+        self.route = lab.ns_exec("client", "ip", "route", "show", "default").stdout.strip()
+
+    def analyse(self, csegs, ssegs):
+        super().analyse(csegs, ssegs)
+        self.truth["retries"].update(route=self.route, route_rto_min_ms=self.route_rto_min_ms,
+                                     budget_rto_min_ms=200)
+
+    def check(self, csegs, ssegs):
+        expect(self.truth["app"]["error"] == "ETIMEDOUT", f"client error {self.truth['app']['error']}")
+        expect(f"rto_min {self.route_rto_min_ms}ms" in self.route.replace("rto_min lock", "rto_min"),
+               f"route without rto_min: {self.route}")
+        cnt = self.truth["kernel_counters"]["client"]
+        expect(cnt.get("TCPAbortOnTimeout") == 1, f"client TCPAbortOnTimeout {cnt.get('TCPAbortOnTimeout')}")
+
+
+def control_transmissions(segs, src: str, pick) -> list[dict]:
+    """Segments from `src` chosen by `pick(seg)` (SYNs, FINs, probes): frame, time, interval since the previous."""
+    out, prev = [], None
+    for x in segs:
+        if x.src == src and pick(x):
+            out.append({"frame": x.frame, "time": round(x.t, 6), "seq_raw": x.seq, "len": x.len,
+                        "flags": f"0x{x.flags:03x}", "gap_s": round(x.t - prev, 6) if prev is not None else None})
+            prev = x.t
+    return out
+
+
+class OrphanFin(Outage):
+    name = "orphan-fin"
+    description = ("issue 14.2: after one request the router blackholes both directions and the client close()s "
+                   "its socket and exits; the orphaned socket retransmits its FIN (no data outstanding) until the "
+                   "kernel drops it (tcp_orphan_retries=0: 8 retries while the RTO is below rto_max, "
+                   "tcp_model_timeout(8) = 102.2 s; a long run: ~2 min)")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 1)
+        time.sleep(0.5)
+        lab.nft_add("blackhole", BLACKHOLE)
+        time.sleep(0.5)
+        self.quit()                              # the client logs close() and exits: the socket is orphaned
+        ev = self.client_events()
+        closed = next(e for e in ev if e.get("event") == "close")
+        # the orphan lives in FIN-WAIT-1 until the kernel gives up: poll it (no application is left to tell)
+        states = []
+        deadline = time.time() + tcp_model_timeout(8) + 60
+        t_gone = None
+        while time.time() < deadline:
+            r = lab.ns_exec("client", "ss", "-tnoH", "state", "fin-wait-1", "dst", SERVER_IP, check=False)
+            line = r.stdout.strip()
+            if not line:
+                t_gone = time.time()
+                break
+            # `ss -o` shows timer:(on,<left>,<retransmissions>): keep one sample per retransmission count
+            timer = line.split("timer:")[-1].split(")")[0] + ")"
+            if not states or states[-1]["ss_timer"].rsplit(",", 1)[-1] != timer.rsplit(",", 1)[-1]:
+                states.append({"t": round(time.time(), 3), "ss_timer": timer})
+            time.sleep(0.1)
+        if t_gone is None:
+            raise LabError(f"{self.name}: the orphaned socket was still in FIN-WAIT-1 after {deadline - closed['t']:.0f} s")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "close_time": round(closed["t"], 6), "orphan_gone_by": round(t_gone, 3),
+                "orphan_ss_timer_samples": states[:40]}
+
+    def analyse(self, csegs, ssegs):
+        fins = control_transmissions(csegs, CLIENT_IP, lambda x: x.fin)
+        app = self.truth["app"]
+        tlp = self.truth["kernel_counters"]["client"].get("TCPLossProbes", 0)
+        first_rto = fins[1 + tlp]["time"] if len(fins) > 1 + tlp else None
+        self.truth["control"] = {
+            "kind": "fin", "fin_transmissions": fins, "retransmission_count": len(fins) - 1,
+            "first_send": fins[0]["time"] if fins else None, "tail_loss_probes": tlp,
+            "orphan_retries_effective": 8, "model_timeout_s": tcp_model_timeout(8),
+            "orphan_gone_since_first_send_s": round(app["orphan_gone_by"] - fins[0]["time"], 3) if fins else None,
+            "orphan_gone_since_first_rto_s": round(app["orphan_gone_by"] - first_rto, 3) if first_rto else None,
+            "data_outstanding_at_close": False,
+        }
+
+    def check(self, csegs, ssegs):
+        c = self.truth["control"]
+        expect(c["retransmission_count"] >= 3, f"only {c['retransmission_count']} FIN retransmissions")
+        expect(all(x["len"] == 0 for x in c["fin_transmissions"]), "a FIN carried data")
+        cnt = self.truth["kernel_counters"]["client"]
+        expect(cnt.get("TCPAbortOnTimeout") == 1, f"client TCPAbortOnTimeout {cnt.get('TCPAbortOnTimeout')}")
+
+
+class SynBlackhole(RpcScenario):
+    name = "syn-blackhole"
+    snaplen = 160
+    syn_retries = 2
+    client_sysctls = {"net.ipv4.tcp_syn_retries": 2}
+    client_args = ["--connect-timeout-s", 0]
+    description = ("issue 14.2: the router drops everything the server sends (its SYN-ACKs never arrive) before the "
+                   "client connects; connect() has no deadline of its own, so the client retransmits the SYN "
+                   "(tcp_syn_retries=2 in its namespace; tcp_syn_linear_timeouts=4 keeps the RTO at 1 s for the first "
+                   "retransmissions) until its time budget tcp_model_timeout(2, 1 s) = 7 s from the first SYN is spent "
+                   "and connect() fails with ETIMEDOUT; the server retransmits its SYN-ACK meanwhile")
+
+    def body(self, lab):
+        # only the server's packets: its capture then shows the SYNs arriving and its SYN-ACK retransmissions
+        lab.nft_add("blackhole server->client", f"ip saddr {SERVER_IP} ip daddr {CLIENT_IP}")
+        self.start_pair(lab)
+        self.wait_event("failed", 1, timeout=60)
+        ev = self.client_events()
+        err = next(e for e in ev if e.get("event") == "connect_error")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "connect_start": round(err["start"], 6), "error": err["error"], "errno": err["errno"],
+                "error_time": round(err["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        syns = control_transmissions(csegs, CLIENT_IP, lambda x: x.syn and not x.ackf)
+        synacks = control_transmissions(ssegs, SERVER_IP, lambda x: x.syn and x.ackf)
+        app = self.truth["app"]
+        lin = int(self.truth["sysctls"]["client"].get("net.ipv4.tcp_syn_linear_timeouts", 0))
+        # tcp_write_timeout() in SYN_SENT: expired when icsk_retransmits >= tcp_syn_retries +
+        # tcp_syn_linear_timeouts, or when retransmits_timed_out(tcp_syn_retries) finds the time since
+        # retrans_stamp (set by tcp_connect() to the first SYN) past tcp_model_timeout(tcp_syn_retries,
+        # tcp_timeout_init() = 1 s); both are checked only when the SYN timer fires
+        self.truth["control"] = {
+            "kind": "syn", "syn_transmissions": syns, "retransmission_count": len(syns) - 1,
+            "server_synack_transmissions": synacks,
+            "first_send": syns[0]["time"], "tcp_syn_retries": self.syn_retries, "tcp_syn_linear_timeouts": lin,
+            "max_retransmissions_by_count": self.syn_retries + lin,
+            "model_timeout_s": tcp_model_timeout(self.syn_retries, 1000),
+            "etimedout_since_first_send_s": round(app["error_time"] - syns[0]["time"], 6),
+            "etimedout_since_last_retransmission_s": round(app["error_time"] - syns[-1]["time"], 6),
+        }
+
+    def check(self, csegs, ssegs):
+        c = self.truth["control"]
+        expect(self.truth["app"]["error"] == "ETIMEDOUT", f"client error {self.truth['app']['error']}")
+        gaps = [x["gap_s"] for x in c["syn_transmissions"][1:]]
+        expect(c["etimedout_since_first_send_s"] >= c["model_timeout_s"],
+               f"connect() failed {c['etimedout_since_first_send_s']} s after the first SYN, before the budget")
+        # the abort is the first timer expiry past the budget: one (doubled) interval after the last SYN
+        expect(c["etimedout_since_last_retransmission_s"] <= 2 * max(gaps) + 0.5,
+               f"ETIMEDOUT {c['etimedout_since_last_retransmission_s']} s after the last SYN (intervals {gaps})")
+
+
+class KeepalivePeerVanishes(Outage):
+    name = "keepalive-peer-vanishes"
+    keepalive = (1, 1, 3)
+    client_args = ["--keepalive", "1:1:3"]
+    description = ("issue 14.2: an idle connection with SO_KEEPALIVE (TCP_KEEPIDLE=1 s, TCP_KEEPINTVL=1 s, "
+                   "TCP_KEEPCNT=3 on the client socket) whose peer vanishes (router blackholes both directions after "
+                   "one request); the client waits in recv(); after 3 unanswered keepalive probes the kernel resets "
+                   "the connection and recv() fails with ETIMEDOUT")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(64)
+        self.wait_event("done", 1)
+        lab.nft_add("blackhole", BLACKHOLE)
+        self.client.stdin.write("wait\n")
+        self.client.stdin.flush()
+        self.wait_event("failed", 1, timeout=30)
+        time.sleep(0.5)
+        self.quit()
+        ev = self.client_events()
+        err = next(e for e in ev if e.get("event") == "error")
+        done = next(e for e in ev if e.get("event") == "done")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "keepalive": dict(zip(("TCP_KEEPIDLE_s", "TCP_KEEPINTVL_s", "TCP_KEEPCNT"), self.keepalive)),
+                "request_done": round(done["t"], 6), "wait_start": round(err["start"], 6),
+                "error": err["error"], "errno": err["errno"], "error_time": round(err["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        done = self.truth["app"]["request_done"]
+        # keepalive probes: pure ACKs from the client one below its next sequence number, after the request
+        nxt = max((x.seq + x.len) % (1 << 32) for x in csegs if x.src == CLIENT_IP and x.len > 0)
+        probes = control_transmissions(csegs, CLIENT_IP, lambda x: x.t > done and x.len == 0 and not x.rst
+                                       and x.seq == (nxt - 1) % (1 << 32))
+        rst = [x.to_json() for x in csegs if x.src == CLIENT_IP and x.rst]
+        app = self.truth["app"]
+        self.truth["control"] = {
+            "kind": "probe", "probe": "keepalive", "probes": probes, "probe_count": len(probes),
+            "rst_from_client": rst,
+            "etimedout_since_first_probe_s": round(app["error_time"] - probes[0]["time"], 6) if probes else None,
+        }
+
+    def check(self, csegs, ssegs):
+        c = self.truth["control"]
+        expect(self.truth["app"]["error"] == "ETIMEDOUT", f"client error {self.truth['app']['error']}")
+        expect(c["probe_count"] == self.keepalive[2], f"{c['probe_count']} keepalive probes, want {self.keepalive[2]}")
+        expect(len(c["rst_from_client"]) == 1, f"client RSTs: {c['rst_from_client']}")
+
+
+class ZeroWindowProbes(AppNotReading):
+    name = "zero-window-probes"
+    stall_ms = 8000
+    server_args = ["--stall-ms", 8000]
+    client_args = ["--timeout-ms", 30000]
+    description = ("issue 14.2: the server application stops reading for 8 s after a request's first line; its "
+                   "window closes and the client probes the zero window (no data outstanding: the probes carry "
+                   "none) with a backed-off timer; every probe is answered with a zero window, then the app "
+                   "reads and the 1 000 000-byte request completes")
+
+    def analyse(self, csegs, ssegs):
+        super().analyse(csegs, ssegs)
+        zero_t = self.truth["app"]["window"]["first_zero_window_t"]
+        probes = control_transmissions(csegs, CLIENT_IP, lambda x: zero_t is not None and x.t > zero_t
+                                       and x.len == 0 and not (x.syn or x.fin or x.rst)
+                                       and any(y.src == CLIENT_IP and y.len > 0 and (y.seq + y.len - 1 - x.seq)
+                                               % (1 << 32) == 0 and y.t < x.t for y in csegs))
+        self.truth["control"] = {"kind": "probe", "probe": "zero_window", "probes": probes,
+                                 "probe_count": len(probes)}
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        expect(self.truth["control"]["probe_count"] >= 3, f"{self.truth['control']['probe_count']} zero-window probes")
+
+
+class ZeroWindowPeerVanishes(RpcScenario):
+    name = "zero-window-peer-vanishes"
+    snaplen = 96
+    message = 1_000_000
+    retries2 = 5
+    client_sysctls = {"net.ipv4.tcp_retries2": 5}
+    server_args = ["--stall-ms", 600_000]
+    description = ("the server application never reads (its window closes), then the router blackholes both "
+                   "directions: the client's zero-window probes go unanswered and the kernel aborts after "
+                   "tcp_retries2=5 unanswered probes (tcp_probe_timer), send() fails with ETIMEDOUT")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.message)
+        time.sleep(2.0)                          # window closed, probes answered with a zero window
+        lab.nft_add("blackhole", BLACKHOLE)
+        self.wait_event("failed", 1, timeout=120)
+        time.sleep(0.5)
+        self.quit()
+        ev = self.client_events()
+        err = next(e for e in ev if e.get("event") == "error")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "request_start": round(err["start"], 6),
+                "error": err["error"], "errno": err["errno"], "error_time": round(err["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        bh = self.truth["faults"][0]["added_at"]
+        highest = max(((x.seq + x.len) % (1 << 32), x.t) for x in csegs if x.src == CLIENT_IP and x.len > 0)
+        probes = control_transmissions(csegs, CLIENT_IP, lambda x: x.len == 0 and not (x.syn or x.fin or x.rst)
+                                       and x.seq == (highest[0] - 1) % (1 << 32) and x.t > highest[1])
+        app = self.truth["app"]
+        self.truth["control"] = {
+            "kind": "probe", "probe": "zero_window", "probes": probes, "probe_count": len(probes),
+            "unanswered_probes": [p for p in probes if p["time"] > bh], "tcp_retries2": self.retries2,
+            "etimedout_since_last_probe_s": round(app["error_time"] - probes[-1]["time"], 6) if probes else None,
+        }
+
+    def check(self, csegs, ssegs):
+        c = self.truth["control"]
+        expect(self.truth["app"]["error"] == "ETIMEDOUT", f"client error {self.truth['app']['error']}")
+        expect(len(c["unanswered_probes"]) == self.retries2,
+               f"{len(c['unanswered_probes'])} unanswered probes, want tcp_retries2={self.retries2}")
+
+
 class SeqWrap(RpcScenario):
     name = "seq-wrap"
     delay_ms = 1.0
@@ -846,7 +1129,9 @@ class SeqWrap(RpcScenario):
 
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
-                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss)}
+                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
+                                 PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
+                                 SynBlackhole, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
 
 
 def truth_in_words(t: dict) -> str:
@@ -873,6 +1158,33 @@ def truth_in_words(t: dict) -> str:
                 f"retransmissions ({r['tail_loss_probes']} TLP + {r['rto_retransmissions']} RTO); ETIMEDOUT "
                 f"{r['etimedout_since_first_send_s']:.3f} s after the original send, "
                 f"{r['etimedout_since_first_rto_retransmission_s']:.3f} s after the first RTO retransmission")
+    if n == "orphan-fin":
+        c = t["control"]
+        return (f"client close()d with no data outstanding, peer blackholed: FIN retransmitted {c['retransmission_count']} "
+                f"times ({c['tail_loss_probes']} TLP + {c['retransmission_count'] - c['tail_loss_probes']} RTO); the orphaned "
+                f"socket was gone {c['orphan_gone_since_first_send_s']:.1f} s after the first FIN "
+                f"({c['orphan_gone_since_first_rto_s']:.1f} s after the first RTO retransmission)")
+    if n == "syn-blackhole":
+        c = t["control"]
+        gaps = ", ".join(f"{x['gap_s']:.2f}" for x in c["syn_transmissions"][1:])
+        return (f"tcp_syn_retries={c['tcp_syn_retries']}, tcp_syn_linear_timeouts={c['tcp_syn_linear_timeouts']}: "
+                f"{c['retransmission_count']} SYN retransmissions (intervals {gaps} s); connect() ETIMEDOUT "
+                f"{c['etimedout_since_first_send_s']:.3f} s after the first SYN (budget tcp_model_timeout("
+                f"{c['tcp_syn_retries']}, 1 s) = {c['model_timeout_s']} s)")
+    if n == "keepalive-peer-vanishes":
+        c = t["control"]
+        return (f"{c['probe_count']} unanswered keepalive probes 1 s apart, then the client's RST; recv() ETIMEDOUT "
+                f"{c['etimedout_since_first_probe_s']:.3f} s after the first probe")
+    if n == "zero-window-probes":
+        c = t["control"]
+        gaps = ", ".join(f"{x['gap_s']:.2f}" for x in c["probes"][1:])
+        return (f"server app did not read for {app['stall_ms']} ms; {c['probe_count']} zero-window probes (intervals "
+                f"{gaps} s), each answered with a zero window; the request took {app['proc_time_ms']:.0f} ms")
+    if n == "zero-window-peer-vanishes":
+        c = t["control"]
+        return (f"{c['probe_count']} zero-window probes, the last {len(c['unanswered_probes'])} unanswered "
+                f"(tcp_retries2={c['tcp_retries2']}); send() ETIMEDOUT {c['etimedout_since_last_probe_s']:.3f} s after "
+                f"the last probe")
     if n == "app-not-reading":
         w = app["window"]
         return (f"server app did not read for {app['stall_ms']} ms; its window went from up to {w['max_bytes']} B "

@@ -100,9 +100,12 @@ local F = {
     retries_elapsed_s    = ProtoField.double("tcpstall.retries.elapsed_s", "Since first send (s)"),
     retries_abort_at_s   = ProtoField.double("tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
     retries_rto_count    = ProtoField.uint32("tcpstall.retries.rto_count", "RTO retransmissions", base.DEC, nil, nil, "Retransmission-timer retransmissions of this data so far (the kernel's icsk_retransmits)"),
-    retries_budget_s     = ProtoField.double("tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, rto_min, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
+    retries_budget_s     = ProtoField.double("tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, TCP_RTO_MIN = 200 ms, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
     retries_first_frame  = ProtoField.framenum("tcpstall.retries.first_frame", "Data first sent in frame"),
-    retries_outcome      = ProtoField.string("tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset"),
+    retries_outcome      = ProtoField.string("tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset / aborted / capture_ends (the last two on the episode's last retransmission, on revisits)"),
+    retries_assumed      = ProtoField.string("tcpstall.retries.assumed", "Settings assumed by the abort prediction", base.ASCII, "comma-separated settings the user did not give (-o tcpstall.NAME:VALUE), at Linux's defaults; empty: all given"),
+    retries_linux_like   = ProtoField.bool("tcpstall.retries.linux_like", "Backoff is Linux's", base.NONE, nil, nil, "false: the sender does not behave like Linux; no Linux abort prediction"),
+    retries_kind         = ProtoField.string("tcpstall.retries.kind", "What is retried", base.ASCII, "data / fin (FIN only: tcp_orphan_retries) / syn (tcp_syn_retries) / probe (keepalive or zero-window, nothing in flight)"),
     retrans_trigger      = ProtoField.string("tcpstall.retrans.trigger", "Retransmission trigger", base.ASCII, "rto / fast / tlp / rack / unknown"),
     retrans_why          = ProtoField.string("tcpstall.retrans.why", "Trigger evidence", base.ASCII),
 }
@@ -114,6 +117,7 @@ proto.fields = {
     F.rwnd_rtt_ms, F.rwnd_bytes, F.rwnd_start_frame, F.rwnd_end_frame, F.rwnd_cause, F.rwnd_cause_text,
     F.retries_count, F.retries_elapsed_s, F.retries_abort_at_s,
     F.retries_rto_count, F.retries_budget_s, F.retries_first_frame, F.retries_outcome,
+    F.retries_assumed, F.retries_linux_like, F.retries_kind,
     F.retrans_trigger, F.retrans_why,
 }
 
@@ -129,14 +133,15 @@ local E = {
     rwnd_throttling   = ProtoExpert.new("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
     retries_approaching = ProtoExpert.new("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
     retries_final     = ProtoExpert.new("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),
-    retries_ended     = ProtoExpert.new("tcpstall.retries.ended", "Retries episode ended (recovered / reset)", SEQ, expert.severity.NOTE),
+    retries_ended     = ProtoExpert.new("tcpstall.retries.ended", "Retries episode ended (recovered / reset / aborted)", SEQ, expert.severity.NOTE),
+    retries_control   = ProtoExpert.new("tcpstall.retries.control", "FIN / SYN retransmissions or probes: not a request waiting (tcp_orphan_retries, tcp_syn_retries, keepalive)", SEQ, expert.severity.NOTE),
     thin_stream       = ProtoExpert.new("tcpstall.thin_stream", "Thin stream: fast retransmit waited for duplicate ACKs", SEQ, expert.severity.NOTE),
     retrans           = ProtoExpert.new("tcpstall.retrans", "Retransmission trigger", SEQ, expert.severity.CHAT),
 }
 core.E = E
 proto.experts = {
     E.hol_blocked, E.hol_blocked_note, E.hol_released, E.hol_released_note, E.rwnd_throttling,
-    E.retries_approaching, E.retries_final, E.retries_ended, E.thin_stream, E.retrans,
+    E.retries_approaching, E.retries_final, E.retries_ended, E.retries_control, E.thin_stream, E.retrans,
 }
 
 ---------------------------------------------------------------------------------------------------
@@ -179,13 +184,17 @@ P.retries_enabled = Pref.bool("Retries analyzer", true, "Detect retransmissions 
 P.hol_warn_ms     = Pref.uint("HOL warn threshold (ms)", 20, "A hold at least this long is a warning, shorter ones a note")
 P.rwnd_min_episode_ms = Pref.uint("Minimum window-limited episode (ms)", 100, "Report receiver window throttling only for episodes at least this long")
 P.tcp_retries1    = Pref.uint("tcp_retries1", 3, "net.ipv4.tcp_retries1 of the sender")
-P.tcp_retries2    = Pref.uint("tcp_retries2", 15, "net.ipv4.tcp_retries2 of the sender")
-P.rto_min_ms      = Pref.uint("RTO min (ms)", 200, "Minimum retransmission timeout of the sender")
-P.rto_max_ms      = Pref.uint("RTO max (ms)", 120000, "Maximum retransmission timeout of the sender")
-P.user_timeout_ms = Pref.uint("TCP_USER_TIMEOUT (ms)", 0, "Socket option TCP_USER_TIMEOUT of the sender, 0 = unset")
+-- The settings of the sender's abort are strings: empty means "not given", and the prediction then
+-- assumes Linux's default and says so (tcpstall.retries.assumed); a uint pref cannot tell a value the
+-- user gave from its default.
+P.tcp_retries2    = Pref.string("tcp_retries2", "", "net.ipv4.tcp_retries2 of the sender; empty: assume 15 (Linux's default) and say so")
+P.rto_min_ms      = Pref.string("RTO min (ms)", "", "The sender's minimum RTO (Linux: the route's rto_min, net.ipv4.tcp_rto_min_us): only the RTO estimate before the capture shows one and the retransmission triggers use it; the abort budget always counts with the kernel's TCP_RTO_MIN (200 ms). Empty: assume 200")
+P.rto_max_ms      = Pref.string("RTO max (ms)", "", "The sender's maximum RTO (Linux: net.ipv4.tcp_rto_max_ms, TCP_RTO_MAX_MS): caps the backoff and enters the abort budget. Empty: assume 120000")
+P.user_timeout_ms = Pref.string("TCP_USER_TIMEOUT (ms)", "", "Socket option TCP_USER_TIMEOUT of the sender, 0 = unset. Empty: assume unset")
 
 local settings = {}
 core.settings = settings
+local SENDER_DEFAULTS = { tcp_retries2 = 15, rto_min_ms = 200, rto_max_ms = 120000, user_timeout_ms = 0 }
 local function read_prefs()
     settings.hol_enabled = P.hol_enabled
     settings.rwnd_enabled = P.rwnd_enabled
@@ -193,10 +202,17 @@ local function read_prefs()
     settings.hol_warn_ms = P.hol_warn_ms
     settings.rwnd_min_episode_ms = P.rwnd_min_episode_ms
     settings.tcp_retries1 = P.tcp_retries1
-    settings.tcp_retries2 = P.tcp_retries2
-    settings.rto_min_ms = P.rto_min_ms
-    settings.rto_max_ms = P.rto_max_ms
-    settings.user_timeout_ms = P.user_timeout_ms
+    -- the sender's settings: a whole number the user gave, else Linux's default (given[name] false)
+    local given = {}
+    for name, default in pairs(SENDER_DEFAULTS) do
+        local v = tonumber(P[name] or "")
+        if v ~= nil and v >= 0 and v == math.floor(v) then
+            settings[name], given[name] = v, true
+        else
+            settings[name], given[name] = default, false
+        end
+    end
+    settings.given = given
     if core.refresh_active then core.refresh_active() end
 end
 read_prefs()
@@ -436,6 +452,13 @@ local function first_pass(pinfo, number)
         pkt.win_raw, pkt.ackf, pkt.ack_raw = false, false, 0
     end
     pkt.win_scale = pkt.win_raw and window_scale(fwd)
+    -- keepalive and zero-window probes are pure ACKs one below the next sequence number, sent after
+    -- their direction was idle (>= 200 ms on Linux, seconds for keepalive): only then is the
+    -- sequence number of a pure ACK read (retries.lua tells probes from other ACKs by it)
+    if not pkt.seq_raw and fwd.high ~= nil and pkt.time - fwd.last_t >= 0.1 then
+        local fs = X.seq_raw()
+        if fs ~= nil then pkt.seq_raw = fs() end
+    end
     -- the TS echo only tells something when it can echo a TSval of the peer not echoed yet
     if pkt.tsval and rev.tsq_lo < rev.tsq_hi then
         local fe = X.tsecr()

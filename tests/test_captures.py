@@ -20,7 +20,9 @@ from lab import pcaptools as pt  # noqa: E402
 
 CLIENT, SERVER = "198.18.1.2", "198.18.2.2"
 COMMITTED = ["heartbeat-loss", "heartbeat-loss-nosack", "small-rcvbuf", "small-rcvbuf-nohs", "peer-vanishes", "peer-vanishes-usertimeout",
-             "cable-back", "peer-restarts", "clean-heartbeat", "clean-bulk", "clean-rpc", "seq-wrap"]
+             "cable-back", "peer-restarts", "clean-heartbeat", "clean-bulk", "clean-rpc", "seq-wrap",
+             "peer-vanishes-retries8", "peer-vanishes-usertimeout1500", "peer-vanishes-rtomin", "orphan-fin",
+             "syn-blackhole", "keepalive-peer-vanishes", "zero-window-probes", "zero-window-peer-vanishes"]
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 
@@ -266,6 +268,86 @@ def test_peer_restarts_rst():
     # the killed server's own RST (SO_LINGER 0) is only in the server capture: lost in the blackhole
     s_rst = [x for x in segs("peer-restarts", "server") if x.rst and x.src == SERVER]
     assert len(s_rst) == 2 and t["app"]["server_killed_at"] <= s_rst[0].t < t["app"]["path_restored_at"]
+
+
+def logged_time(name: str, pattern: str) -> float:
+    """Time of the first client log line matching `pattern` (ms precision, with its zone)."""
+    from datetime import datetime
+    log = (CAPS / truth(name)["app"]["logs"]["client"]).read_text()
+    m = re.search(r"^\[(\S+?)\]\[worker-1\] " + pattern, log, re.M)
+    assert m, (name, pattern)
+    return datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+@pytest.mark.parametrize("name,retries2,ut", [("peer-vanishes-retries8", 8, None),
+                                              ("peer-vanishes-usertimeout1500", 15, 1500),
+                                              ("peer-vanishes-rtomin", 5, None)])
+def test_more_outages_etimedout(name, retries2, ut):
+    t = truth(name)
+    r = t["retries"]
+    assert t["sysctls"]["client"]["net.ipv4.tcp_retries2"] == str(retries2)
+    assert r["tcp_user_timeout_ms"] == ut and t["app"]["error"] == "ETIMEDOUT"
+    tx = retransmissions_of(name, r["data"]["seq_raw"])
+    assert [round(x.t, 6) for x in tx[1:]] == [x["time"] for x in r["retransmissions"]]
+    assert abs(logged_time(name, r"request id=2 failed .*error=ETIMEDOUT errno=110") - r["etimedout_time"]) < 0.002
+    k = t["kernel_counters"]["client"]
+    assert k["TCPAbortOnTimeout"] == 1 and k["TcpRetransSegs"] == r["retransmission_count"]
+    if ut:
+        assert abs(r["etimedout_since_first_rto_retransmission_s"] - ut / 1000) < 0.05
+    else:
+        # the first RTO expiry after the budget, counted with TCP_RTO_MIN = 200 ms
+        assert r["etimedout_since_first_rto_retransmission_s"] >= r["model_timeout_s"]
+        assert r["etimedout_since_last_retransmission_s"] == pytest.approx(2 * r["retransmissions"][-1]["gap_s"], rel=0.1)
+    if name == "peer-vanishes-rtomin":
+        assert "rto_min lock 50ms" in r["route"] and r["model_timeout_s"] == 12.6
+        assert r["retransmissions"][1]["gap_s"] < 0.07             # the first RTO ~60 ms, not ~208 ms
+
+
+def test_orphan_fin_retransmissions():
+    t = truth("orphan-fin")
+    c = t["control"]
+    fins = [x for x in segs("orphan-fin", "client") if x.src == CLIENT and x.fin]
+    assert [x.frame for x in fins] == [f["frame"] for f in c["fin_transmissions"]]
+    assert all(x.len == 0 and x.seq == fins[0].seq for x in fins)
+    # the client closed right before its FIN; no data of the client's was unacknowledged then
+    assert abs(logged_time("orphan-fin", r"close\(\) the socket") - fins[0].t) < 0.01
+    data = [x for x in segs("orphan-fin", "client") if x.src == CLIENT and x.len > 0]
+    assert len({x.seq for x in data}) == len(data)
+    assert not [x for x in segs("orphan-fin", "server") if x.src == CLIENT and x.fin]
+    k = t["kernel_counters"]["client"]
+    assert k["TCPAbortOnTimeout"] == 1 and k["TcpRetransSegs"] == c["retransmission_count"] == 9
+    assert t["sysctls"]["client"]["net.ipv4.tcp_orphan_retries"] == "0"
+
+
+def test_syn_blackhole_connect_timeout():
+    t = truth("syn-blackhole")
+    c = t["control"]
+    syns = [x for x in segs("syn-blackhole", "client") if x.src == CLIENT and x.syn]
+    assert [x.frame for x in syns] == [s["frame"] for s in c["syn_transmissions"]] and len({x.seq for x in syns}) == 1
+    assert t["sysctls"]["client"]["net.ipv4.tcp_syn_retries"] == "2" and t["app"]["error"] == "ETIMEDOUT"
+    assert abs(logged_time("syn-blackhole", r"connect to \S+ failed .*error=ETIMEDOUT") - t["app"]["error_time"]) < 0.002
+    assert t["kernel_counters"]["client"]["TCPSynRetrans"] == c["retransmission_count"]
+    # the server saw every SYN and answered; its SYN-ACKs never reached the client
+    assert len([x for x in segs("syn-blackhole", "server") if x.src == CLIENT and x.syn]) == len(syns)
+    assert not [x for x in segs("syn-blackhole", "client") if x.src == SERVER]
+
+
+def test_keepalive_probes_and_reset():
+    t = truth("keepalive-peer-vanishes")
+    c = t["control"]
+    assert c["probe_count"] == 3 and all(abs(p["gap_s"] - 1.0) < 0.05 for p in c["probes"][1:])
+    rst = c["rst_from_client"][0]
+    assert abs(rst["time"] - c["probes"][-1]["time"] - 1.0) < 0.05
+    assert abs(logged_time("keepalive-peer-vanishes", r"recv failed .*error=ETIMEDOUT") - t["app"]["error_time"]) < 0.002
+    assert t["kernel_counters"]["client"]["TCPKeepAlive"] == 3
+
+
+@pytest.mark.parametrize("name", ["zero-window-probes", "zero-window-peer-vanishes"])
+def test_zero_window_probes(name):
+    t = truth(name)
+    c = t["control"]
+    assert c["probe_count"] == t["kernel_counters"]["client"]["TCPWinProbe"]
+    assert all(p["len"] == 0 for p in c["probes"]) and len({p["seq_raw"] for p in c["probes"]}) == 1
 
 
 # ---- clean runs ------------------------------------------------------------------------------

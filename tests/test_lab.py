@@ -36,7 +36,7 @@ needs_lab = pytest.mark.skipif(bool(LAB_SKIP), reason=LAB_SKIP or "lab available
 # ---- units (no root) ---------------------------------------------------------------------------
 @pytest.mark.parametrize("retries2,seconds", [(15, 924.6), (8, 102.2), (6, 25.4), (3, 3.0)])
 def test_abort_budget_matches_design(retries2, seconds):
-    assert labrun.abort_budget_s(retries2) == pytest.approx(seconds)
+    assert labrun.tcp_model_timeout(retries2) == pytest.approx(seconds)
 
 
 def test_go_log_parser(tmp_path):
@@ -161,6 +161,23 @@ def test_lab_app_not_reading(tmp_path):
     assert truth["app"]["status"] == "ok" and truth["app"]["proc_time_ms"] >= 2000
     assert len(truth["app"]["server_log_stall_lines"]) == 1
     assert not truth["dropped_segments"]
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+@needs_lab
+def test_lab_control_retries(tmp_path):
+    """~30 s: SYN retries until connect() fails, keepalive probes until the kernel resets, and
+    TCP_USER_TIMEOUT=1500 (the long ones, tcp_retries2=8 and the orphaned FIN, take ~2 min each:
+    `lab/run.py peer-vanishes-retries8 orphan-fin`)."""
+    syn = labrun.SynBlackhole(tmp_path).run()
+    c = syn["control"]
+    assert syn["app"]["error"] == "ETIMEDOUT" and c["etimedout_since_first_send_s"] >= c["model_timeout_s"]
+    ka = labrun.KeepalivePeerVanishes(tmp_path).run()
+    assert ka["app"]["error"] == "ETIMEDOUT" and ka["control"]["probe_count"] == 3
+    assert len(ka["control"]["rst_from_client"]) == 1
+    ut = labrun.PeerVanishesUserTimeout1500(tmp_path).run()
+    assert ut["retries"]["etimedout_since_first_rto_retransmission_s"] == pytest.approx(1.5, abs=0.06)
 
 
 def test_stale_namespace_cleanup_ignores_others():

@@ -47,18 +47,21 @@ def test_fields_experts_prefs_are_registered():
               "tcpstall.hol.release_frame", "tcpstall.hol.first_held_frame", "tcpstall.rwnd.window",
               "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred", "tcpstall.rwnd.cap_mbps",
               "tcpstall.rwnd.limited_ms", "tcpstall.retries.count", "tcpstall.retries.elapsed_s",
-              "tcpstall.retries.abort_at_s", "tcpstall.retrans.trigger",
+              "tcpstall.retries.abort_at_s", "tcpstall.retrans.trigger", "tcpstall.retries.assumed",
+              "tcpstall.retries.linux_like", "tcpstall.retries.kind", "tcpstall.retries.control",
               # expert infos are registered as fields too (Lua experts are not listed by -G expert)
               "tcpstall.hol.blocked", "tcpstall.hol.released", "tcpstall.rwnd.throttling",
               "tcpstall.retries.approaching", "tcpstall.retries.final", "tcpstall.thin_stream"):
         assert f in names, f
     prefs = tshark_out(["-G", "defaultprefs", *g], plugin=False).stdout
+    # the sender's settings are empty until given: the prediction then assumes Linux's defaults and
+    # says so (tcpstall.retries.assumed)
     for p, v in (("hol_enabled", "TRUE"), ("rwnd_enabled", "TRUE"), ("retries_enabled", "TRUE"),
-                 ("hol_warn_ms", "20"), ("tcp_retries1", "3"), ("tcp_retries2", "15"), ("rto_min_ms", "200"),
-                 ("rto_max_ms", "120000"), ("user_timeout_ms", "0"), ("rwnd_min_episode_ms", None)):
+                 ("hol_warn_ms", "20"), ("tcp_retries1", "3"), ("tcp_retries2", ""), ("rto_min_ms", ""),
+                 ("rto_max_ms", ""), ("user_timeout_ms", ""), ("rwnd_min_episode_ms", None)):
         assert f"#tcpstall.{p}:" in prefs, p
-        if v:
-            assert f"#tcpstall.{p}: {v}" in prefs, p
+        if v is not None:
+            assert f"#tcpstall.{p}: {v}\n" in prefs, p
 
 
 def test_expert_severities_on_a_real_release():

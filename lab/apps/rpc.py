@@ -12,6 +12,11 @@ client: one long-lived connection; sends one request per line read on stdin ("se
         --auto N requests; blocks for the response without deadline (like a gRPC call without one)
         and logs like a Java-ish RPC client: `[2024-02-20T16:45:47.750+0800][worker-1] proc_time=...`.
         Each event is also printed to stdout as one JSON object with the full-precision epoch time.
+        `--connect-timeout-s 0` leaves connect() to the kernel's SYN retries (tcp_syn_retries) and
+        logs the error it ends with; `--keepalive IDLE:INTVL:CNT` sets SO_KEEPALIVE with
+        TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (seconds, seconds, probes); the stdin command `wait`
+        blocks in recv() until the peer sends something or the connection fails (an idle
+        connection kept by keepalive); `quit` logs the close() before it closes the socket.
 """
 import argparse
 import errno
@@ -110,14 +115,36 @@ def client(args):
             time.sleep(min(0.5, max(0.0, args.connect_at - time.time() - 0.002)))
         while time.time() < args.connect_at:
             pass
-    if args.sport:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", args.sport))
-        s.connect((args.host, args.port))
-    else:
-        s = socket.create_connection((args.host, args.port), timeout=10)
+    t_conn = time.time()
+    try:
+        if args.sport:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", args.sport))
+            s.connect((args.host, args.port))
+        elif args.connect_timeout_s > 0:
+            s = socket.create_connection((args.host, args.port), timeout=args.connect_timeout_s)
+        else:
+            # no deadline of our own: the kernel's SYN retransmissions decide when connect() fails
+            log(f"connecting to {args.host}:{args.port} (no connect timeout)", t_conn, event="connecting")
+            s = socket.socket()
+            s.connect((args.host, args.port))
+    except OSError as e:
+        t1 = time.time()
+        code = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+        log(f"connect to {args.host}:{args.port} failed after {round((t1 - t_conn) * 1000)}ms error={code} "
+            f"errno={e.errno} ({e.strerror or e})", t1, event="connect_error", error=code, errno=e.errno,
+            start=t_conn)
+        return 1
     s.settimeout(None)
+    if args.keepalive:
+        idle, intvl, cnt = (int(x) for x in args.keepalive.split(":"))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, intvl)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, cnt)
+        log(f"SO_KEEPALIVE on: TCP_KEEPIDLE={idle}s TCP_KEEPINTVL={intvl}s TCP_KEEPCNT={cnt}", event="keepalive",
+            idle=idle, intvl=intvl, cnt=cnt)
     if args.linger0:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     if args.user_timeout_ms:
@@ -154,6 +181,21 @@ def client(args):
             response=resp.decode().strip())
         return True
 
+    def wait():
+        """Block in recv() on the idle connection until the peer sends something or it fails."""
+        t0 = time.time()
+        log("waiting for the peer (recv)", t0, event="wait", start=t0)
+        try:
+            data = s.recv(1)
+        except OSError as e:
+            t1 = time.time()
+            code = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "EOF"
+            log(f"recv failed after {round((t1 - t0) * 1000)}ms error={code} errno={e.errno} ({e.strerror or e})",
+                t1, event="error", id=0, error=code, errno=e.errno, start=t0)
+            return False
+        log(f"recv returned {len(data)} byte(s) after {round((time.time() - t0) * 1000)}ms", event="wait_done")
+        return bool(data)
+
     ok = True
     if args.auto:
         for _ in range(args.auto):
@@ -165,10 +207,16 @@ def client(args):
                 continue
             if parts[0] == "quit":
                 break
+            if parts[0] == "wait":
+                if not wait():
+                    ok = False
+                    break
+                continue
             if parts[0] == "send":
                 if not one(int(parts[1]) if len(parts) > 1 else args.size):
                     ok = False
                     break
+    log("close() the socket", event="close")
     s.close()
     log("client exit", event="exit")
     return 0 if ok else 1
@@ -184,6 +232,10 @@ def main():
     ap.add_argument("--connect-at", type=float, default=0.0, help="epoch time to connect at (seq-wrap)")
     ap.add_argument("--rcvbuf", type=int, default=0)
     ap.add_argument("--user-timeout-ms", type=int, default=0, help="TCP_USER_TIMEOUT on the client socket")
+    ap.add_argument("--connect-timeout-s", type=float, default=10.0,
+                    help="client: connect() deadline; 0 = none (the kernel's SYN retries decide)")
+    ap.add_argument("--keepalive", default="", metavar="IDLE:INTVL:CNT",
+                    help="client: SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT")
     ap.add_argument("--linger0", action="store_true")
     ap.add_argument("--stall-ms", type=int, default=0, help="server: stop reading for N ms after a request's header")
     ap.add_argument("--size", type=int, default=64)

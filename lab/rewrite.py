@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Derive a capture of a sender that is not Linux from a real lab capture (stdlib + editcap).
+
+Only another OS makes these shapes, and this lab runs Linux only: the packets stay the lab's real
+packets (peer-vanishes: one request into a blackhole), only the retransmission times change, the
+TCP timestamp options are overwritten with NOPs (Windows sends none by default), and for a sender
+that gives up with a RST, its last retransmission is copied into that RST (payload removed,
+flags RST|ACK). Every derived file is labelled as rewritten in tests/data/README.md.
+
+    python3 lab/rewrite.py windows  sample_captures/peer-vanishes-client.pcapng tests/data/nonlinux-windows-client.pcapng
+    python3 lab/rewrite.py plateau  sample_captures/peer-vanishes-client.pcapng tests/data/nonlinux-plateau-client.pcapng
+
+Each writes <dst stem>.truth.json next to the capture (what was rewritten, the frames and times).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):           # run as a script: python3 lab/rewrite.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import pcaptools as pt  # noqa: E402
+from lab.netlab import CLIENT_IP  # noqa: E402
+
+# The shapes. windows: TcpMaxDataRetransmissions = 5 (the default), RTO 300 ms (Windows' MinRto)
+# doubling, and the connection reset one more doubled RTO after the 5th retransmission.
+# plateau: an RTO that stops doubling at 2.4 s, far below Linux's rto_max of 120 s, no reset.
+SHAPES = {
+    "windows": {"intervals_s": [0.3, 0.6, 1.2, 2.4, 4.8], "rst_after_s": 9.6,
+                "what": "Windows-like: 5 retransmissions (TcpMaxDataRetransmissions), RTO 300 ms doubling, "
+                        "RST one doubled RTO (9.6 s) after the last; no TCP timestamps"},
+    "plateau": {"intervals_s": [0.3, 0.6, 1.2, 2.4, 2.4, 2.4], "rst_after_s": None,
+                "what": "an RTO that stops doubling at 2.4 s (far below Linux's 120 s cap), 6 retransmissions, "
+                        "no reset; no TCP timestamps"},
+}
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _fix_checksums(frame: bytearray) -> None:
+    """Recompute the IPv4 header and TCP checksums of an Ethernet/IPv4/TCP frame (whole frame captured)."""
+    ip = 14
+    ihl = (frame[ip] & 0x0F) * 4
+    total = struct.unpack("!H", frame[ip + 2:ip + 4])[0]
+    frame[ip + 10:ip + 12] = b"\0\0"
+    frame[ip + 10:ip + 12] = struct.pack("!H", _csum(bytes(frame[ip:ip + ihl])))
+    tcp = ip + ihl
+    seg = bytearray(frame[tcp:ip + total])
+    seg[16:18] = b"\0\0"
+    pseudo = bytes(frame[ip + 12:ip + 20]) + struct.pack("!BBH", 0, 6, len(seg))
+    frame[tcp + 16:tcp + 18] = struct.pack("!H", _csum(pseudo + bytes(seg)))
+
+
+def _strip_timestamps(frame: bytearray) -> None:
+    """Overwrite the TCP timestamp option (kind 8) with NOPs: same lengths, no timestamps."""
+    ip = 14
+    tcp = ip + (frame[ip] & 0x0F) * 4
+    end = tcp + (frame[tcp + 12] >> 4) * 4
+    i = tcp + 20
+    while i < end:
+        kind = frame[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        length = frame[i + 1]
+        if length < 2:
+            break
+        if kind == 8:
+            frame[i:i + length] = b"\x01" * length
+        i += length
+
+
+def _to_rst(frame: bytearray) -> bytearray:
+    """The copy of a data segment as the RST|ACK that gives up on it: no payload, seq after the data."""
+    ip = 14
+    ihl = (frame[ip] & 0x0F) * 4
+    tcp = ip + ihl
+    doff = (frame[tcp + 12] >> 4) * 4
+    total = struct.unpack("!H", frame[ip + 2:ip + 4])[0]
+    payload = total - ihl - doff
+    seq = struct.unpack("!I", frame[tcp + 4:tcp + 8])[0]
+    out = bytearray(frame[:tcp + doff])
+    out[tcp + 4:tcp + 8] = struct.pack("!I", (seq + payload) % (1 << 32))
+    out[tcp + 13] = 0x14                                  # RST | ACK
+    out[ip + 2:ip + 4] = struct.pack("!H", ihl + doff)
+    return out
+
+
+def _read_pcap(path: Path):
+    data = path.read_bytes()
+    if data[:4] != b"\xd4\xc3\xb2\xa1":
+        raise ValueError(f"{path}: not a little-endian microsecond pcap")
+    hdr, recs, off = data[:24], [], 24
+    while off + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack("<IIII", data[off:off + 16])
+        recs.append([sec + usec / 1e6, bytearray(data[off + 16:off + 16 + incl]), orig])
+        off += 16 + incl
+    return hdr, recs
+
+
+def _write_pcap(path: Path, hdr: bytes, recs) -> None:
+    out = [hdr]
+    for t, frame, _orig in recs:
+        sec = int(t)
+        usec = int(round((t - sec) * 1e6))
+        if usec >= 1_000_000:
+            sec, usec = sec + 1, usec - 1_000_000
+        out.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + bytes(frame))
+    path.write_bytes(b"".join(out))
+
+
+def rewrite(shape: str, src: Path, dst: Path) -> dict:
+    """Write `dst` (pcapng) from the peer-vanishes capture `src` with `shape`'s backoff; returns its truth."""
+    spec = SHAPES[shape]
+    segs = pt.segments(src)
+    data = [s for s in segs if s.src == CLIENT_IP and s.len > 0]
+    tx = pt.transmissions(segs, CLIENT_IP, data[-1].seq)  # the request sent into the blackhole
+    first_send = tx[0]
+    if len(tx) - 1 < len(spec["intervals_s"]):
+        raise ValueError(f"{src}: {len(tx) - 1} retransmissions, the {shape} shape needs {len(spec['intervals_s'])}")
+    keep_rtx = tx[1:1 + len(spec["intervals_s"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        classic = Path(tmp) / "in.pcap"
+        subprocess.run(["editcap", "-F", "pcap", str(src), str(classic)], check=True, capture_output=True)
+        hdr, recs = _read_pcap(classic)
+        by_frame = {i + 1: r for i, r in enumerate(recs)}
+        t0 = by_frame[first_send.frame][0]
+        out, times, t = [], [], t0
+        for i, r in enumerate(recs):
+            frame_no = i + 1
+            if frame_no > first_send.frame and frame_no not in {x.frame for x in keep_rtx}:
+                continue                                  # the retransmissions the shape does not have
+            out.append(r)
+        for x, iv in zip(keep_rtx, spec["intervals_s"]):
+            t += iv
+            by_frame[x.frame][0] = t
+            times.append(round(t - t0, 6))
+        rst_at = None
+        if spec["rst_after_s"] is not None:
+            last = by_frame[keep_rtx[-1].frame]
+            rst_at = t + spec["rst_after_s"]
+            out.append([rst_at, _to_rst(last[1]), 0])
+        for r in out:
+            _strip_timestamps(r[1])
+            _fix_checksums(r[1])
+        classic_out = Path(tmp) / "out.pcap"
+        _write_pcap(classic_out, hdr, out)
+        subprocess.run(["editcap", "-F", "pcapng", str(classic_out), str(dst)], check=True, capture_output=True)
+    truth = {
+        "derived_from": src.name, "rewritten": True, "shape": shape, "what": spec["what"],
+        "command": f"python3 lab/rewrite.py {shape} {src} {dst}",
+        "first_send_frame": first_send.frame, "first_send": round(t0, 6), "data_len": first_send.len,
+        "retransmission_frames": list(range(first_send.frame + 1, first_send.frame + 1 + len(keep_rtx))),
+        "retransmissions_since_first_send_s": times, "intervals_s": spec["intervals_s"],
+        "rst_frame": first_send.frame + len(keep_rtx) + 1 if rst_at is not None else None,
+        "rst_since_first_send_s": round(rst_at - t0, 6) if rst_at is not None else None,
+        "tcp_timestamps": False, "packets": len(out),
+    }
+    dst.with_name(dst.name.replace(".pcapng", ".truth.json")).write_text(json.dumps(truth, indent=2) + "\n")
+    return truth
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("shape", choices=sorted(SHAPES))
+    ap.add_argument("src", type=Path)
+    ap.add_argument("dst", type=Path)
+    args = ap.parse_args(argv)
+    t = rewrite(args.shape, args.src, args.dst)
+    print(json.dumps(t, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

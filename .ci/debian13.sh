@@ -20,7 +20,7 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VENV=/opt/tcpstall-venv                # inside the root (the checkout's .venv is the host's)
 STAMP=$ROOT/.tcpstall-root              # what the root was built from: a change rebuilds it
 RECIPE=1                                # bump when build() changes
-PACKAGES="tshark python3 python3-venv"
+PACKAGES="tshark tcpreplay python3 python3-venv"   # tcpreplay: tcprewrite for the NAT test
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt     # the host's
 ROOT_CA=/etc/ssl/certs/host-ca-certificates.crt   # its copy in the root (apt's ca-certificates
                                                   # regenerates ca-certificates.crt there)
@@ -185,7 +185,7 @@ case "$1" in
         build
         say "$(in_root tshark -v | head -n 1), as $(in_root id -un)"
         in_root tcpstall doctor
-        in_root python -m pytest -q -p no:cacheprovider -m "not lab and not gui"
+        in_root python -m pytest -q -p no:cacheprovider -m "not lab and not gui" -rs
         compare_readme_commands
         check_layout_as_root
         compare_plugin_output

@@ -141,9 +141,18 @@ compare_readme_commands() {
     }
 }
 
-# install-plugins' layout as root on 4.4 with run_user_scripts_when_superuser = true (the one case
-# where root loads the personal folder there): set in this disposable root only, removed after.
+# install-plugins as root on 4.4: --global (loaded for root as it is), then the personal folder's
+# layout with run_user_scripts_when_superuser = true (the one case where root loads the personal
+# folder there): set in this disposable root only, removed after.
 check_layout_as_root() {
+    in_root sh -euc '
+        trap "tcpstall install-plugins --global --uninstall > /dev/null" EXIT
+        tcpstall install-plugins --global > /dev/null
+        tshark -G plugins | grep -q "wireshark/plugins/tcpstall/tcpstall.lua" || { echo "--global copy not loaded as root"; exit 1; }
+        tcpstall analyze sample_captures/heartbeat-loss-server.pcapng | grep -q "HOL-blocked delivery" \
+            || { echo "tcpstall analyze fails with the --global copy"; exit 1; }
+        echo "install-plugins --global: loaded by tshark as root, used by tcpstall analyze"
+    '
     in_root sh -euc '
         init=$(tshark -G folders | sed -n "s/^Global Lua Plugins:[[:space:]]*//p")/init.lua
         trap "rm -f $init; rm -rf /tmp/layout-home" EXIT

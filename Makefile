@@ -11,7 +11,7 @@ APT_PACKAGES := tshark tcpdump nftables ethtool iproute2 python3-venv \
 # one tool per package above, to decide whether apt-get is needed at all
 APT_TOOLS := tshark editcap dumpcap tcpdump nft ethtool ip wireshark Xvfb xdotool import chromium tcprewrite
 
-.PHONY: demo test setup os-deps venv lab bench-data bench fuzz clean
+.PHONY: demo test test-host test-debian13 setup os-deps venv lab bench-data bench fuzz clean
 
 # The main job on the bundled captures: one capture of each incident, then the two-capture
 # story of the heartbeat loss with both applications' logs (and an HTML ladder to open).
@@ -25,8 +25,16 @@ demo: setup
 	  --html demo-heartbeat-loss.html
 	@echo; echo "open demo-heartbeat-loss.html in a browser for the ladder diagram"
 
-test: setup
+# The suite on this machine's tshark (Debian 12: 4.0), then in a Debian 13 root with its stock
+# Wireshark 4.4, as root (.ci/debian13.sh: debootstrap, the suite, the README commands and the
+# plugin's output on every capture compared with 4.0). Both need root, as CI runs them.
+test: test-host test-debian13
+
+test-host: setup
 	$(PY) -m pytest -q
+
+test-debian13: setup
+	sh .ci/debian13.sh test
 
 setup: os-deps $(VENV)/.installed
 

@@ -140,11 +140,16 @@ def main():
 @main.command()
 @tshark_option
 def doctor(tshark):
-    """Check tshark, its Lua support and the plugin installation; print the fix for what is missing.
+    """Check tshark, its Lua, that it really loads the plugin the way tcpstall runs it (which
+    copy, the fields it registers, as which user), and the copy installed for the GUI; print the
+    fix for what is wrong.
 
     Exit status 0 when tcpstall can run (a plugin not installed for the GUI is only a hint),
-    1 when something it needs is missing or a stale plugin copy would be loaded instead of ours.
+    1 when something it needs is missing or broken, or a stale plugin copy would be loaded instead of ours.
     """
+    from . import doctor as checks
+    from .privileges import describe
+
     problems = []
     try:
         info = tshark_info(tshark, require_lua=False)
@@ -153,9 +158,21 @@ def doctor(tshark):
     click.echo(f"tshark:         {info.path}")
     click.echo(f"version:        {info.version_str}")
     click.echo(f"Lua:            {info.lua or 'NO (built without Lua: the plugin cannot run)'}")
-    if info.lua is None:
-        problems.append("install a tshark built with Lua (Debian/Ubuntu: apt-get install tshark)")
-    click.echo(f"plugin source:  {plugin_dir()}")
+    try:
+        click.echo(f"runs tshark:    {describe()}")
+        click.echo(f"plugin source:  {plugin_dir()}")
+        if info.lua is not None:
+            check = checks.check_plugin_loads(info.path)
+            if check.ok:
+                click.echo(f"loaded:         yes, via {check.via}: {', '.join(check.loaded_from)} "
+                           f"({check.fields} tcpstall fields)")
+            else:
+                click.echo(f"loaded:         NO (via {check.via}; tcpstall.lua listed: "
+                           f"{', '.join(check.loaded_from) or 'none'}; {check.fields} tcpstall fields)")
+        if info.lua is None or not check.ok:
+            problems.append(checks.why_not_loaded(check if info.lua else None, info.lua))
+    except TsharkError as exc:          # e.g. a different installed copy, or no user to run tshark as
+        problems.append(str(exc))
     folder = installer.personal_lua_folder(info.path)
     if folder is None:
         click.echo("plugin folder:  (tshark -G folders names no personal Lua plugin folder)")
@@ -167,12 +184,15 @@ def doctor(tshark):
             click.echo("installed:      no (tcpstall passes -X lua_script to tshark itself; for the GUI "
                        "run `tcpstall install-plugins`)")
         elif state.same:
-            click.echo("installed:      yes, identical to this package's copy")
+            click.echo(f"installed:      yes, identical to this package's copy ({state.entry})")
         else:
             click.echo("installed:      yes, but a DIFFERENT copy (" + ", ".join(state.differing) + " differ)")
             problems.append("run `tcpstall install-plugins` to update the installed copy")
+        note = checks.gui_note(info.version)
+        if note:
+            click.echo(f"note:           {note}")
     if problems:
-        for p in problems:
+        for p in dict.fromkeys(problems):
             click.echo(f"fix: {p}", err=True)
         sys.exit(EXIT_PROBLEM)
     click.echo("ok")
@@ -181,20 +201,27 @@ def doctor(tshark):
 @main.command("install-plugins")
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Install here instead of Wireshark's personal Lua plugin folder.")
+@click.option("--global", "global_", is_flag=True,
+              help="Install into the global Lua plugin folder (as root: loaded for every user, root included).")
 @click.option("--uninstall", is_flag=True, help="Remove tcpstall's files from that folder.")
 @tshark_option
 @friendly_errors
-def install_plugins(folder, uninstall, tshark):
+def install_plugins(folder, global_, uninstall, tshark):
     """Copy the tcpstall Lua plugin into Wireshark's personal Lua plugin folder.
 
     The folder is the one `tshark -G folders` calls "Personal Lua Plugins" (Wireshark GUI:
-    Help → About Wireshark → Folders). Running it again only reports "up to date". Restart
-    Wireshark (or Analyze → Reload Lua Plugins) to load the new copy.
+    Help → About Wireshark → Folders); the files go into its `tcpstall/` subfolder. Running it
+    again only reports "up to date". Restart Wireshark (or Analyze → Reload Lua Plugins) to load
+    the new copy. As root, Wireshark 4.2+ skips the personal folder: use --global (INSTALL.md).
     """
     if folder is None:
-        folder = installer.personal_lua_folder(tshark_info(tshark, require_lua=False).path)
+        path = tshark_info(tshark, require_lua=False).path
+        folder = installer.global_lua_folder(path) if global_ else installer.personal_lua_folder(path)
         if folder is None:
-            fail("tshark -G folders names no personal Lua plugin folder: give one with --dir")
+            fail(f"tshark -G folders names no {'global' if global_ else 'personal'} Lua plugin folder: "
+                 "give one with --dir")
+    elif global_:
+        raise click.UsageError("--dir and --global name two different folders: give one")
     for line in (installer.uninstall(folder) if uninstall else installer.install(folder)):
         click.echo(line)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
-from .paths import plugin_script
+from . import privileges
 from .records import Segment
 
 T = TypeVar("T")
@@ -127,9 +127,22 @@ def tshark_info(explicit: Optional[str] = None, require_lua: bool = True) -> Tsh
     return info
 
 
-def tshark_folders(tshark: str) -> Dict[str, str]:
-    """`tshark -G folders` as {name: path}; names as tshark prints them ("Personal Lua Plugins")."""
-    proc = subprocess.run([tshark, "-G", "folders"], capture_output=True, text=True, timeout=60)
+def launch(cmd: List[str]) -> privileges.Launch:
+    """How to start this tshark command so that Lua plugins load (as root on Wireshark 4.2+:
+    unprivileged, see privileges.py); a PrivilegeError becomes a one-line TsharkFailed."""
+    try:
+        return privileges.prepare(cmd)
+    except privileges.PrivilegeError as exc:
+        raise TsharkFailed(str(exc)) from None
+
+
+def tshark_folders(tshark: str, *, as_tcpstall_runs_it: bool = True) -> Dict[str, str]:
+    """`tshark -G folders` as {name: path}; names as tshark prints them ("Personal Lua Plugins").
+    Paths as tshark sees them when tcpstall runs it (as root on 4.2+: an unprivileged user's, with
+    no personal folders), or with as_tcpstall_runs_it=False as they are for whoever runs tcpstall
+    (the GUI's folders)."""
+    how = launch([tshark, "-G", "folders"]) if as_tcpstall_runs_it else privileges.Launch([tshark, "-G", "folders"])
+    proc = subprocess.run(how.argv, capture_output=True, text=True, timeout=60, **how.popen_kwargs)
     folders: Dict[str, str] = {}
     for line in proc.stdout.splitlines():
         name, sep, value = line.partition(":")
@@ -162,21 +175,23 @@ _plugin_args_cache: Dict[str, List[str]] = {}
 
 
 def plugin_args(tshark: str) -> List[str]:
-    """`-X lua_script:...` for our plugin, unless Wireshark already loads it from the personal
-    plugin folder (`tcpstall install-plugins`): loading it twice would register the protocol twice.
-    A *different* installed copy would silently win, so that is an error with the fix."""
-    from .install import installed_state, personal_lua_folder   # install.py imports this module
+    """`-X lua_script:...` for our plugin, unless Wireshark already loads it from its personal or
+    global Lua plugin folder (`tcpstall install-plugins [--global]`), as this tshark sees them when
+    tcpstall runs it: loading it twice would register the protocol twice, and a *different*
+    installed copy would silently win, so that is an error with the fix."""
+    from .install import installed_state, lua_plugin_folders   # install.py imports this module
 
     if tshark not in _plugin_args_cache:
-        folder = personal_lua_folder(tshark)
-        state = installed_state(folder) if folder else None
-        if state is not None and state.present:
-            if not state.same:
-                raise TsharkFailed(f"a different tcpstall plugin is installed in {folder}: run "
+        folders = lua_plugin_folders(tshark)        # (raises first when tshark cannot be run so)
+        args = ["-X", f"lua_script:{privileges.plugin_script_for()}"]
+        for name, folder in folders.items():
+            state = installed_state(folder)
+            if state.present and not state.same:
+                raise TsharkFailed(f"a different tcpstall plugin is installed in {folder} ({name}): run "
                                    "`tcpstall install-plugins` to update it (or `--uninstall` to remove it)")
-            _plugin_args_cache[tshark] = []
-        else:
-            _plugin_args_cache[tshark] = ["-X", f"lua_script:{plugin_script()}"]
+            if state.present:
+                args = []
+        _plugin_args_cache[tshark] = args
     return list(_plugin_args_cache[tshark])
 
 
@@ -204,16 +219,54 @@ def build_command(tshark: str, capture: str, *, fields: Sequence[str] = (), disp
     return cmd
 
 
+# A capture tshark cannot read: 4.0 exits 1 or 2 for every error; 4.2+ (wsutil/exit_codes.h) exits
+# 3 (WS_EXIT_INVALID_FILE) when the file is not a capture or is damaged, and says so.
+_FILE_PROBLEM_RE = re.compile(r'^tshark: (The file ".*"|You don\'t have permission to read the file)')
 _CUT_SHORT_RE = re.compile(r"appears to have been cut short in the middle of a packet")
 _LUA_ERROR_RE = re.compile(r"Lua: Error|\[string \".*\"\]:\d+:|lua_script.*error", re.I)
 
 
-def _one_line_problem(capture: str, stderr: str) -> str:
-    """tshark's own complaint about a capture, reduced to one line naming the file."""
-    lines = [ln.strip() for ln in stderr.splitlines()
+_CONTINUED_RE = re.compile(r"^\(.*\)$")          # "(pcapng: total block lengths ... don't match)"
+_PLUGIN_UNKNOWN_RE = re.compile(r'Invalid -z argument "tcpstall')
+_OUR_NAME_UNKNOWN_RE = re.compile(r'"tcpstall[.\w]*:.*unknown preference|tcpstall[.\w]*"? is (neither|not a valid)|'
+                                  r"fields aren't valid: tcpstall")
+
+
+def tshark_error_line(stderr: str) -> str:
+    """tshark's own error in one line, from its stderr: the first line it starts with "tshark:"
+    (its own messages; later lines are help lists, filter echoes, Lua tracebacks), joined with
+    the detail line that completes it (a parenthesised reason, a Lua error's message, the few
+    items of "Some fields aren't valid:"). Without such a line, the first line that says anything."""
+    lines = [ln.rstrip() for ln in stderr.splitlines()
              if ln.strip() and not ln.startswith("Running as user")]
-    detail = " ".join(lines[:2]) if lines else "tshark failed without a message"
-    detail = re.sub(r"\s+", " ", detail)
+    if not lines:
+        return "tshark failed without a message"
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("tshark: ")), 0)
+    line, rest = lines[at].strip(), lines[at + 1:]
+    if rest and _CONTINUED_RE.match(rest[0].strip()):
+        line += " " + rest[0].strip()
+    elif line.endswith(":") and rest:
+        if line.startswith("tshark: Lua:"):                # the message, not the traceback
+            line += " " + rest[0].strip()
+        else:
+            items = []
+            for ln in rest:
+                if not ln[:1].isspace():
+                    break
+                items.append(ln.strip())
+            if 0 < len(items) <= 5:                       # not a help list ("it must be one of:")
+                line += " " + ", ".join(items)
+    return re.sub(r"\s+", " ", line)
+
+
+def _one_line_problem(capture: str, stderr: str) -> str:
+    """tshark's own complaint about a capture, reduced to one line naming the file; when that
+    complaint says a tcpstall name is unknown, also what it means."""
+    detail = tshark_error_line(stderr)
+    if _PLUGIN_UNKNOWN_RE.search(detail):
+        detail += " -- tshark did not load the tcpstall plugin (`tcpstall doctor` says why)"
+    elif _OUR_NAME_UNKNOWN_RE.search(detail):
+        detail += " -- a misspelt name, or tshark did not load the tcpstall plugin (`tcpstall doctor`)"
     return f"{capture}: {detail}"
 
 
@@ -290,26 +343,43 @@ class TsharkRun:
         # before the cut: callers that can use them get the problem here instead of an exception.
         self.tolerate_truncation = tolerate_truncation
         self.truncated: Optional[str] = None
+        # stderr: its first lines (where tshark states its error) and its last ones
+        self._head: List[str] = []
         self._tail: deque = deque(maxlen=stderr_lines)
+        self._stderr_count = 0
         self._lua_error: Optional[str] = None
+        how = launch(cmd)
+        self._real_names = how.real_names
         try:
-            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self._proc = subprocess.Popen(how.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           stdin=subprocess.DEVNULL, text=True, encoding="utf-8",
-                                          errors="replace", bufsize=1 << 16)
+                                          errors="replace", bufsize=1 << 16, **how.popen_kwargs)
         except OSError as exc:
             raise TsharkNotFound(f"cannot start {cmd[0]}: {exc.strerror or exc}") from None
+        finally:
+            how.started()
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
 
     def _drain_stderr(self) -> None:
         for line in self._proc.stderr:
-            self._tail.append(line.rstrip("\n"))
+            line = self._real_names(line.rstrip("\n"))
+            if self._stderr_count < self._tail.maxlen:
+                self._head.append(line)
+            self._tail.append(line)
+            self._stderr_count += 1
             if self._lua_error is None and _LUA_ERROR_RE.search(line):
                 self._lua_error = line.strip()
 
     @property
     def stderr_tail(self) -> str:
         return "\n".join(self._tail)
+
+    @property
+    def stderr_text(self) -> str:
+        """The first and the last lines of stderr (all of it when short)."""
+        in_both = len(self._head) + len(self._tail) - self._stderr_count
+        return "\n".join(self._head + list(self._tail)[max(in_both, 0):])
 
     def __iter__(self) -> Iterator[str]:
         return self._consume(line.rstrip("\n") for line in self._proc.stdout)
@@ -403,16 +473,18 @@ class TsharkRun:
     def _check(self) -> None:
         rc = self._proc.returncode
         if self._lua_error is not None:
-            raise TsharkFailed(f"{self.capture}: the tcpstall Lua plugin failed: {self._lua_error}",
-                               self.stderr_tail, rc)
+            said = tshark_error_line(self.stderr_text)      # the Lua message, not just "Error during loading:"
+            raise TsharkFailed(f"{self.capture}: the tcpstall Lua plugin failed: "
+                               f"{said if 'Lua' in said else self._lua_error}", self.stderr_tail, rc)
         if rc != 0:
-            if rc in (1, 2) and _CUT_SHORT_RE.search(self.stderr_tail):
+            problem = _one_line_problem(self.capture, self.stderr_text)
+            about_the_file = rc in (1, 2) or _FILE_PROBLEM_RE.search(tshark_error_line(self.stderr_text))
+            if about_the_file and _CUT_SHORT_RE.search(self.stderr_text):
                 if self.tolerate_truncation:
-                    self.truncated = _one_line_problem(self.capture, self.stderr_tail)
+                    self.truncated = problem
                     return
-                raise CaptureTruncated(_one_line_problem(self.capture, self.stderr_tail))
-            raise CaptureError(_one_line_problem(self.capture, self.stderr_tail)) if rc in (1, 2) \
-                else TsharkFailed(_one_line_problem(self.capture, self.stderr_tail), self.stderr_tail, rc)
+                raise CaptureTruncated(problem)
+            raise CaptureError(problem) if about_the_file else TsharkFailed(problem, self.stderr_tail, rc)
 
 
 def on_both(job: Callable[[str], T], a: str, b: str) -> Tuple[T, T]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,29 @@ def sample(name: str) -> Path:
 
 def truth(scenario: str) -> dict:
     return json.loads(sample(f"{scenario}.truth.json").read_text())
+
+
+def tshark_bool(text: str) -> bool:
+    """A boolean field as tshark prints it: 1/0 (4.0) or True/False (FT_BOOLEAN since 4.2).
+    Anything else is not a boolean field's text and fails the test."""
+    assert text in ("1", "0", "True", "False"), f"not a tshark boolean: {text!r}"
+    return text in ("1", "True")
+
+
+def run_tshark(cmd, home=None, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run for a tshark command line, started the way tcpstall starts tshark (as root on
+    Wireshark 4.2+: unprivileged, or `-X lua_script:` would be skipped; pytshark_ext.privileges).
+    `home`: the HOME whose personal plugin folder that tshark should load (the unprivileged one
+    otherwise gets none), for tests of an installed copy."""
+    from pytshark_ext.tshark import launch
+    how = launch([str(c) for c in cmd])
+    popen = dict(how.popen_kwargs)
+    if "env" in popen:              # unprivileged: the caller's environment, with that tshark's HOME
+        popen["env"] = dict(kwargs.pop("env", popen["env"]), HOME=str(home or popen["env"]["HOME"]))
+    try:
+        return subprocess.run(how.argv, **kwargs, **popen)
+    finally:
+        how.started()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ numbers, and the plugin's copy (plugins/tcpstall/retries.lua) against it, direct
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 
@@ -12,7 +11,7 @@ from lab.linux_tcp import TCP_RTO_MIN_MS, tcp_model_timeout
 from pytshark_ext import tshark as ts
 from pytshark_ext.paths import plugin_script
 
-from conftest import sample
+from conftest import run_tshark, sample
 
 # tcp_model_timeout() at rto_min 200 ms, rto_max 120 s: the values Documentation/networking/ip-sysctl.rst
 # and DESIGN.md §2 give (15 => 924.6 s "between 13 and 30 minutes" depending on the RTO)
@@ -53,7 +52,7 @@ def test_lua_module_matches_python_on_a_grid(tmp_path):
     cases = ", ".join(f"{{{n}, {b}, {m}}}" for n, b, m in GRID)
     script = tmp_path / "budget_harness.lua"
     script.write_text(f"local MODULE = {str(module)!r}\nlocal CASES = {{ {cases} }}\n" + LUA_HARNESS)
-    proc = subprocess.run([shutil.which("tshark"), "-n", "-X", f"lua_script:{script}", "-r",
+    proc = run_tshark([shutil.which("tshark"), "-n", "-X", f"lua_script:{script}", "-r",
                            str(sample("peer-vanishes-client.pcapng")), "-c", "1", "-q"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ from pytshark_ext import tshark as ts
 from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_dir, plugin_script
 
-from conftest import SAMPLES, sample, truth
+from conftest import SAMPLES, run_tshark, sample, truth
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +19,11 @@ def _home(isolated_home):
     yield isolated_home
 
 
-def tshark_out(args, *, plugin=True, check=True) -> subprocess.CompletedProcess:
+def tshark_out(args, *, plugin=True, check=True, home=None) -> subprocess.CompletedProcess:
     cmd = [shutil.which("tshark")] + ([] if args and args[0] == "-G" else ["-n"])
     if plugin:
         cmd += ["-X", f"lua_script:{plugin_script()}"]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
+    proc = run_tshark(cmd + list(args), home=home, capture_output=True, text=True, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr
     assert "Lua: Error" not in proc.stderr and "Lua Error:" not in proc.stdout, proc.stderr + proc.stdout[-2000:]
@@ -84,11 +84,12 @@ def test_expert_severities_on_a_real_release():
 def test_loads_from_personal_plugin_folder(isolated_home):
     """Copied into the personal folder, Wireshark also runs the module files on their own while
     scanning recursively: they must be harmless, and the entry must find them next to itself."""
-    folder = isolated_home / ".local" / "lib" / "wireshark" / "plugins"
+    folder = isolated_home / ".local" / "lib" / "wireshark" / "plugins" / "tcpstall"   # install-plugins' layout
     folder.mkdir(parents=True)
     shutil.copy(plugin_script(), folder)
     shutil.copytree(plugin_dir() / "tcpstall", folder / "tcpstall")
-    proc = tshark_out(["-r", str(sample("heartbeat-loss-server.pcapng")), "-q", "-z", "tcpstall"], plugin=False)
+    proc = tshark_out(["-r", str(sample("heartbeat-loss-server.pcapng")), "-q", "-z", "tcpstall"], plugin=False,
+                      home=isolated_home)
     assert "tcpstall: TCP stall diagnostics" in proc.stdout
     assert "Lua" not in proc.stderr
 
@@ -96,7 +97,7 @@ def test_loads_from_personal_plugin_folder(isolated_home):
 def test_loads_via_relative_script_path(tmp_path):
     """`-X lua_script:plugins/tcpstall.lua` from the repository root (relative path)."""
     root = plugin_dir().parent
-    proc = subprocess.run([shutil.which("tshark"), "-X", "lua_script:plugins/tcpstall.lua", "-r",
+    proc = run_tshark([shutil.which("tshark"), "-X", "lua_script:plugins/tcpstall.lua", "-r",
                            str(sample("heartbeat-loss-server.pcapng")), "-q", "-z", "tcpstall"],
                           capture_output=True, text=True, cwd=root, timeout=60)
     assert proc.returncode == 0 and "HOL episodes" in proc.stdout, proc.stderr
@@ -238,5 +239,5 @@ def test_loaded_twice_is_not_a_lua_error(isolated_home):
     assert CliRunner().invoke(main, ["install-plugins"]).exit_code == 0
     held = truth("heartbeat-loss")["faults"][0]["arrived_at_server"][0]["frame"]
     out = tshark_out(["-r", str(sample("heartbeat-loss-server.pcapng")), "-Y", "tcpstall.hol.released",
-                      "-T", "fields", "-e", "frame.number"]).stdout
+                      "-T", "fields", "-e", "frame.number"], home=isolated_home).stdout
     assert out.split() == [str(held)]

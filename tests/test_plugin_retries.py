@@ -18,7 +18,7 @@ from pytshark_ext import tshark as ts
 from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_script
 
-from conftest import sample, truth
+from conftest import run_tshark, sample, truth
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.flags.reset",
@@ -60,7 +60,7 @@ def msgs(r, needle):
 def z_tsv(capture, prefs=None) -> dict:
     cmd = [shutil.which("tshark"), "-n", "-r", str(capture), "-X", f"lua_script:{plugin_script()}",
            *ts.pref_args(prefs), "-q", "-z", "tcpstall,tsv"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = run_tshark(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     records = [r for r in map(z_tsv_record, proc.stdout.splitlines()) if r is not None]
     streams = {int(kv["stream"]): kv for kind, kv in records if kind == "TCPSTALL"}

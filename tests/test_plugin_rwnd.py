@@ -17,7 +17,7 @@ import pytest
 from pytshark_ext import analyze
 from pytshark_ext import tshark as ts
 
-from conftest import sample, truth
+from conftest import sample, truth, tshark_bool
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.stream",
@@ -120,7 +120,7 @@ def check_episode(by_frame, exp: Expected, tr: dict, wscale: int, inferred: bool
     window = int(one(end, "tcpstall.rwnd.window"))
     assert window == exp.window == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
     assert int(one(end, "tcpstall.rwnd.scale")) == wscale
-    assert one(end, "tcpstall.rwnd.scale_inferred") == ("1" if inferred else "0")
+    assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is inferred
 
     # duration: first window-limited data segment -> ACK of the last byte
     limited = float(one(end, "tcpstall.rwnd.limited_ms"))
@@ -192,7 +192,7 @@ def test_small_rcvbuf_without_handshake_infers_scale(side, two_pass):
     scales = [(f, one(r, "tcpstall.rwnd.scale"), one(r, "tcpstall.rwnd.scale_inferred"))
               for f, r in sorted(by_frame.items()) if one(r, "tcpstall.rwnd.scale") is not None]
     assert scales[0][1] == "-1" and scales[0][0] <= exp.first_data_frame
-    first_inferred = next(f for f, sc, inf in scales if inf == "1")
+    first_inferred = next(f for f, sc, inf in scales if inf and tshark_bool(inf))
     assert first_inferred < experts(by_frame)[0][0]
     assert all(sc == str(wscale) for f, sc, inf in scales if f >= first_inferred)
     (s,) = streams
@@ -210,7 +210,7 @@ def test_nohs_with_wireshark_default_scaling_pref():
     assert len(ex) == 2
     end = ex[-1][1]
     assert int(one(end, "tcpstall.rwnd.window")) == exp.window
-    assert one(end, "tcpstall.rwnd.scale") == "0" and one(end, "tcpstall.rwnd.scale_inferred") == "0"
+    assert one(end, "tcpstall.rwnd.scale") == "0" and tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is False
     assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - exp.limited_ms) <= 0.1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, sample
+from conftest import ROOT, run_tshark, sample
 from pytshark_ext import tshark as ts
 from pytshark_ext.cli import main
 
@@ -112,8 +112,8 @@ def test_plugin_at_runtime_calls_nothing_dangerous(tmp_path, tshark_path, captur
     cmd = [tshark_path, "-n", "-r", str(sample(capture)), "-X", f"lua_script:{guard}",
            "-X", f"lua_script:{PLUGIN_DIR / 'tcpstall.lua'}", "-2", "-Y", "tcpstall",
            "-T", "fields", "-e", "frame.number", "-z", "tcpstall,tsv"]
-    res = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300,
-                         env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+    res = run_tshark(cmd, cwd=work, capture_output=True, text=True, timeout=300,
+                     env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
     out = res.stdout + res.stderr
     assert "TCPSTALL-GUARD-ARMED" in out, "the guard script did not load first"
     assert "TCPSTALL-GUARD-VIOLATION" not in out, out[-2000:]

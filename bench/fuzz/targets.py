@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from pytshark_ext.tshark import launch
+
 from .corpus import ROOT, Case
 
 PLUGIN = ROOT / "plugins" / "tcpstall.lua"
-VENV_BIN = ROOT / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent     # the venv running us (the checkout's, or a test root's)
 TIMEOUT = 180
 LUA_STDERR = re.compile(r"Lua: Error|lua_script.*(error|failed)|\[string \"[^\"]*\"\]:\d+:|"
                         r"tcpstall[^\n]*\.lua:\d+:", re.I)
@@ -97,13 +99,13 @@ class Context:
         return bool(h) and "not implemented" not in h.lower()
 
 
-def _run(cmd: List[str], cwd: Path, env: dict) -> tuple:
+def _run(cmd: List[str], cwd: Path, env: dict, **popen) -> tuple:
     """(rc or None on timeout, stdout, stderr, seconds). On a timeout the process gets SIGABRT first:
     with PYTHONFAULTHANDLER=1 (set in Context.env) Python prints every thread's stack, which
     lands in stderr and so in the report; then its whole process group (tshark too) is killed."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, **popen)
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
         rc = proc.returncode
@@ -153,7 +155,12 @@ class PluginTarget(Target):
         cmd = ["tshark", "-n", "-r", f, "-X", f"lua_script:{PLUGIN}", "-2", "-Y", "_ws.lua.error",
                "-T", "fields", "-e", "frame.number", "-z", "tcpstall,tsv"]
         before = _snapshot(case_dir)
-        rc, out, err, secs = _run(cmd, case_dir, ctx.env)
+        how = launch(cmd)       # as tcpstall runs tshark (as root on 4.2+ unprivileged, or no plugin)
+        popen = dict(how.popen_kwargs)
+        try:
+            rc, out, err, secs = _run(how.argv, case_dir, popen.pop("env", ctx.env), **popen)
+        finally:
+            how.started()
         o = Outcome(self.name, case.id, case.category, "pass", rc=rc, seconds=round(secs, 3),
                     command=f"cd {shlex.quote(str(case_dir))} && " + shlex.join(cmd))
         o.lua_error_frames = sum(1 for ln in out.splitlines() if ln.strip().isdigit())

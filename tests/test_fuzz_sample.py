@@ -101,6 +101,7 @@ def test_truncated_capture_delivers_its_packets_then_raises_capture_truncated(tm
     (b"\x0a\x0d\x0d\x0a", "only 4 bytes"),               # tshark: a one-record JSON file, exit 0
     (b"\x7fELF\x02\x01\x01" + bytes(200), "an ELF executable"),   # tshark: "MIME File Format"
     (b'  {"streams": [], "findings": [], "capture": "x.pcapng"}\n', "JSON text"),
+    (b"\x0a\x0d\x0d\x0a" + bytes(100), "corrupt pcapng file"),  # tshark: a one-record JSON file, exit 0
 ])
 def test_files_tshark_accepts_but_are_not_captures_are_rejected_in_one_line(tmp_path, content, problem):
     """Found by the fuzz: tshark exits 0 on these, and analyze reported "0 TCP stream(s)"."""

@@ -274,9 +274,10 @@ def _arrow_labels(arrows: Sequence[_Arrow], rows: _Rows, zone) -> Tuple[List[_La
     mark_slots: List[Optional[int]] = []
     stamped = set()
     for x in arrows:
-        if x.t0 not in stamped:
-            stamped.add(x.t0)
-            labels.append(_Label(x.t0, "time", clock(x.t0, zone), "#7f8c8d", rows.take("time", x.t0)))
+        stamp = clock(x.t0, zone)
+        if stamp not in stamped:           # instants apart by less than the µs shown share one
+            stamped.add(stamp)
+            labels.append(_Label(x.t0, "time", stamp, "#7f8c8d", rows.take("time", x.t0)))
         mark = None
         if x.kind in ("data", "retx") + MARKED or x.marks:
             slot = rows.take("mid", x.t0, 2 if x.kind in MARKED else 1)

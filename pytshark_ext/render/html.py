@@ -160,8 +160,6 @@ def _kind(s: Segment, marks: Tuple[str, ...] = ()) -> str:
     return "data" if s.length else "ack"
 
 
-
-
 # --- label layout ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -322,38 +320,40 @@ def _svg(parent, tag: str, text: Optional[str] = None, title: Optional[str] = No
     return el
 
 
+def _svg_text(parent, text: str, width_px: float, font_px: float = FONT_PX, title: str = "", **attrs):
+    """A <text> cut to `width_px`; its tooltip is `title`, or the full text when it was cut."""
+    shown = _fit(text, width_px, font_px)
+    return _svg(parent, "text", shown, title or (text if shown != text else None), **attrs)
+
+
 def _draw_label(svg, lb: _Label, ymap: _YMap) -> None:
     col = COLUMNS[lb.column]
-    shown = _fit(lb.text, col.right - col.left, col.font_px)
-    _svg(svg, "text", shown, lb.title or (lb.text if shown != lb.text else None),
-         x=col.left if lb.align == "start" else col.right, y=_baseline(ymap(lb.t), lb.column, lb.slot),
-         text_anchor=lb.align, fill=lb.color, class_=col.css_class)
+    _svg_text(svg, lb.text, col.right - col.left, col.font_px, lb.title,
+              x=col.left if lb.align == "start" else col.right, y=_baseline(ymap(lb.t), lb.column, lb.slot),
+              text_anchor=lb.align, fill=lb.color, class_=col.css_class)
 
 
 def _draw_axes(svg, report: LogReport, ymap: _YMap) -> None:
     """The two hosts' names on top, their axes, and the fold marks across them."""
     names = report.facts.names
     half = (X_B - X_A) / 2 - 8                 # a centred title stops short of the middle
-    left = "A: " + os.path.basename(names.get("A", ""))
-    _svg(svg, "text", _fit(left, 2 * min(half, X_A - 4), FONT_PX), left, x=X_A, y=20, text_anchor="middle",
-         class_="axis")
+    left_width, right_width = 2 * min(half, X_A - 4), 2 * min(half, WIDTH - 4 - X_B)
+    _svg_text(svg, "A: " + os.path.basename(names.get("A", "")), left_width, x=X_A, y=20,
+              text_anchor="middle", class_="axis")
     if "B" in report.packets:
         right = "B: " + os.path.basename(names.get("B", ""))
     else:
         host = capture_host(report.packets["A"].segments[:20000]) or ""
         peers = {s.dst if s.src == host else s.src for s in report.packets["A"].segments[:2000]}
         right = "peer " + ", ".join(sorted(peers)[:2])
-        note = f"(host {host})"
-        _svg(svg, "text", _fit(note, 2 * min(half, X_A - 4), FONT_PX), note, x=X_A, y=34,
-             text_anchor="middle", fill="#5b6570")
-    _svg(svg, "text", _fit(right, 2 * min(half, WIDTH - 4 - X_B), FONT_PX), right, x=X_B, y=20,
-         text_anchor="middle", class_="axis")
+        _svg_text(svg, f"(host {host})", left_width, x=X_A, y=34, text_anchor="middle", fill="#5b6570")
+    _svg_text(svg, right, right_width, x=X_B, y=20, text_anchor="middle", class_="axis")
     for x in (X_A, X_B):
         _svg(svg, "line", x1=x, y1=TOP - 20, x2=x, y2=ymap.bottom, stroke="#34495e", stroke_width=2)
     mid = COLUMNS["mid"]
     for y, secs in ymap.folds:
-        _svg(svg, "text", _fit(f"≈ {secs * 1000:.0f} ms folded", mid.right - mid.left, FONT_PX),
-             x=(X_A + X_B) / 2, y=y + 4, text_anchor="middle", fill="#7f8c8d")
+        _svg_text(svg, f"≈ {secs * 1000:.0f} ms folded", mid.right - mid.left,
+                  x=(X_A + X_B) / 2, y=y + 4, text_anchor="middle", fill="#7f8c8d")
         for x in (X_A, X_B):
             _svg(svg, "line", x1=x - 8, y1=y - 3, x2=x + 8, y2=y + 3, stroke="#7f8c8d")
 
@@ -471,7 +471,6 @@ def _held_spans(report: LogReport, lo: float, hi: float) -> List[Tuple[str, floa
             continue
         out.append((side, f.start, f.end, f"held {n.get('released_bytes')} B {n.get('max_hold_ms')} ms"))
     return out
-
 
 
 # --- the page -------------------------------------------------------------------------------------

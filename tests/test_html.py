@@ -1,5 +1,6 @@
 """`--html`: the self-contained page renders in headless Chromium (Debian's chromium) with a
-ladder diagram, and log text is escaped (a log line holding `<script>` stays text)."""
+ladder diagram whose texts neither overlap nor leave the viewport; it is well-formed, and log text is
+escaped (a log line holding `<script>` stays text)."""
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ from pytshark_ext.render.html import render_html, write_html
 from pytshark_ext.timeline import load_packets_both, report_for_correlation
 
 CHROMIUM = "/usr/bin/chromium"
-EVIL = '<script>document.title="pwned"</script> & <img src=x onerror=alert(1)> "q"'
+# wide characters first: the ladder cuts log lines to their column, measured with these at a full em
+EVIL = '日本語の行 <script>document.title="pwned"</script> & <img src=x onerror=alert(1)> "q"'
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:

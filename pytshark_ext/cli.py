@@ -36,6 +36,19 @@ def friendly_errors(fn):
     return wrapper
 
 
+def progress_option(fn):
+    """--quiet, and the progress line on a terminal (pytshark_ext.progress) unless it is given."""
+    @click.option("--quiet", "-q", "quiet", is_flag=True,
+                  help="No progress line on stderr (shown on a terminal while tshark reads a capture for "
+                       "more than a second).")
+    @functools.wraps(fn)
+    def wrapper(*args, quiet=False, **kwargs):
+        from . import progress
+        progress.enable(None if quiet or not sys.stderr.isatty() else sys.stderr)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 tshark_option = click.option(
     "--tshark", "tshark", metavar="PATH", default=None,
     help="tshark to use (default: $TSHARK, then tshark on PATH).")
@@ -236,6 +249,7 @@ def install_plugins(folder, global_, uninstall, tshark):
               help="tcpstall preference, repeatable (e.g. -o tcp_retries2:6 -o hol_warn_ms:50).")
 @log_options(two_captures=False)
 @tshark_option
+@progress_option
 @friendly_errors
 def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark):
     """What stalled in one capture: per stream HOL episodes (and the other analyzers' columns),
@@ -286,6 +300,7 @@ def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark)
               help="tcpstall plugin preference, repeatable (with --plugin).")
 @log_options(two_captures=True)
 @tshark_option
+@progress_option
 @friendly_errors
 def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, prefs, logs, log_tz, log_format,
               html_out, tshark):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
-from . import privileges
+from . import privileges, progress
 from .records import Segment
 
 T = TypeVar("T")
@@ -372,6 +372,7 @@ class TsharkRun:
             raise TsharkNotFound(f"cannot start {cmd[0]}: {exc.strerror or exc}") from None
         finally:
             how.started()
+        self._progress = progress.watch(self._proc.pid, capture)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
 
@@ -448,6 +449,7 @@ class TsharkRun:
             yield from items
             exhausted = True
         finally:
+            progress.done(self._progress)
             if exhausted:
                 self._finish()
             else:

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 import gui_screenshot  # noqa: E402
-from conftest import truth  # noqa: E402
+from conftest import run_tshark, truth  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -39,7 +39,7 @@ def test_installed_plugin_listed_by_wireshark(isolated_home, tshark_path):
     from click.testing import CliRunner
     from pytshark_ext.cli import main
     assert CliRunner().invoke(main, ["install-plugins"]).exit_code == 0
-    plugins = subprocess.run([tshark_path, "-G", "plugins"], capture_output=True, text=True).stdout
+    plugins = run_tshark([tshark_path, "-G", "plugins"], home=isolated_home, capture_output=True, text=True).stdout
     assert any(line.startswith("tcpstall.lua") and "lua script" in line for line in plugins.splitlines())
 
 

@@ -378,8 +378,7 @@ Examples:
 @click.option("--pair-suffixes", "pair_suffixes", metavar="A_SUFFIX,B_SUFFIX", multiple=True,
               callback=_pair_suffixes,
               help="Naming rule for pairs, repeatable: DIR/X<A_SUFFIX>.EXT and DIR/X<B_SUFFIX>.EXT (same "
-                   "folder, X and extension) are correlated as captures A and B. Default: -client,-server. "
-                   "Write it with `=` when a suffix starts with a dash.")
+                   "folder, X and extension) are correlated as captures A and B. Default: -client,-server.")
 @click.option("--no-pairs", is_flag=True, help="Scan every file alone (no naming rule).")
 @click.option("--top", type=click.IntRange(min=0), default=None, metavar="N",
               help="Rows of the ranked table (default 20; 0: all). With --json it limits `stalls` "

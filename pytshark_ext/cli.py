@@ -389,7 +389,7 @@ Examples:
                    "(clock_offset_ms, matched, lost_total, the losses between the captures), `errors`, "
                    "`warnings`.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Local worker processes (default: the cores this process may use).")
+              help="Local worker processes (default: the cores this process may use; not with --dask).")
 @click.option("--dask", "dask_address", metavar="ADDRESS", default=None,
               help="Run the tasks on an existing Dask distributed cluster (e.g. tcp://host:8786); its "
                    "workers need tcpstall and tshark installed and the files at the same paths. Needs "

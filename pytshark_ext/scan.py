@@ -168,7 +168,8 @@ def run_dask(units: Sequence[Unit], task: Task, address: str,
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ScanError(f"cannot reach the Dask scheduler at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ScanError(f"cannot reach the Dask scheduler at {address}: "
+                        f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     results: Dict[int, UnitResult] = {}
     with client:
         order = _largest_first(units)

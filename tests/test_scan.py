@@ -2,6 +2,7 @@
 of real captures (a pair, a single, a broken file), the local pool and a Dask LocalCluster."""
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -19,14 +20,15 @@ BROKEN = b"this is not a capture file, only text that happens to be long enough\
 
 @pytest.fixture(scope="module")
 def fleet_dir(tmp_path_factory):
-    """pair/heartbeat-loss-{client,server}.pcapng (symlinks), solo/cable-back-client.pcapng (its
-    server capture left out: scanned alone), broken.pcap (text)."""
+    """pair/heartbeat-loss-{client,server}.pcapng (symlinks), solo/cable-back-client.pcapng.gz
+    (gzipped, which tshark reads; its server capture left out: scanned alone), broken.pcap (text)."""
     root = tmp_path_factory.mktemp("fleet")
     (root / "pair").mkdir()
     (root / "solo").mkdir()
     for side in ("client", "server"):
         os.symlink(sample(f"heartbeat-loss-{side}.pcapng"), root / "pair" / f"heartbeat-loss-{side}.pcapng")
-    os.symlink(sample("cable-back-client.pcapng"), root / "solo" / "cable-back-client.pcapng")
+    gzipped = gzip.compress(sample("cable-back-client.pcapng").read_bytes())
+    (root / "solo" / "cable-back-client.pcapng.gz").write_bytes(gzipped)
     (root / "broken.pcap").write_bytes(BROKEN)
     return root
 
@@ -45,7 +47,7 @@ def test_worst_stall_first_with_its_measured_duration(scanned, fleet_dir):
     r, doc = scanned
     stalls = doc["stalls"]
     assert [(os.path.basename(s["file"]), s["kind"]) for s in stalls] == [
-        ("cable-back-client.pcapng", "retries"),
+        ("cable-back-client.pcapng.gz", "retries"),
         ("heartbeat-loss-client.pcapng", "hol_blocked"), ("heartbeat-loss-server.pcapng", "hol_blocked")]
     assert [s["rank"] for s in stalls] == [1, 2, 3] and doc["stalls_total"] == 3
     # the retries stall: first send to the ACK that ended it, which came after the lab saw the
@@ -73,7 +75,7 @@ def test_pair_by_name_is_correlated(scanned, fleet_dir):
     by_file = {c["file"]: c for c in doc["captures"]}
     assert (by_file[client]["side"], by_file[client]["pair_with"]) == ("A", server)
     assert (by_file[server]["side"], by_file[server]["pair_with"]) == ("B", client)
-    solo = by_file[str(fleet_dir / "solo" / "cable-back-client.pcapng")]
+    solo = by_file[str(fleet_dir / "solo" / "cable-back-client.pcapng.gz")]
     assert solo["pair_with"] is None and solo["side"] is None
     # every file once: 4 found, each in one capture entry
     assert doc["files"] == 4 and len(by_file) == 4
@@ -98,7 +100,7 @@ def test_table_ranked_top_and_unreadable(fleet_dir):
     assert lines[header].split() == ["#", "file", "stream", "kind", "severity", "duration", "first", "frame",
                                      "summary"]
     first, second = lines[header + 2], lines[header + 3]
-    assert first.split()[:8] == ["1", str(fleet_dir / "solo" / "cable-back-client.pcapng"), "0", "retries",
+    assert first.split()[:8] == ["1", str(fleet_dir / "solo" / "cable-back-client.pcapng.gz"), "0", "retries",
                                  "warn", "26.72", "s", "8"]
     assert second.split()[:8] == ["2", str(fleet_dir / "pair" / "heartbeat-loss-client.pcapng"), "0",
                                   "hol_blocked", "warn", "20.3", "ms", "93"]
@@ -154,12 +156,13 @@ def test_discover_folders_globs_pairs_and_dedup(tmp_path):
     b = touch(tmp_path / "x" / "web1-server.pcapng")
     other_ext = touch(tmp_path / "x" / "web2-client.pcap")
     touch(tmp_path / "x" / "web2-server.pcapng")            # another extension: not web2-client's partner
+    gz_a, gz_b = touch(tmp_path / "x" / "web3-client.pcap.gz"), touch(tmp_path / "x" / "web3-server.pcap.gz")
     gz = touch(tmp_path / "y" / "dump.cap.gz")
     touch(tmp_path / "y" / "notes.txt")
     touch(tmp_path / ".snapshots" / "old-client.pcapng")     # hidden folder: skipped
     units = fleet.discover([str(tmp_path), a, str(tmp_path / "y" / "*.gz")])
     assert [u.files for u in units] == [
-        (a, b), (other_ext,), (str(tmp_path / "x" / "web2-server.pcapng"),), (gz,)]
+        (a, b), (other_ext,), (str(tmp_path / "x" / "web2-server.pcapng"),), (gz_a, gz_b), (gz,)]
     # other suffixes, and none
     assert fleet.discover([str(tmp_path / "x")], suffixes=[("1-client", "1-server")])[0].files == (a, b)
     assert all(not u.is_pair for u in fleet.discover([str(tmp_path / "x")], suffixes=()))

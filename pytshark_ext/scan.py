@@ -54,10 +54,14 @@ class UnitResult:
 
 # --- the task ----------------------------------------------------------------------------------
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0] or type(exc).__name__
+
+
 def _problem_line(path: str, exc: BaseException) -> str:
     from .tshark import TsharkError
 
-    text = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    text = _first_line(exc)
     if not isinstance(exc, (TsharkError, OSError, ValueError)):
         text = f"internal error {type(exc).__name__}: {text} (a tcpstall bug: please report it)"
     return text if path in text else f"{path}: {text}"
@@ -103,7 +107,7 @@ def scan_unit(unit: Unit, tshark: Optional[str] = None,
         corr = with_plugin_findings(correlate_captures(a, b, tshark=tshark), res_a, res_b)
     except Exception as exc:        # noqa: BLE001 — e.g. no shared segment: the files are still scanned
         return UnitResult(plain.captures, warnings=warnings + (
-            f"{a} + {b}: not correlated ({_problem_line(a, exc).split(': ', 1)[-1]}); scanned each alone",))
+            f"not correlated, scanned each alone: {_problem_line(a, exc)}",))
     side = {s: tuple(f for f in corr.findings if (f.numbers or {}).get("side") == s) for s in ("A", "B")}
     return UnitResult(
         (CaptureScan(a, side["A"]), CaptureScan(b, side["B"])),
@@ -168,8 +172,7 @@ def run_dask(units: Sequence[Unit], task: Task, address: str,
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ScanError(f"cannot reach the Dask scheduler at {address}: "
-                        f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+        raise ScanError(f"cannot reach the Dask scheduler at {address}: {_first_line(exc)}") from None
     results: Dict[int, UnitResult] = {}
     with client:
         order = _largest_first(units)
@@ -181,7 +184,7 @@ def run_dask(units: Sequence[Unit], task: Task, address: str,
                 results[i] = fut.result()
             except Exception as exc:    # noqa: BLE001 — e.g. a worker without tcpstall installed
                 raise ScanError(f"the Dask cluster at {address} could not run the scan of {units[i].files[0]}: "
-                                f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from None
+                                f"{type(exc).__name__}: {_first_line(exc)}") from None
             on_done(units[i])
     return [results[i] for i in range(len(units))]
 

@@ -126,6 +126,19 @@ def test_manifest_pairs_files_the_naming_rule_would_not(tmp_path):
                                                                    (str(tmp_path / "sender.pcapng"),)]
 
 
+def test_named_pair_that_does_not_correlate_is_scanned_alone(tmp_path):
+    os.symlink(sample("cable-back-client.pcapng"), tmp_path / "x-client.pcapng")
+    os.symlink(sample("peer-vanishes-server.pcapng"), tmp_path / "x-server.pcapng")
+    r = run_scan(tmp_path, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [(p["correlated"], p["findings"]) for p in doc["pairs"]] == [(False, [])]
+    assert [(os.path.basename(s["file"]), s["kind"]) for s in doc["stalls"]] == [("x-client.pcapng", "retries")]
+    (warning,) = doc["warnings"]
+    assert warning.startswith(f"not correlated, scanned each alone: {tmp_path / 'x-client.pcapng'} and ")
+    assert r.stderr == f"tcpstall: warning: {warning}\n"
+
+
 def test_dask_local_cluster_gives_the_local_result(scanned, fleet_dir):
     distributed = pytest.importorskip("distributed", reason="the [test] extra installs distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,

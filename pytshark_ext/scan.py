@@ -246,8 +246,10 @@ class StallRow:
 
 
 def ranked(results: Sequence[UnitResult]) -> List[StallRow]:
+    """Every stall of every capture, worst first. In a correlated pair a stall's `caused_by` are
+    the ids of the segments lost between the capture points (correlate.link_side_findings)."""
     rows = [StallRow(c.path, f.stream, f.kind, severity(f), f.duration_ms, first_frame(f), f.summary, f.id,
-                     tuple(x for x in f.caused_by if x.startswith("lost")))
+                     tuple(f.caused_by))
             for r in results for c in r.captures for f in c.findings if f.kind in STALL_KINDS]
     rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
     rows.sort(key=lambda s: (rank.get(s.severity, len(rank)), -s.duration_ms, s.file,
@@ -257,6 +259,11 @@ def ranked(results: Sequence[UnitResult]) -> List[StallRow]:
 
 def _duration_text(ms: float) -> str:
     return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def _losses_text(n: int) -> str:
+    """A pair's stall linked to segments lost between its two capture points (ids in --json)."""
+    return "" if not n else f" [{n} segment{'s' if n > 1 else ''} lost between the captures]"
 
 
 def _counts(results: Sequence[UnitResult]) -> str:
@@ -276,7 +283,7 @@ def render_table(results: Sequence[UnitResult], top: Optional[int] = 20) -> str:
              + (f", {len(errors)} unreadable" if errors else "")]
     if shown:
         table = [[i, s.file, s.stream, s.kind, s.severity or "", _duration_text(s.duration_ms), s.first_frame,
-                  s.summary + (f" [lost between the captures: {', '.join(s.caused_by)}]" if s.caused_by else "")]
+                  s.summary + _losses_text(len(s.caused_by))]
                  for i, s in enumerate(shown, 1)]
         parts += ["", tabulate(table, headers=["#", "file", "stream", "kind", "severity", "duration",
                                                 "first frame", "summary"],

@@ -104,7 +104,7 @@ def test_table_ranked_top_and_unreadable(fleet_dir):
                                  "warn", "26.72", "s", "8"]
     assert second.split()[:8] == ["2", str(fleet_dir / "pair" / "heartbeat-loss-client.pcapng"), "0",
                                   "hol_blocked", "warn", "20.3", "ms", "93"]
-    assert second.endswith("[lost between the captures: lost-1]")
+    assert second.endswith("[1 segment lost between the captures]")
     assert "... 1 more (--top 0 lists all)" in lines
     assert lines[-1].startswith(f"unreadable: {fleet_dir / 'broken.pcap'}: ")
 

@@ -92,7 +92,7 @@ def scan_unit(unit: Unit, tshark: Optional[str] = None,
         result, problem = _analyze(unit.files[0], tshark, prefs)
         if problem:
             return UnitResult((CaptureScan(unit.files[0], error=problem),))
-        return UnitResult((CaptureScan(result.capture, tuple(result.findings)),), warnings=_warnings_of(result))
+        return UnitResult((CaptureScan(unit.files[0], tuple(result.findings)),), warnings=_warnings_of(result))
     from .correlate import correlate_captures, with_plugin_findings
     from .tshark import on_both
 

@@ -139,6 +139,20 @@ def test_named_pair_that_does_not_correlate_is_scanned_alone(tmp_path):
     assert r.stderr == f"tcpstall: warning: {warning}\n"
 
 
+def test_pair_with_a_broken_side_still_scans_the_other(tmp_path):
+    (tmp_path / "y-client.pcapng").write_bytes(BROKEN)
+    os.symlink(sample("heartbeat-loss-server.pcapng"), tmp_path / "y-server.pcapng")
+    r = run_scan(tmp_path, "--json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert [(p["a"], p["correlated"]) for p in doc["pairs"]] == [(str(tmp_path / "y-client.pcapng"), False)]
+    assert [e.split(": ")[0] for e in doc["errors"]] == [str(tmp_path / "y-client.pcapng")]
+    held = truth("heartbeat-loss")["faults"][0]["held_at_server"][0]
+    assert [(os.path.basename(s["file"]), s["kind"], s["caused_by"]) for s in doc["stalls"]] == [
+        ("y-server.pcapng", "hol_blocked", [])]
+    assert doc["stalls"][0]["duration_ms"] == pytest.approx(held["hold_ms"], abs=0.1)
+
+
 def test_dask_local_cluster_gives_the_local_result(scanned, fleet_dir):
     distributed = pytest.importorskip("distributed", reason="the [test] extra installs distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,

@@ -194,15 +194,19 @@ class Progress:
 
     def __init__(self, total_files: int, stream: Optional[TextIO]):
         self.total, self.done, self.stream = total_files, 0, stream
+        self._show()
 
     def __call__(self, unit: Unit) -> None:
         self.done += len(unit.files)
+        self._show()
+
+    def _show(self) -> None:
         if self.stream:
             self.stream.write(f"\rtcpstall scan: {self.done}/{self.total} files")
             self.stream.flush()
 
     def close(self) -> None:
-        if self.stream and self.done:
+        if self.stream:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
 

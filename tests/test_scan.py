@@ -247,7 +247,8 @@ def test_progress_counts_files():
     p(fleet.Unit(("a-client.pcapng", "a-server.pcapng")))
     p(fleet.Unit(("b.pcap",)))
     p.close()
-    assert out.getvalue() == "\rtcpstall scan: 2/3 files\rtcpstall scan: 3/3 files\r\x1b[K"
+    assert out.getvalue() == ("\rtcpstall scan: 0/3 files\rtcpstall scan: 2/3 files\rtcpstall scan: 3/3 files"
+                              "\r\x1b[K")
     silent = scan.Progress(1, None)
     silent(fleet.Unit(("b.pcap",)))
     silent.close()

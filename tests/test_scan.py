@@ -252,3 +252,13 @@ def test_progress_counts_files():
     silent = scan.Progress(1, None)
     silent(fleet.Unit(("b.pcap",)))
     silent.close()
+
+
+def test_progress_only_on_a_terminal_and_not_quiet(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert scan.progress_stream(quiet=False) is not None and scan.progress_stream(quiet=True) is None
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert scan.progress_stream(quiet=False) is None

@@ -119,7 +119,7 @@ def read_manifest(path: str) -> List[Unit]:
         raise ManifestError(f"{path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{path}: not a text CSV manifest ({exc})") from None
-    units = []
+    units, listed = [], {}
     for n, row in lines:
         cells = [c.strip() for c in row]
         while cells and not cells[-1]:
@@ -129,7 +129,12 @@ def read_manifest(path: str) -> List[Unit]:
         if len(cells) > 2 or not all(cells):
             raise ManifestError(f"{path}:{n}: expected `CAPTURE_A,CAPTURE_B` or one capture, got {len(cells)} "
                                 "fields")
-        units.append(Unit(tuple(os.path.join(base, c) for c in cells)))
+        files = tuple(os.path.join(base, c) for c in cells)
+        for cell, f in zip(cells, files):
+            seen = listed.setdefault(os.path.realpath(f), n)
+            if seen != n or (len(files) == 2 and files[0] == files[1]):
+                raise ManifestError(f"{path}:{n}: {cell} is already listed on line {seen} (each file is scanned once)")
+        units.append(Unit(files))
     return units
 
 

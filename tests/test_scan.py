@@ -203,6 +203,9 @@ def test_manifest_format_errors(tmp_path):
     m.write_text("a.pcapng,b.pcapng\nsolo.pcap\n# note\na,b,c\n")
     with pytest.raises(fleet.ManifestError, match=r"m\.csv:4: expected `CAPTURE_A,CAPTURE_B` or one capture"):
         fleet.read_manifest(str(m))
+    m.write_text("a.pcapng,b.pcapng\n\nb.pcapng\n")
+    with pytest.raises(fleet.ManifestError, match=r"m\.csv:3: b\.pcapng is already listed on line 1"):
+        fleet.read_manifest(str(m))
     m.write_text("a.pcapng, b.pcapng\nsolo.pcap\n")
     assert [u.files for u in fleet.read_manifest(str(m))] == [
         (str(tmp_path / "a.pcapng"), str(tmp_path / "b.pcapng")), (str(tmp_path / "solo.pcap"),)]

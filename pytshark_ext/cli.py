@@ -352,7 +352,6 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
                                  timeline_table(report.rows, report.zone, two_captures=True)]))
 
 
-
 def _pair_suffixes(ctx, param, values):
     from .fleet import parse_suffix_pair
     try:

@@ -31,7 +31,8 @@ demo: setup
 test: test-host test-debian13
 
 test-host: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not lab and not gui"
+	$(PY) -m pytest -q -m "lab or gui" -n 0
 
 test-debian13: setup
 	sh .ci/debian13.sh test

@@ -26,18 +26,12 @@ from pytshark_ext import tshark as ts  # noqa: E402
 
 EXPERT = ["_ws.expert.message", "_ws.expert.severity", "_ws.expert.group"]
 
-# Frames where the plugin's output differs between 4.0.17 and 4.4.19, measured with this script,
-# and why. bulk-loss-head-server (receiver side of 1 % random loss): when a segment below the
-# highest sequence number seen carries the same TSval as the highest data (same 1 ms tick), the
-# plugin (stream.lua) lets Wireshark's tcp.analysis.retransmission decide between "retransmission"
-# and "late original", and the two versions decide differently. Truth from the client capture
-# (tests/data/bulk-loss-head-client.pcapng): frames 508 and 2686 are retransmissions (4.0 calls
-# them late originals: wrong; 4.4 right); 3120-3247 are originals arriving after higher data (4.4
-# calls them fast retransmissions: wrong; 4.0 right); 3249 is a retransmission in both, but its
-# first-send time (elapsed_s, abort_at_s) follows from those. Any other difference fails.
-KNOWN = {("tests/data/bulk-loss-head-server.pcapng", frame) for frame in (
-    508, 2686, 3120, 3129, 3135, 3141, 3147, 3153, 3157, 3159, 3163, 3169, 3175, 3181, 3185, 3189, 3195,
-    3199, 3203, 3243, 3245, 3247, 3249)}
+# Frames where the plugin's output may differ between 4.0.17 and 4.4.19, as (capture, frame), each
+# with its reason. None today: the 23 frames of bulk-loss-head-server where the two versions'
+# tcp.analysis.retransmission differ (same-tick TSval, receiver side) stopped mattering when
+# stream.lua decided retransmission vs late original from IP ID order and timing instead of
+# Wireshark's flag (issue 14, item 4); measured equal on 60 captures, 56 292 rows.
+KNOWN: set = set()
 
 
 def plugin_fields(tshark: str) -> list:
@@ -105,8 +99,7 @@ def compare(a_path: str, b_path: str) -> int:
     missing = KNOWN - {(k[0], k[2]) for k in differ}
     captures = {k[0] for k in a if k[0] != "fields"}
     print(f"plugin output, {len(captures)} captures, one and two passes + -z tcpstall,tsv: {len(a)} vs {len(b)} rows, "
-          f"{len(differ)} differ ({len(differ) - len(unexpected)} known: {len(KNOWN)} frames of "
-          f"bulk-loss-head-server where the versions' tcp.analysis.retransmission differ)")
+          f"{len(differ)} differ ({len(differ) - len(unexpected)} of {len(KNOWN)} known)")
     for k in unexpected[:20]:
         print(f"UNEXPECTED {k}:\n  {a_path}: {a.get(k)}\n  {b_path}: {b.get(k)}")
     if missing:

@@ -439,6 +439,8 @@ def _column_title(key: str) -> str:
 def render_table(result: AnalysisResult) -> str:
     from tabulate import tabulate
 
+    from .render.findings import findings_lines
+
     t0 = result.start or 0.0
     keys: List[str] = []
     for s in result.streams:
@@ -451,14 +453,8 @@ def render_table(result: AnalysisResult) -> str:
     parts = [f"{result.capture}: {len(result.streams)} TCP stream(s), {len(result.findings)} finding(s)",
              tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)]
     if result.findings:
-        ft = [[f.kind, f.stream, f"{f.start - t0:.3f}", f"{f.duration_ms:.1f}",
-               _frames_text(f.frames), f.summary] for f in result.findings]
         parts.append("")
-        parts.append(tabulate(ft, headers=["finding", "stream", "start s", "ms", "frames", "summary"],
-                              tablefmt="simple", disable_numparse=True))
-        for f in result.findings:
-            for e in f.evidence:
-                parts.append(f"  [{f.id}] {e}")
+        parts.extend(findings_lines(result.findings, t0))
     else:
         parts.append("")
         parts.append("no stalls found")
@@ -466,8 +462,3 @@ def render_table(result: AnalysisResult) -> str:
         parts.append(f"warning: the plugin hit {result.plugin_errors} internal error(s); first: "
                      f"{result.first_plugin_error}")
     return "\n".join(parts)
-
-
-def _frames_text(frames: Sequence[int], limit: int = 6) -> str:
-    fr = [str(x) for x in frames if x is not None]
-    return ",".join(fr) if len(fr) <= limit else ",".join(fr[:limit]) + f",… ({len(fr)})"

@@ -294,6 +294,8 @@ def check_capture_path(capture: str) -> None:
         what = _not_a_capture(p)
         if what:
             raise CaptureError(f"{capture}: {what}, not a packet capture")
+        if _corrupt_pcapng_header(p):
+            raise CaptureError(f"{capture}: corrupt pcapng file (its section header has no byte-order magic)")
 
 
 # Files tshark opens without complaint although they hold no packets: its "MIME File Format"
@@ -321,6 +323,18 @@ def _not_a_capture(path: Path) -> Optional[str]:
     if text[:1] in (b"{", b"[") and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
         return "JSON text"
     return None
+
+
+def _corrupt_pcapng_header(path: Path) -> bool:
+    """A file that starts like pcapng (section header block type) without the byte-order magic
+    that must follow: tshark's pcapng reader rejects it and its JSON reader then takes it as one
+    record and exits 0 (a bare magic plus zeros, seen in a truncated download)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"\n\r\r\n" and head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d")
 
 
 PIPE_BYTES = 1 << 20          # Linux's default /proc/sys/fs/pipe-max-size

@@ -65,3 +65,13 @@ def isolated_home(tmp_path, monkeypatch):
     tshark._plugin_args_cache.clear()
     yield home
     tshark._plugin_args_cache.clear()
+
+
+def pytest_collection_modifyitems(items):
+    """The inner loop (plain `pytest`: not lab, gui or slow) runs each plugin check in one pass;
+    its two-pass variant (the render contract of plugins/tcpstall/README.md, the same verdicts on
+    revisits) is `slow` and runs in the full suite (`make test`, CI: `-m ""`)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("two_pass") is True:
+            item.add_marker(pytest.mark.slow)

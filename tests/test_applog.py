@@ -353,6 +353,7 @@ def _peak_bytes_streaming(path):
     return peak
 
 
+@pytest.mark.slow      # writes and streams a large log
 def test_streaming_memory_does_not_grow_with_the_log(tmp_path):
     line = "2019/08/14 15:18:45.703679 node.go:233: heartbeat sent, cost 1ms\n"
     small = _peak_bytes_streaming(write(tmp_path, line * 2_000, "small.log"))

@@ -1,6 +1,7 @@
 """The click layer: exit codes (0 ok, 1 environment/input problem, 2 usage) and messages."""
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from pytshark_ext import __version__
@@ -45,6 +46,7 @@ def test_doctor_explains_missing_tshark_in_one_line(isolated_home):
     assert len(lines) == 1 and "tshark not found" in lines[0] and "apt-get install tshark" in lines[0]
 
 
+@pytest.mark.slow      # installs the plugin and starts tshark several times
 def test_install_plugins_then_tshark_sees_fields(isolated_home, tshark_path):
     first = run("install-plugins")
     assert first.exit_code == 0, first.output
@@ -69,6 +71,7 @@ def test_install_plugins_dir_override(tmp_path):
     assert sorted(p.relative_to(target / "tcpstall") for p in target.rglob("*.lua")) == shipped
 
 
+@pytest.mark.slow      # installs the plugin and starts tshark several times
 def test_doctor_flags_a_stale_installed_copy(isolated_home):
     assert run("install-plugins").exit_code == 0
     stale = isolated_home / ".local/lib/wireshark/plugins/tcpstall/tcpstall.lua"
@@ -77,6 +80,7 @@ def test_doctor_flags_a_stale_installed_copy(isolated_home):
     assert res.exit_code == 1 and "DIFFERENT copy" in res.output
 
 
+@pytest.mark.slow      # installs the plugin and starts tshark several times
 def test_install_plugins_replaces_the_old_layout(isolated_home):
     """A copy installed before the tcpstall/ subfolder (tcpstall.lua and tcpstall/<modules> at the
     top of the folder, which Wireshark 4.4 as root cannot load) is reported, then replaced."""
@@ -95,6 +99,7 @@ def test_install_plugins_replaces_the_old_layout(isolated_home):
     assert "identical" in run("doctor").output
 
 
+@pytest.mark.slow      # installs the plugin and starts tshark several times
 def test_doctor_says_what_tshark_said_when_the_plugin_fails_to_load(isolated_home, tmp_path, monkeypatch):
     import shutil
     broken = tmp_path / "plugins"

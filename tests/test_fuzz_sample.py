@@ -41,24 +41,28 @@ def _text(report) -> str:
     return buf.getvalue()
 
 
+@pytest.mark.slow          # the fuzz sample: ~100 tshark runs
 def test_sample_is_about_a_hundred_cases_over_every_category(report):
     assert report["totals"]["cases"] == CASES
     assert report["totals"]["cases_made"] >= CASES - 3, report["not_made"]
     assert set(report["categories"]) == set(CI_CATEGORIES)
 
 
+@pytest.mark.slow          # the fuzz sample: ~100 tshark runs
 def test_no_tracebacks_lua_errors_or_leftovers(report):
     t = report["totals"]
     assert (t["tracebacks"], t["lua_error_frames"], t["lua_errors_on_stderr"], t["plugin_internal_errors"],
             t["leftover_files"]) == (0, 0, 0, 0, 0), _text(report)
 
 
+@pytest.mark.slow          # the fuzz sample: ~100 tshark runs
 def test_exit_codes_are_zero_or_one_line_naming_the_file(report):
     t = report["totals"]
     assert t["exit_code_mismatches"] == 0 and t["timeouts"] == 0, _text(report)
     assert t["failed_runs"] == 0, _text(report)
 
 
+@pytest.mark.slow          # the fuzz sample: ~100 tshark runs
 def test_targets_really_ran(report):
     """Skipped is not passed: the plugin and analyze always run; the others once implemented."""
     ran = {t: c.get("pass", 0) + c.get("fail", 0) for t, c in report["targets"].items()}
@@ -101,6 +105,7 @@ def test_truncated_capture_delivers_its_packets_then_raises_capture_truncated(tm
     (b"\x0a\x0d\x0d\x0a", "only 4 bytes"),               # tshark: a one-record JSON file, exit 0
     (b"\x7fELF\x02\x01\x01" + bytes(200), "an ELF executable"),   # tshark: "MIME File Format"
     (b'  {"streams": [], "findings": [], "capture": "x.pcapng"}\n', "JSON text"),
+    (b"\x0a\x0d\x0d\x0a" + bytes(100), "corrupt pcapng file"),  # tshark: a one-record JSON file, exit 0
 ])
 def test_files_tshark_accepts_but_are_not_captures_are_rejected_in_one_line(tmp_path, content, problem):
     """Found by the fuzz: tshark exits 0 on these, and analyze reported "0 TCP stream(s)"."""

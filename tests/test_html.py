@@ -1,23 +1,30 @@
 """`--html`: the self-contained page renders in headless Chromium (Debian's chromium) with a
-ladder diagram, and log text is escaped (a log line holding `<script>` stays text)."""
+ladder diagram whose texts neither overlap nor leave the viewport; it is well-formed, and log text is
+escaped (a log line holding `<script>` stays text)."""
 from __future__ import annotations
 
+import json
 import re
 import struct
 import subprocess
 import zlib
 from pathlib import Path
 
+import lxml.html
 import pytest
+from click.testing import CliRunner
+from lxml import etree
 
 from conftest import sample, truth
 from pytshark_ext.applog import parse_log_spec
+from pytshark_ext.cli import main
 from pytshark_ext.correlate import analyze_both, correlate_captures, with_plugin_findings
 from pytshark_ext.render.html import render_html, write_html
 from pytshark_ext.timeline import load_packets_both, report_for_correlation
 
 CHROMIUM = "/usr/bin/chromium"
-EVIL = '<script>document.title="pwned"</script> & <img src=x onerror=alert(1)> "q"'
+# wide characters first: the ladder cuts log lines to their column, measured with these at a full em
+EVIL = '日本語の行 <script>document.title="pwned"</script> & <img src=x onerror=alert(1)> "q"'
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -106,3 +113,71 @@ def test_chromium_screenshot_is_not_blank(page):
     assert res.returncode == 0 and png.is_file(), res.stderr[-2000:]
     assert png.stat().st_size > 20_000
     assert _png_ink(png) > 0.01
+
+
+def test_page_is_well_formed_and_hostile_text_round_trips(page):
+    """The page parses as XML (it is built as a tree, not concatenated), and the hostile log line,
+    the title and every capture string come back as the same text: escaped, never markup."""
+    _, out, _ = page
+    root = etree.fromstring(out.read_bytes())
+    assert root.tag == "html" and root.find("head/title").text == "tcpstall <test> & co"
+    texts = ["".join(el.itertext()) for el in root.iter("td", "{http://www.w3.org/2000/svg}title")]
+    assert any(t.endswith(f"conn.go:99: {EVIL}") for t in texts)      # <, >, &, quotes all survive as text
+    tags = {etree.QName(el).localname for el in root.iter() if isinstance(el.tag, str)}
+    assert not tags & {"script", "img", "iframe", "object"}
+    assert root.find("body/{http://www.w3.org/2000/svg}svg") is not None     # inline SVG, its namespace
+
+
+# Measures every ladder text in the browser and writes what it finds into the DOM (the page itself
+# has no script: the test adds this one to a copy).
+LAYOUT_CHECK = """<script>
+const shown = t => [...t.childNodes].filter(n => n.nodeType === 3).map(n => n.data).join("");
+const texts = [...document.querySelectorAll("svg text")];
+const boxes = texts.map(t => t.getBoundingClientRect());
+const width = document.documentElement.clientWidth;
+const cross = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+const overlaps = [];
+for (let i = 0; i < texts.length; i++)
+  for (let j = i + 1; j < texts.length; j++)
+    if (cross(boxes[i], boxes[j])) overlaps.push([shown(texts[i]), shown(texts[j])]);
+const pre = document.createElement("pre");
+pre.id = "layout-check";
+pre.textContent = JSON.stringify({texts: texts.length, width: width, overlaps: overlaps,
+  outside: texts.filter((t, i) => boxes[i].left < 0 || boxes[i].right > width).map(shown),
+  scroll_width: document.documentElement.scrollWidth});
+document.body.append(pre);
+</script>"""
+
+
+def layout_in_chromium(tmp: Path, page_file: Path, width: int) -> dict:
+    probe = tmp / f"probe-{page_file.name}"
+    probe.write_text(page_file.read_text().replace("</body>", LAYOUT_CHECK + "</body>"))
+    res = chromium(tmp, f"--window-size={width},1000", "--dump-dom", probe.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    found = lxml.html.fromstring(res.stdout).get_element_by_id("layout-check")
+    return json.loads(found.text_content())
+
+
+@pytest.fixture(scope="module")
+def analyze_page(tmp_path_factory):
+    """One capture (the receiver's) with its log: the one-capture ladder of `tcpstall analyze --html`."""
+    tmp = tmp_path_factory.mktemp("html-analyze")
+    t = truth("heartbeat-loss")
+    out = tmp / "analyze.html"
+    res = CliRunner().invoke(main, ["analyze", "--log", str(sample(t["app"]["logs"]["receiver"])),
+                                    "--html", str(out), str(sample("heartbeat-loss-server.pcapng"))])
+    assert res.exit_code == 0, res.output
+    return tmp, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1280, 900])
+@pytest.mark.parametrize("which", ["correlate", "analyze"])
+def test_chromium_layout_no_ladder_text_overlaps_or_leaves_the_viewport(page, analyze_page, which, width):
+    tmp, out = (page[0], page[1]) if which == "correlate" else analyze_page
+    found = layout_in_chromium(tmp, out, width)
+    drawn = etree.fromstring(out.read_bytes()).findall(".//{http://www.w3.org/2000/svg}text")
+    assert found["texts"] == len(drawn) > 20                    # the check measured every ladder text
+    assert found["overlaps"] == []
+    assert found["outside"] == []
+    assert found["scroll_width"] <= found["width"]              # nothing on the page scrolls sideways

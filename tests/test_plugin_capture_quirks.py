@@ -66,6 +66,7 @@ def test_capture_duplicates_are_copies(side, two_pass):
 
 @pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng"))
                          + ["tests/data/" + p.name for p in DATA.glob("*.pcapng")])
+@pytest.mark.slow              # a sweep over every sample capture
 def test_rto_needs_a_timer_interval(capture):
     """No retransmission is called "rto" less than 0.8 x rto_min (200 ms) after the previous
     transmission of its data, on any committed capture."""
@@ -149,6 +150,7 @@ def test_capture_duplicates_without_handshake(tmp_path, two_pass):
 
 @pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng"))
                          + ["tests/data/" + p.name for p in DATA.glob("*.pcapng")])
+@pytest.mark.slow              # a sweep over every sample capture
 def test_only_copies_are_called_copies(capture):
     """On every committed capture a frame flagged as a duplicate repeats an earlier frame of the same
     sender with the same IP ID, range and length; a resend microseconds later with a new IP ID

@@ -219,6 +219,7 @@ def test_packet_reset_list_matches_the_straight_line_reset():
     assert sorted(listed) == sorted(reset)
 
 
+@pytest.mark.slow      # every capture, two passes
 def test_expert_texts_fit_in_a_wireshark_tree_label():
     # Wireshark cuts a label at 239 bytes and prefixes experts with "Expert Info (Warning/Sequence): "
     # (32 bytes): longer texts show as "[truncated]" in the GUI.

@@ -14,10 +14,10 @@ import pytest
 
 from pytshark_ext import tshark as ts
 
-from plugin_rows import (BOTH_PASSES, DATA, drop_frames, flag, hol_text, keep_frames, releases, retransmissions,
-                         rows, sample, truth)
+from plugin_rows import (BOTH_PASSES, DATA, ROOT, drop_frames, flag, hol_text, keep_frames, releases,
+                         retransmissions, rows, sample, truth)
 
-REWRITE = DATA / "rewrite_pcapng.py"
+REWRITE = ROOT / "lab" / "rewrite.py"
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +26,9 @@ def _home(isolated_home):
 
 
 def zero_ip_ids(src, dst):
-    """The capture with every IPv4 ID 0 (tests/data/rewrite_pcapng.py): what a stack that sends ID 0
+    """The capture with every IPv4 ID 0 (lab/rewrite.py edit): what a stack that sends ID 0
     on unfragmentable packets (RFC 6864) or an ID-rewriting middlebox leaves. A rewritten capture."""
-    subprocess.run([sys.executable, str(REWRITE), str(src), str(dst), "--zero-ip-id"], check=True,
+    subprocess.run([sys.executable, str(REWRITE), "edit", str(src), str(dst), "--zero-ip-id"], check=True,
                    capture_output=True)
     return dst
 

@@ -293,7 +293,7 @@ def test_nosack_sender_dupack_view():
     assert [int(rows[f]["tcp.seq_raw"]) for f in held_frames] == [h["seq_raw"] for h in helds]
 
 
-# --- reordering that is not loss, network duplicates (tests/data, made with tests/data/minilab) --
+# --- reordering that is not loss, network duplicates (tests/data, made with lab/minilab) --
 
 DATA = sample("heartbeat-loss-server.pcapng").parent.parent / "tests" / "data"
 

@@ -349,6 +349,7 @@ def test_route_rto_min_prediction(two_pass, prefs):
     assert 13.5 < pred < 16
 
 
+@pytest.mark.slow      # every retries capture, two passes
 def test_expert_texts_fit_the_tree_label():
     """Wireshark cuts a tree label at 239 bytes; core.EXPERT_MAX = 207 for the text."""
     caps = [(sample(f"{n}-{role}.pcapng"), prefs) for n, prefs in (

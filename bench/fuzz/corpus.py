@@ -1,7 +1,7 @@
 """The fuzz corpus: odd captures, capture pairs and logs derived from real captures.
 
 Every case is made from a real capture (the committed lab samples in sample_captures/, or the
-extra lab captures of bench/fuzz/labcaps.py) with Wireshark's own tools (editcap, mergecap,
+extra lab captures of lab/encaps.py) with Wireshark's own tools (editcap, mergecap,
 randpkt) or by cutting/concatenating/re-encoding files. Exceptions are labelled in the
 category table: `vlan`/`qinq` (tags inserted into real frames, pcaprw.py) and the few
 non-capture files (`not-capture`: text, random bytes, an ELF binary ...).
@@ -45,7 +45,7 @@ class Case:
 @dataclass
 class Sources:
     samples: List[Path]             # committed captures
-    lab: List[Path]                 # bench/fuzz/labcaps.py captures (may be empty)
+    lab: List[Path]                 # lab/encaps.py captures (may be empty)
     logs: List[Path]
     pairs: List[Tuple[Path, Path]]  # (client/A, server/B)
 

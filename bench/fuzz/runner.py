@@ -20,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from . import corpus, labcaps
+from lab import encaps
+
+from . import corpus
 from .corpus import ROOT, Case
 from .targets import TARGETS, Context, Outcome
 
@@ -36,7 +38,7 @@ def run_fuzz(cases: int = 1000, seed: int = 1, jobs: int = 1, targets: Sequence[
     """Make and run the corpus; returns the report (also what the CI sample test asserts on)."""
     t0 = time.monotonic()
     if lab_dir is not None and make_lab:
-        labcaps.make_all(Path(lab_dir), log=log)
+        encaps.make_all(Path(lab_dir), log=log)
     src = corpus.find_sources(lab_dir)
     plan = corpus.plan(src, cases, seed, only_cheap=only_cheap, categories=categories)
     if slice_ is not None:      # the same corpus, run in parts (e.g. 100 cases at a time)

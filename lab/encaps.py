@@ -15,7 +15,7 @@ VLAN and QinQ cannot be made here: this kernel has neither 8021q, bridge VLAN fi
 tc vlan actions. bench/fuzz/pcaprw.py inserts 802.1Q / 802.1ad+802.1Q tags into the real
 frames of these captures instead (labelled as derived in the corpus).
 
-Usage: python -m bench.fuzz.labcaps OUTDIR      (skips scenarios whose files already exist)
+Usage: python -m lab.encaps OUTDIR      (skips scenarios whose files already exist)
 """
 from __future__ import annotations
 
@@ -253,7 +253,7 @@ def make_all(out: Path, log=print) -> list[Path]:
     """Every scenario whose files are not in `out` yet; returns all lab files present."""
     ok, why = available()
     if not ok:
-        log(f"labcaps: skipped ({why}); VLAN/IPv6/TSO/SLL cases fall back to derived captures")
+        log(f"lab.encaps: skipped ({why}); VLAN/IPv6/TSO/SLL cases fall back to derived captures")
         return sorted(Path(out).glob("lab-*.pcapng"))
     for sc in SCENARIOS:
         prefix = "lab-sll-" if sc == "sll" else f"lab-{sc}-"
@@ -261,9 +261,9 @@ def make_all(out: Path, log=print) -> list[Path]:
             continue
         try:
             made = make(sc, Path(out))
-            log(f"labcaps: {sc}: " + (", ".join(f.name for f in made) or "NO FILES"))
+            log(f"lab.encaps: {sc}: " + (", ".join(f.name for f in made) or "NO FILES"))
         except (LabUnavailable, subprocess.TimeoutExpired, OSError) as exc:
-            log(f"labcaps: {sc}: skipped: {str(exc).splitlines()[0]}")
+            log(f"lab.encaps: {sc}: skipped: {str(exc).splitlines()[0]}")
     return sorted(Path(out).glob("lab-*.pcapng"))
 
 

@@ -146,6 +146,7 @@ def main():
       tcpstall doctor                       is tshark ready, is the plugin installed?
       tcpstall analyze CAPTURE              what stalled in one capture
       tcpstall correlate SENDER RECEIVER    lay two captures of the same connections side by side
+      tcpstall scan FOLDER…                 many captures (pairs too): one ranked table of the worst stalls
       tcpstall install-plugins              make the Wireshark GUI show the same diagnostics
     """
 
@@ -365,6 +366,100 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
         click.echo("\n\n".join([correlate_table(result), diagnosis_text(report.diagnosis),
                                  timeline_table(report.rows, report.zone, two_captures=True)]))
 
+
+def _pair_suffixes(ctx, param, values):
+    from .fleet import parse_suffix_pair
+    try:
+        return tuple(parse_suffix_pair(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command(epilog="""\b
+Examples:
+  tcpstall scan sample_captures                     every capture below the folder, pairs correlated
+  tcpstall scan 'fleet/**/*.pcapng' --top 10        a glob (quoted: tcpstall expands it, ** too)
+  tcpstall scan dumps/ --pair-suffixes=-tx,-rx      pairs named X-tx.pcap + X-rx.pcap
+  tcpstall scan --manifest pairs.csv                pairs listed in a CSV file
+  tcpstall scan dumps/ --json > stalls.json         every finding, machine-readable
+  tcpstall scan dumps/ --dask tcp://sched:8786      the same tasks on an existing Dask cluster
+""")
+@click.argument("paths", nargs=-1, metavar="PATH...")
+@click.option("--manifest", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="CSV, one unit a line: `A,B` for a pair (A = capture A of `tcpstall correlate`), or one "
+                   "path for a capture scanned alone; paths relative to the manifest's folder, `#` comments, "
+                   "no header. Its files are not paired again by name.")
+@click.option("--pair-suffixes", "pair_suffixes", metavar="A_SUFFIX,B_SUFFIX", multiple=True,
+              callback=_pair_suffixes,
+              help="Naming rule for pairs, repeatable: DIR/X<A_SUFFIX>.EXT and DIR/X<B_SUFFIX>.EXT (same "
+                   "folder, X and extension) are correlated as captures A and B. Default: -client,-server.")
+@click.option("--no-pairs", is_flag=True, help="Scan every file alone (no naming rule).")
+@click.option("--top", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Rows of the ranked table (default 20; 0: all). With --json it limits `stalls` "
+                   "(default: all).")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON: `stalls` (ranked: file, stream, kind, severity, duration_ms, first_frame, summary, "
+                   "id, caused_by), `captures` (every file: error, all findings with severity), `pairs` "
+                   "(clock_offset_ms, matched, lost_total, the losses between the captures), `errors`, "
+                   "`warnings`.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Local worker processes (default: the cores this process may use; not with --dask).")
+@click.option("--dask", "dask_address", metavar="ADDRESS", default=None,
+              help="Run the tasks on an existing Dask distributed cluster (e.g. tcp://host:8786); its "
+                   "workers need tcpstall and tshark installed and the files at the same paths. Needs "
+                   "`pip install 'tcpstall[dask]'`.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr.")
+@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
+              help="tcpstall preference for every capture, repeatable (e.g. -o tcp_retries2:6).")
+@tshark_option
+@friendly_errors
+def scan(paths, manifest, pair_suffixes, no_pairs, top, as_json, jobs, dask_address, quiet, prefs, tshark):
+    """Scan many captures: one ranked table of the worst stalls across all of them.
+
+    PATH is a capture file, a folder (searched recursively for *.pcapng, *.pcap, *.cap, also
+    gzipped; hidden folders skipped) or a glob. Files named X-client.EXT and X-server.EXT in the
+    same folder are a pair: correlated like `tcpstall correlate` (capture A = -client), so a
+    stall is linked to the segment lost between the two capture points. Every file is analysed
+    once. Stalls (HOL-blocked delivery, receiver window throttling, retries) are ranked by
+    severity, then by their duration measured from the packets.
+
+    A file that cannot be read is listed with its error and the others are still scanned;
+    the exit status is then 1.
+    """
+    import json as _json
+
+    from . import fleet
+    from . import scan as scanner
+    from .tshark import parse_pref_option
+
+    if not paths and not manifest:
+        raise click.UsageError("give a PATH (file, folder, glob) or --manifest FILE")
+    if dask_address and jobs:
+        raise click.UsageError("--jobs is for the local pool; a Dask cluster has its own workers")
+    units = fleet.discover(paths, manifest=manifest,
+                           suffixes=() if no_pairs else (pair_suffixes or (fleet.DEFAULT_PAIR_SUFFIXES,)))
+    if not units:
+        fail(f"no capture files (*.pcapng, *.pcap, *.cap, gzipped too) in {', '.join(paths)}")
+    if not dask_address:
+        tshark_info(tshark)             # no tshark here: one line now, not one per file
+    task = scanner.make_task(tshark, dict(parse_pref_option(p) for p in prefs))
+    progress = scanner.Progress(sum(len(u.files) for u in units), scanner.progress_stream(quiet))
+    try:
+        if dask_address:
+            results = scanner.run_dask(units, task, dask_address, on_done=progress)
+        else:
+            results = scanner.run_local(units, task, jobs or scanner.default_jobs(), on_done=progress)
+    except scanner.ScanError as exc:
+        fail(str(exc))
+    finally:
+        progress.close()
+    _warn(w for r in results for w in r.warnings)
+    if as_json:
+        click.echo(_json.dumps(scanner.to_json(results, top), indent=2))
+    else:
+        click.echo(scanner.render_table(results, 20 if top is None else top))
+    if any(r.errors for r in results):
+        sys.exit(EXIT_PROBLEM)
 
 if __name__ == "__main__":
     main()

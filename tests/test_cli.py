@@ -23,7 +23,7 @@ def test_version():
 def test_help_teaches_the_commands():
     res = run("--help")
     assert res.exit_code == 0
-    for word in ("doctor", "analyze", "correlate", "install-plugins", "HOL-blocked delivery"):
+    for word in ("doctor", "analyze", "correlate", "scan", "install-plugins", "HOL-blocked delivery"):
         assert word in res.output
 
 

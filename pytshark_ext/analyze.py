@@ -34,7 +34,7 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.retries.outcome", "tcpstall.retries.kind", "tcpstall.retries.linux_like",
     "tcpstall.retries.assumed", "tcpstall.retries.reset_by", "tcpstall.retries.not_linux",
     "tcpstall.retries.probe", "tcpstall.retries.synack",
-    "tcpstall.retrans.trigger", "tcpstall.retrans.dupacks",
+    "tcpstall.retrans.trigger", "tcpstall.retrans.dupacks", "tcpstall.retrans.since_first_ms",
     # expert infos (each prints a count when present): which the frame carries
     "tcpstall.hol.released", "tcpstall.hol.blocked",
     "tcpstall.rwnd.throttling", "tcpstall.retries.approaching", "tcpstall.retries.final",
@@ -237,6 +237,11 @@ def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Find
             "severity": _s(r, "tcpstall.hol.severity"),
             "held_frames": held,
         }
+        since_first = _f(filler, "tcpstall.retrans.since_first_ms") if filler else None
+        if since_first is not None:
+            # the hole's data was first sent this long before its retransmission (the loss began then)
+            numbers["retransmit_after_ms"] = since_first
+            numbers["original_sent_at"] = round(_f(filler, "frame.time_epoch") - since_first / 1000.0, 6)
         if thin:
             numbers["thin_stream"] = thin
         segs = numbers["released_segments"]

@@ -251,11 +251,14 @@ def _candidates(inc: Incident, facts: TcpFacts, opt: DiagnoseOptions) -> List[_C
     for f in facts.findings:
         if f.id in claimed or f.kind not in ("hol_blocked", "rwnd_throttling", "retries"):
             continue
-        end = f.end
+        start, end = f.start, f.end
+        if f.kind == "hol_blocked":
+            # the stall began when the lost data was first sent, not when the hold was first seen
+            start = min(start, (f.numbers or {}).get("original_sent_at") or start)
         if f.kind == "retries":
             # the retries continue past the last retransmission the capture holds
             end = max(f.end, inc.end) if f.start <= inc.end + opt.slack_s else f.end
-        ov = _overlap(w0, w1, f.start, end)
+        ov = _overlap(w0, w1, start, end)
         if ov < 0:
             continue
         frac = ov / span
@@ -398,11 +401,21 @@ def _hol_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[List[st
         missing = f"seq {filler.seq_raw} ({filler.length} B)" if filler is not None else "a segment"
         if filler is not None:
             nums.update(missing_seq_raw=filler.seq_raw, missing_len=filler.length)
-        steps.append(f"{missing} was missing in {side}'s capture: {n.get('released_bytes')} B arrived after it "
-                     f"and were held {n.get('max_hold_ms'):.1f} ms (HOL-blocked delivery, {f.id})")
+        if n.get("view") == "sender":     # the sender's capture: the data left, the receiver never got it
+            steps.append(f"{missing} sent by {side} was lost on the way: the receiver acknowledged "
+                         f"{n.get('released_bytes')} B sent after it (SACK/dupACK) and held them "
+                         f"{n.get('max_hold_ms'):.1f} ms (HOL-blocked delivery, {f.id})")
+        else:
+            steps.append(f"{missing} was missing in {side}'s capture: {n.get('released_bytes')} B arrived after it "
+                         f"and were held {n.get('max_hold_ms'):.1f} ms (HOL-blocked delivery, {f.id})")
         trig = n.get("trigger")
         step = f"released by {'a ' + trig + ' ' if trig and trig != 'unknown' else ''}retransmission " \
-               f"(frame {n.get('filled_by_frame')}) at {clock(f.end, zone)}"
+               f"(frame {n.get('filled_by_frame')})"
+        if n.get("original_sent_at") is not None:
+            nums.update(sent_at=n["original_sent_at"], retransmit_after_ms=n["retransmit_after_ms"])
+            step += (f" sent {n['retransmit_after_ms']:.1f} ms after the original "
+                     f"({clock(n['original_sent_at'], zone)})")
+        step += f", released at {clock(f.end, zone)}"
         thin = n.get("thin_stream")
         if thin:
             nums.update(thin_stream=True, send_interval_ms=thin["interval_ms"])
@@ -561,8 +574,7 @@ def _short(text: str, n: int = 100) -> str:
     return first if len(first) <= n else first[:n - 1] + "…"
 
 
-_CONTROL_WHAT = {"syn": "SYN transmissions", "fin": "FIN retransmissions", "keepalive": "keepalive probes",
-                 "zero_window": "zero-window probes", "probe": "probes"}
+_CONTROL_WHAT = {"keepalive": "keepalive probes", "zero_window": "zero-window probes", "probe": "probes"}
 
 # The plugin's abort prediction against the time the app saw the error: the kernel checks its
 # budget when the (clamped) RTO timer fires, and the lab's ETIMEDOUTs came up to 1.6 % (32 ms of
@@ -590,7 +602,10 @@ def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[Lis
                  f"({n.get('rto_count')} by the RTO timer), the last {clock(f.end, zone)} ({f.id})"]
     else:
         what = _CONTROL_WHAT.get(n.get("probe") or kind, kind)
-        steps = [f"{side} sent {count} {what} from {clock(first, zone)} and none was answered ({f.id})"]
+        steps = [f"{side} sent {count} {what} from {clock(first, zone)} and none was answered ({f.id})"
+                 if kind == "probe" else
+                 f"{side} sent its {kind.upper()} at {clock(first, zone)} and retransmitted it {count} times "
+                 f"without an answer ({f.id})"]
     peer = [s for s in facts.sides if s != side]
     if c.lost_related:
         lost = c.lost_related
@@ -610,13 +625,14 @@ def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[Lis
     stall = n.get("stall_s")
     abort = n.get("abort_at_s")
     if outcome == "reset" and n.get("reset_by") != "sender":
-        steps.append(f"a RST from the peer answered transmission #{count}"
+        steps.append(f"a RST from the peer answered retransmission #{count}"
                      + (f" {stall:.3f} s after the first send" if stall is not None else "")
                      + ": the connection was reset (no tcp_retries2 abort)")
     elif outcome in ("aborted", "reset"):
         how = ("its keepalive gave up" if n.get("probe") == "keepalive" else
                "it gave up on its retransmission timer" if outcome == "aborted" else "its application reset it")
-        steps.append(f"{side} reset the connection itself after {count} unanswered transmissions"
+        steps.append(f"{side} reset the connection itself after {count} unanswered "
+                     f"{_CONTROL_WHAT.get(n.get('probe') or '', 'retransmissions')}"
                      + (f", {stall:.3f} s after the first" if stall is not None else "") + f": {how}")
     elif outcome == "recovered":
         steps.append(f"the peer answered {stall:.3f} s after the first send: the connection recovered"

@@ -130,3 +130,12 @@ def test_cli_errors_are_one_line():
     assert res.exit_code == 1 and "no such file" in res.output
     res = runner.invoke(main, ["analyze", str(sample("heartbeat-loss-client.pcapng")), "-o", "nocolon"])
     assert res.exit_code == 1 and "NAME:VALUE" in res.output
+
+
+@pytest.mark.parametrize("pref", ["tcp_retries2:eight", "rto_min_ms:50ms", "rto_max_ms:-1", "user_timeout_ms:1.5"])
+def test_cli_sender_settings_must_be_whole_numbers(pref):
+    """A value the plugin cannot read would silently count as not given: one line, exit 2."""
+    for cmd in (["analyze", str(sample("heartbeat-loss-client.pcapng"))],
+                ["correlate", str(sample("heartbeat-loss-client.pcapng")), str(sample("heartbeat-loss-server.pcapng"))]):
+        res = CliRunner().invoke(main, cmd + ["-o", pref])
+        assert res.exit_code == 2 and pref in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -402,7 +402,8 @@ def _hol_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[List[st
         if filler is not None:
             nums.update(missing_seq_raw=filler.seq_raw, missing_len=filler.length)
         if n.get("view") == "sender":     # the sender's capture: the data left, the receiver never got it
-            steps.append(f"{missing} sent by {side} was lost on the way: the receiver acknowledged "
+            steps.append(f"the data at seq {filler.seq_raw if filler is not None else '?'} sent by {side} was lost "
+                         f"on the way: the receiver acknowledged "
                          f"{n.get('released_bytes')} B sent after it (SACK/dupACK) and held them "
                          f"{n.get('max_hold_ms'):.1f} ms (HOL-blocked delivery, {f.id})")
         else:

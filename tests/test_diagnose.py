@@ -409,3 +409,46 @@ def test_sender_capture_and_log_timeout_explained_by_the_lost_heartbeat():
     assert f["retransmit_after_ms"] == pytest.approx(fault["retransmissions"][0]["after_ms"], abs=1)
     assert f["sent_at"] == pytest.approx(fault["sent_at"], abs=0.001)
     assert f["missing_seq_raw"] == fault["seq_raw"] and "TCP does not explain" not in f["summary"]
+
+
+# --- a raft-like sender log: no timeout value in the line, several timeouts for one loss ------------
+
+def _raft_timeouts(findings):
+    return sorted((f for f in findings if f["kind"] == "app_timeout"), key=lambda f: f["app_end"])
+
+
+def _check_raft_timeouts(found, t):
+    """Every timeout the sender logged is one incident, paired with its own "send AppendEntries"
+    line (the heartbeat's 50 ms timeout, the sender's check loop sleeps up to 2 ms, the log line
+    is written after the check), and explained by the one dropped segment."""
+    want = t["app"]["timeouts"]
+    assert len(want) >= 3 and len(found) == len(want)
+    for f, w in zip(found, want):
+        assert f["app_end"] == pytest.approx(w["time"], abs=0.001)
+        assert t["app"]["timeout_ms"] <= f["app_ms"] <= t["app"]["timeout_ms"] + 5
+        assert f["cause"] == "hol" and f["caused_by"]
+        assert "TCP does not explain" not in f["summary"]
+
+
+def test_raft_log_one_capture_every_timeout_explained():
+    t = truth("heartbeat-loss-raftlog")
+    doc = _analyze_with_log("heartbeat-loss-raftlog-client.pcapng", t["app"]["sender_log"])
+    found = _raft_timeouts(doc["findings"])
+    _check_raft_timeouts(found, t)
+    fault = t["faults"][0]
+    for f in found:
+        assert f["retransmit_after_ms"] == pytest.approx(fault["retransmissions"][0]["after_ms"], abs=1)
+
+
+def test_raft_log_two_captures_every_timeout_explained():
+    t = truth("heartbeat-loss-raftlog")
+    a, b = pair("heartbeat-loss-raftlog")
+    res = CliRunner().invoke(main, ["correlate", a, b, "--json",
+                                    "--log", f"{sample(t['app']['sender_log'])}@A",
+                                    "--log", f"{sample(t['app']['receiver_log'])}@B"], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    found = [dict(f, **f["numbers"]) for f in doc["findings"] if f["kind"] == "app_timeout"]
+    _check_raft_timeouts(sorted(found, key=lambda f: f["app_end"]), t)
+    assert {f["lost_seq_raw"] for f in found} == {t["faults"][0]["seq_raw"]}
+    assert doc["diagnosis"]["unexplained"] == 0

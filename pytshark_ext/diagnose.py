@@ -437,64 +437,6 @@ _APP_TIMEOUT = re.compile(r"timeout[ =:(]*(\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
 _RCVBUF = re.compile(r"(SO_RCVBUF|rcvbuf|receive buffer|rmem)", re.I)
 
 
-MASK32 = 0xFFFFFFFF
-
-
-def data_rtt_ms(facts: TcpFacts, t0: float, t1: float,
-                min_samples: int = 10) -> Optional[Tuple[float, Optional[float]]]:
-    """(RTT, turnaround) in ms for the busiest data direction in [t0, t1] (A's clock): the mean
-    data->ACK round trip and the mean time from an ACK to the next new data the sender sends
-    (while window-limited, each window costs RTT + turnaround, so the means -- not the medians,
-    which hide the slow round trips -- add up to the transfer time). Measured in the capture nearer the
-    data sender (the larger RTT of the captures': near the receiver the same pairs only show its
-    ACK delay). First transmissions only."""
-    best = None
-    for side, segs in facts.packets.items():
-        shift = facts.clock_offset_s if side == "B" else 0.0
-        seg = [s for s in segs if t0 <= s.time - shift <= t1]
-        volume: Dict[tuple, int] = {}
-        for s in seg:
-            if s.length:
-                k = (s.src, s.sport, s.dst, s.dport)
-                volume[k] = volume.get(k, 0) + s.length
-        if not volume:
-            continue
-        src, sport, dst, dport = max(volume, key=volume.get)
-        base = None
-        high = 0
-        pending: List[Tuple[int, float]] = []      # (relative end seq, send time), increasing
-        samples: List[float] = []
-        turn: List[float] = []
-        last_ack = None
-        for s in seg:
-            if s.src == src and s.sport == sport and s.length:
-                if base is None:
-                    base = s.seq_raw
-                end = ((s.seq_raw - base) & MASK32) + s.length
-                if end > high:
-                    high = end
-                    pending.append((end, s.time))
-                    if last_ack is not None:
-                        turn.append((s.time - last_ack) * 1000)
-                        last_ack = None
-            elif s.src == dst and s.sport == dport and s.flags & 0x10 and base is not None and pending:
-                acked = (s.ack_raw - base) & MASK32
-                if acked > 1 << 31:
-                    continue
-                i = 0
-                while i < len(pending) and pending[i][0] <= acked:
-                    i += 1
-                if i:
-                    samples.append((s.time - pending[i - 1][1]) * 1000)   # the newest data it acks
-                    del pending[:i]
-                    last_ack = s.time
-        if len(samples) >= min_samples:
-            mean = statistics.fmean(samples)
-            if best is None or mean > best[0]:
-                best = (mean, statistics.fmean(turn) if len(turn) >= min_samples else None)
-    return best
-
-
 def _data_receiver(facts: TcpFacts, f: Finding) -> Optional[str]:
     """"A"/"B": the host that receives the data of the finding's episode (the one advertising the
     small window), from the busiest data direction in capture A and capture A's own host."""
@@ -519,12 +461,8 @@ def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[
     f = c.finding
     n = f.numbers or {}
     window = n.get("window")
-    measured = data_rtt_ms(facts, max(f.start, inc.start), min(f.end, inc.end))
-    rtt_ms, turn_ms = measured if measured else (None, None)
-    rtt_from = "mean data→ACK round trip in the capture"
-    if rtt_ms is None:
-        rtt_from = "plugin"
-        rtt_ms = n.get("rtt_ms")
+    # the plugin's mean round while window-limited (sender turn + receiver turn): one window each
+    rtt_ms = n.get("rtt_ms")
     sent = n.get("bytes")
     if sent is None:
         m = _BYTES_IN_LOG.search(inc.event.text)
@@ -532,25 +470,19 @@ def _rwnd_chain(inc: Incident, c: _Cause, facts: TcpFacts, logs, zone) -> Tuple[
     receiver = _data_receiver(facts, f) or "the receiver"
     limited = n.get("limited_ms")
     nums = {"cause": "rwnd", "rwnd_id": f.id, "window": window, "scale": n.get("scale"),
-            "limited_ms": limited, "rtt_ms": None if rtt_ms is None else round(rtt_ms, 3),
-            "rtt_source": rtt_from, "turnaround_ms": None if turn_ms is None else round(turn_ms, 3),
-            "bytes": sent, "cap_mbps": n.get("cap_mbps")}
+            "limited_ms": limited, "rtt_ms": rtt_ms, "bytes": sent, "cap_mbps": n.get("cap_mbps")}
     steps = [f"{receiver} advertised a {window} B receive window for {_ms(limited or 0)} of it "
              f"(receiver window throttling, {f.id})"]
     if sent and window and rtt_ms:
-        cycle = rtt_ms + (turn_ms or 0.0)
-        est = sent / window * cycle
-        nums["model_ms"] = round(est, 1)
+        est = sent / window * rtt_ms
+        nums.update(model_ms=round(est, 1), cycle_ms=rtt_ms)
         vs = ""
         if inc.app_ms:
             nums["model_error_pct"] = round(abs(est - inc.app_ms) / inc.app_ms * 100, 2)
             vs = f"; the app measured {_ms(inc.app_ms)}, {nums['model_error_pct']:.1f} % off"
-        nums["cycle_ms"] = round(cycle, 3)
-        cap = window * 8 / cycle / 1000
-        per = (f"one window per round trip of {cycle:.2f} ms (mean data→ACK {rtt_ms:.2f} ms + ACK→next data "
-               f"{turn_ms:.2f} ms in the capture)" if turn_ms is not None else f"one window per RTT of {rtt_ms:.2f} ms")
-        steps.append(f"{per}: {_num(sent)} B / {window} B × {cycle:.2f} ms ≈ {_ms(est)}"
-                     f" (throughput capped at {cap:.1f} Mbit/s){vs}")
+        steps.append(f"one window per round of {rtt_ms:.2f} ms (data → ACK → next data): {_num(sent)} B / "
+                     f"{window} B × {rtt_ms:.2f} ms ≈ {_ms(est)}"
+                     + (f" (throughput capped at {n['cap_mbps']:.1f} Mbit/s)" if n.get("cap_mbps") else "") + vs)
     for lg in sorted(logs, key=lambda lg: lg.side != receiver):      # the receiver's own log first
         for e in lg.events:
             if _RCVBUF.search(e.text.split("\n", 1)[0]):

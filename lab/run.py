@@ -227,6 +227,7 @@ class Heartbeat(Scenario):
     drop_seq: int | None = None
     payload_bit = 256          # TCP header with timestamps = 32 bytes (20 without: bit 160)
     raft_log = False           # the sender logs like a raft leader (no timeout value in the line)
+    drops = 1                  # transmissions of drop_seq the router drops (2: the first retransmission too)
     description = "21-byte heartbeats every 60 ms with a 50 ms app timeout"
 
     def want_payload(self):
@@ -239,10 +240,11 @@ class Heartbeat(Scenario):
         if self.drop_seq is not None:
             pattern = b"HB%08d" % self.drop_seq
             # payload at bit payload_bit of the TCP header. The quota makes it drop the first
-            # transmission only (73 bytes, 61 without timestamps, < 100); the retransmission (sum >= 100) passes.
+            # transmission only (73 bytes, 61 without timestamps, < 100); the retransmission (sum >= 100) passes
+            # (drops = 2: 73 + 73 < 150, the second retransmission passes).
             lab.nft_add(f"drop heartbeat #{self.drop_seq}",
                         f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {HB_PORT} "
-                        f"@th,{self.payload_bit},80 0x{pattern.hex()} quota until 100 bytes")
+                        f"@th,{self.payload_bit},80 0x{pattern.hex()} quota until {50 + 50 * self.drops} bytes")
         snd = lab.app("client", "hb.py", "sender", "--host", SERVER_IP, "--port", HB_PORT, "--count", self.count, "--rt",
                       *(["--raft-log"] if self.raft_log else []), log=slog, tz=APP_TZ)
         self.wait(snd, 30 + self.count * 0.1, "heartbeat sender")
@@ -307,9 +309,10 @@ class Heartbeat(Scenario):
         expect(any(t["seq"] == self.drop_seq for t in self.truth["app"]["timeouts"]),
                f"the sender did not time out heartbeat #{self.drop_seq}")
         f = self.truth["faults"][0]
-        expect(f["nft_counter"].get("packets") == 1, f"nft dropped {f['nft_counter']} (want exactly 1 packet)")
+        expect(f["nft_counter"].get("packets") == self.drops,
+               f"nft dropped {f['nft_counter']} (want exactly {self.drops} packet(s))")
         d = self.truth["dropped_segments"]
-        expect(len(d) == 1 and d[0]["seq_raw"] == f["seq_raw"] and d[0]["len"] == 21,
+        expect(len(d) == self.drops and all(x["seq_raw"] == f["seq_raw"] for x in d) and d[0]["len"] == 21,
                f"capture diff {d} does not match the dropped heartbeat")
         expect(f["retransmissions"] and f["arrived_at_server"], "the dropped heartbeat was never retransmitted")
 
@@ -336,6 +339,13 @@ class HeartbeatLossRaftLog(HeartbeatLossNoSack):
     description = ("heartbeat-loss-nosack with the sender logging like the incident's raft leader: "
                    "\"send AppendEntries to 92\", 50 ms later \"AppendEntries timeout and retry\" (no timeout value "
                    "in the line), several times while the one dropped segment waits for its RTO retransmission")
+
+
+class HeartbeatLossTwice(HeartbeatLoss):
+    name = "heartbeat-loss-twice"
+    drops = 2
+    description = ("incident A with the retransmission lost too: heartbeat #30 and its first retransmission "
+                   "dropped in the router; the second retransmission fills the hole")
 
 
 class HeartbeatLossNoTs(HeartbeatLoss):
@@ -1285,7 +1295,7 @@ class SeqWrap(RpcScenario):
         expect(len(self.truth["dropped_segments"]) == 1, f"capture diff {self.truth['dropped_segments']}")
 
 
-SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
+SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,

@@ -452,3 +452,29 @@ def test_raft_log_two_captures_every_timeout_explained():
     _check_raft_timeouts(sorted(found, key=lambda f: f["app_end"]), t)
     assert {f["lost_seq_raw"] for f in found} == {t["faults"][0]["seq_raw"]}
     assert doc["diagnosis"]["unexplained"] == 0
+
+
+# --- the retransmission lost too ----------------------------------------------------------------
+
+def test_retransmission_lost_too_read_ends_at_the_second_retransmission():
+    """Heartbeat #30 and its first retransmission dropped: the receiver's Read ends when the
+    second retransmission (transmission #3) arrives; never a negative "read returned" (was
+    −213.6 ms), and every sender timeout while the hole was open is explained by the same loss."""
+    t = truth("heartbeat-loss-twice")
+    fault = t["faults"][0]
+    a, b = pair("heartbeat-loss-twice")
+    res = CliRunner().invoke(main, ["correlate", a, b, "--json",
+                                    "--log", f"{sample(t['app']['sender_log'])}@A",
+                                    "--log", f"{sample(t['app']['receiver_log'])}@B"], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    found = [dict(f, **f["numbers"]) for f in doc["findings"] if f["kind"] in ("app_stall", "app_timeout")]
+    (stall,) = [f for f in found if f["kind"] == "app_stall"]
+    assert stall["retransmission"] == 1 + len(fault["retransmissions"]) == 3
+    assert stall["delivered_at_downstream_clock"] == pytest.approx(fault["arrived_at_server"][0]["time"], abs=0.001)
+    assert 0 <= stall["app_end_after_delivery_ms"] < 1
+    assert stall["app_ms"] == pytest.approx(max(c["cost_ms"] for c in t["app"]["read_costs_over_100ms"]), abs=1)
+    timeouts = [f for f in found if f["kind"] == "app_timeout"]
+    assert len(timeouts) == len(t["app"]["timeouts"]) and all(f["lost_seq_raw"] == fault["seq_raw"] for f in timeouts)
+    assert doc["diagnosis"]["unexplained"] == 0
+    assert not [f for f in found if "returned -" in f["summary"] or "returned −" in f["summary"]]

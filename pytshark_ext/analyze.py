@@ -32,7 +32,7 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
     "tcpstall.retries.rto_count", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
     "tcpstall.retries.outcome", "tcpstall.retries.kind", "tcpstall.retries.linux_like",
-    "tcpstall.retries.assumed", "tcpstall.retries.reset_by", "tcpstall.retries.not_linux",
+    "tcpstall.retries.assumed", "tcpstall.retries.budget_from", "tcpstall.retries.reset_by", "tcpstall.retries.not_linux",
     "tcpstall.retries.probe", "tcpstall.retries.synack",
     "tcpstall.retrans.trigger", "tcpstall.retrans.dupacks", "tcpstall.retrans.since_first_ms",
     # expert infos (each prints a count when present): which the frame carries
@@ -382,6 +382,7 @@ def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
             "elapsed_s": elapsed,
             "abort_at_s": _f(last, "tcpstall.retries.abort_at_s"),
             "budget_s": _f(last, "tcpstall.retries.budget_s"),
+            "budget_from": _s(last, "tcpstall.retries.budget_from"),
             "assumed": _s(last, "tcpstall.retries.assumed"),
             "linux_like": None if linux_like is None else linux_like.lower() in ("1", "true"),
             "not_linux": _s(last, "tcpstall.retries.not_linux"),

@@ -529,7 +529,8 @@ def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[Lis
     nums: dict = {"cause": "retries", "retries_id": f.id, "retries_kind": kind, "retransmissions": count,
                   "rto_retransmissions": n.get("rto_count"), "first_send": round(first, 6), "outcome": outcome,
                   "reset_by": n.get("reset_by"), "linux_like": n.get("linux_like"), "budget_s": n.get("budget_s"),
-                  "assumed": n.get("assumed"), "predicted_abort_after_s": n.get("abort_at_s")}
+                  "assumed": n.get("assumed"), "budget_from": n.get("budget_from"),
+                  "predicted_abort_after_s": n.get("abort_at_s")}
     if kind == "data":
         steps = [f"{side} sent the data at {clock(first, zone)} and retransmitted it {count} times without an ACK "
                  f"({n.get('rto_count')} by the RTO timer), the last {clock(f.end, zone)} ({f.id})"]
@@ -577,8 +578,9 @@ def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[Lis
         steps.append(f"the sender does not behave like Linux ({n.get('not_linux')}): no Linux abort prediction")
     elif abort is not None:
         assumed = n.get("assumed")
+        by = "TCP_USER_TIMEOUT" if n.get("budget_from") == "user_timeout" else "tcp_retries2"
         step = (f"the kernel's abort: Linux gives up {abort:.3f} s after the first send (budget "
-                f"{n.get('budget_s'):.3f} s from the first RTO retransmission, checked when the RTO timer fires"
+                f"{n.get('budget_s'):.3f} s by {by} from the first RTO retransmission, checked when the RTO timer fires"
                 + (f"; assumed {assumed}" if assumed else "") + ")")
         if app_after:
             err = abs(abort - app_after) / app_after

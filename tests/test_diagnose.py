@@ -365,6 +365,8 @@ def test_etimedout_is_the_kernels_abort_with_the_senders_settings(scenario, pref
     assert f["retransmissions"] == r["retransmission_count"]
     assert "tcp_retries2=15" not in f["summary"] and "tcp_retries2" not in (f["assumed"] or "")
     assert "that is the kernel's abort" in f["summary"]
+    assert f["budget_from"] == ("user_timeout" if "user_timeout_ms" in prefs[0] else "tcp_retries2")
+    assert ("by TCP_USER_TIMEOUT" in f["summary"]) == (f["budget_from"] == "user_timeout")
     if scenario == "peer-vanishes-rtomin":
         assert f["budget_s"] == pytest.approx(r["model_timeout_s"])
 

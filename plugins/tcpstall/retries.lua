@@ -683,6 +683,7 @@ local function render_data(tree, r, ep, revisit, last)
     if r.other then return end
     tree:add(F.retries_rto_count, r.rto_n)
     tree:add(F.retries_budget_s, r.budget)
+    tree:add(F.retries_budget_from, r.is_ut and "user_timeout" or "tcp_retries2")
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
     tree:add(F.retries_linux_like, linux_like)
     if not linux_like then tree:add(F.retries_not_linux, ep.why_not or r.why_not or "") end

@@ -226,6 +226,8 @@ class Heartbeat(Scenario):
     count = 60
     drop_seq: int | None = None
     payload_bit = 256          # TCP header with timestamps = 32 bytes (20 without: bit 160)
+    raft_log = False           # the sender logs like a raft leader (no timeout value in the line)
+    drops = 1                  # transmissions of drop_seq the router drops (2: the first retransmission too)
     description = "21-byte heartbeats every 60 ms with a 50 ms app timeout"
 
     def want_payload(self):
@@ -238,23 +240,24 @@ class Heartbeat(Scenario):
         if self.drop_seq is not None:
             pattern = b"HB%08d" % self.drop_seq
             # payload at bit payload_bit of the TCP header. The quota makes it drop the first
-            # transmission only (73 bytes, 61 without timestamps, < 100); the retransmission (sum >= 100) passes.
+            # transmission only (73 bytes, 61 without timestamps, < 100); the retransmission (sum >= 100) passes
+            # (drops = 2: 73 + 73 < 150, the second retransmission passes).
             lab.nft_add(f"drop heartbeat #{self.drop_seq}",
                         f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {HB_PORT} "
-                        f"@th,{self.payload_bit},80 0x{pattern.hex()} quota until 100 bytes")
+                        f"@th,{self.payload_bit},80 0x{pattern.hex()} quota until {50 + 50 * self.drops} bytes")
         snd = lab.app("client", "hb.py", "sender", "--host", SERVER_IP, "--port", HB_PORT, "--count", self.count, "--rt",
-                      log=slog, tz=APP_TZ)
+                      *(["--raft-log"] if self.raft_log else []), log=slog, tz=APP_TZ)
         self.wait(snd, 30 + self.count * 0.1, "heartbeat sender")
         self.wait(recv, 10, "heartbeat receiver")
         ev_s, ev_r = parse_go_log(slog), parse_go_log(rlog)
         timeouts = [{"seq": int(re.search(r"seq=(\d+)", m).group(1)), "time": round(t, 6)}
-                    for t, _, m in ev_s if "heartbeat timeout" in m]
+                    for t, _, m in ev_s if "heartbeat timeout" in m or "AppendEntries timeout" in m]
         oks = [float(re.search(r"rtt=([\d.]+)ms", m).group(1)) for t, _, m in ev_s if "heartbeat ok" in m]
         late = [{"seq": int(re.search(r"seq=(\d+)", m).group(1)), "time": round(t, 6),
                  "rtt_ms": float(re.search(r"rtt=([\d.]+)ms", m).group(1))} for t, _, m in ev_s if "late heartbeat" in m]
         costs = [{"seq": int(re.search(r"seq=(\d+)", m).group(1)), "time": round(t, 6),
                   "cost_ms": int(re.search(r"cost (\d+)ms", m).group(1))} for t, _, m in ev_r if "read cost" in m]
-        sends = [t for t, _, m in ev_s if "send heartbeat" in m]
+        sends = [t for t, _, m in ev_s if "send heartbeat" in m or "send AppendEntries" in m]
         return {"sender_log": slog.name, "receiver_log": rlog.name, "heartbeats_sent": len(sends),
                 "interval_ms": 60, "timeout_ms": 50, "heartbeat_len": 21, "scheduling": "SCHED_FIFO 5 (both apps)",
                 "timeouts": timeouts, "late_replies": late,
@@ -306,9 +309,10 @@ class Heartbeat(Scenario):
         expect(any(t["seq"] == self.drop_seq for t in self.truth["app"]["timeouts"]),
                f"the sender did not time out heartbeat #{self.drop_seq}")
         f = self.truth["faults"][0]
-        expect(f["nft_counter"].get("packets") == 1, f"nft dropped {f['nft_counter']} (want exactly 1 packet)")
+        expect(f["nft_counter"].get("packets") == self.drops,
+               f"nft dropped {f['nft_counter']} (want exactly {self.drops} packet(s))")
         d = self.truth["dropped_segments"]
-        expect(len(d) == 1 and d[0]["seq_raw"] == f["seq_raw"] and d[0]["len"] == 21,
+        expect(len(d) == self.drops and all(x["seq_raw"] == f["seq_raw"] for x in d) and d[0]["len"] == 21,
                f"capture diff {d} does not match the dropped heartbeat")
         expect(f["retransmissions"] and f["arrived_at_server"], "the dropped heartbeat was never retransmitted")
 
@@ -327,6 +331,21 @@ class HeartbeatLossNoSack(HeartbeatLoss):
     description = ("incident A without SACK/RACK/TLP on the sender (tcp_sack=0, tcp_recovery=0, "
                    "tcp_early_retrans=0 in its namespace): same drop of heartbeat #30; the thin stream cannot "
                    "collect three duplicate ACKs before the RTO, so the hole is repaired by an RTO retransmission")
+
+
+class HeartbeatLossRaftLog(HeartbeatLossNoSack):
+    name = "heartbeat-loss-raftlog"
+    raft_log = True
+    description = ("heartbeat-loss-nosack with the sender logging like the incident's raft leader: "
+                   "\"send AppendEntries to 92\", 50 ms later \"AppendEntries timeout and retry\" (no timeout value "
+                   "in the line), several times while the one dropped segment waits for its RTO retransmission")
+
+
+class HeartbeatLossTwice(HeartbeatLoss):
+    name = "heartbeat-loss-twice"
+    drops = 2
+    description = ("incident A with the retransmission lost too: heartbeat #30 and its first retransmission "
+                   "dropped in the router; the second retransmission fills the hole")
 
 
 class HeartbeatLossNoTs(HeartbeatLoss):
@@ -1276,7 +1295,7 @@ class SeqWrap(RpcScenario):
         expect(len(self.truth["dropped_segments"]) == 1, f"capture diff {self.truth['dropped_segments']}")
 
 
-SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
+SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,

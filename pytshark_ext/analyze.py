@@ -22,19 +22,23 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.hol.hold_ms", "tcpstall.hol.release_frame",
     "tcpstall.hol.released_bytes", "tcpstall.hol.released_segments", "tcpstall.hol.max_hold_ms",
     "tcpstall.hol.first_held_frame", "tcpstall.hol.filled_by", "tcpstall.hol.view",
+    "tcpstall.hol.severity", "tcpstall.hol.fill",
+    "tcpstall.thin_stream.interval_ms", "tcpstall.thin_stream.wait_ms",
+    "tcpstall.thin_stream.wait_estimated", "tcpstall.thin_stream.rtt_ms",
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms", "tcpstall.rwnd.bytes",
     "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame", "tcpstall.rwnd.cause",
     "tcpstall.rwnd.cause_text",
     "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
     "tcpstall.retries.rto_count", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
-    "tcpstall.retries.outcome",
-    "tcpstall.retrans.trigger",
-    # expert infos, printed as a count when present
+    "tcpstall.retries.outcome", "tcpstall.retries.kind", "tcpstall.retries.linux_like",
+    "tcpstall.retries.assumed", "tcpstall.retries.budget_from", "tcpstall.retries.reset_by", "tcpstall.retries.not_linux",
+    "tcpstall.retries.probe", "tcpstall.retries.synack",
+    "tcpstall.retrans.trigger", "tcpstall.retrans.dupacks", "tcpstall.retrans.since_first_ms",
+    # expert infos (each prints a count when present): which the frame carries
     "tcpstall.hol.released", "tcpstall.hol.blocked",
     "tcpstall.rwnd.throttling", "tcpstall.retries.approaching", "tcpstall.retries.final",
-    "tcpstall.thin_stream",
-    "_ws.expert.message", "_ws.expert.severity",      # (one per expert, in the same order)
+    "tcpstall.retries.ended", "tcpstall.retries.control", "tcpstall.thin_stream",
 )
 DISPLAY_FILTER = "tcpstall"
 STAT_ARG = "tcpstall,tsv"
@@ -176,26 +180,10 @@ def _has(row: Row, name: str) -> bool:
     return bool(row.get(name))
 
 
-def _msg(row: Row, *needles: str) -> Optional[str]:
-    for m in row.get("_ws.expert.message") or []:
-        low = m.lower()
-        if any(n.lower() in low for n in needles):
-            return m
-    return None
-
-
-# _ws.expert.severity as tshark prints it (the number; a name too, should a version print that)
-_SEVERITY = {"2097152": "chat", "4194304": "note", "6291456": "warn", "8388608": "error",
-             "chat": "chat", "note": "note", "warning": "warn", "warn": "warn", "error": "error"}
-
-
-def _severity(row: Row, needle: str) -> Optional[str]:
-    """Severity of the row's first expert whose text contains `needle`."""
-    sev = row.get("_ws.expert.severity") or []
-    for i, m in enumerate(row.get("_ws.expert.message") or []):
-        if needle.lower() in m.lower():
-            return _SEVERITY.get(sev[i].strip().lower()) if i < len(sev) else None
-    return None
+def _b(row: Row, name: str) -> Optional[bool]:
+    """A boolean field: 1/0 (Wireshark 4.0) or True/False (4.4)."""
+    v = _s(row, name)
+    return None if v is None else v.lower() in ("1", "true")
 
 
 # --- findings ----------------------------------------------------------------------------------
@@ -233,7 +221,7 @@ def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Find
         filled_by = _i(r, "tcpstall.hol.filled_by")
         filler = by_frame.get(filled_by) if filled_by is not None else None
         trigger = _s(filler, "tcpstall.retrans.trigger") if filler else None
-        thin = _msg(filler, "thin stream") if filler else None
+        thin = _thin_stream(filler) if filler else None
         held = sorted(h for h in held_by_release.get(frame, []) if h is not None)
         frames = tuple(sorted(set(held + [frame] + ([filled_by] if filled_by else []))))
         numbers = {
@@ -244,15 +232,25 @@ def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Find
             "release_frame": frame,
             "filled_by_frame": filled_by,
             "trigger": trigger,
+            "fill": _s(r, "tcpstall.hol.fill"),
             "view": _s(r, "tcpstall.hol.view"),
-            "severity": _severity(r, "HOL-blocked delivery: released") or "note",
+            "severity": _s(r, "tcpstall.hol.severity"),
             "held_frames": held,
         }
+        since_first = _f(filler, "tcpstall.retrans.since_first_ms") if filler else None
+        if since_first is not None:
+            # the hole's data was first sent this long before its retransmission (the loss began then)
+            numbers["retransmit_after_ms"] = since_first
+            numbers["original_sent_at"] = round(_f(filler, "frame.time_epoch") - since_first / 1000.0, 6)
         if thin:
             numbers["thin_stream"] = thin
-        summary = _msg(r, "HOL-blocked delivery: released") or \
-            f"HOL-blocked delivery: released {numbers['released_bytes']} bytes held up to {max_hold:.1f} ms"
-        evidence = tuple(m for m in (thin,) if m)
+        segs = numbers["released_segments"]
+        fill = numbers["fill"] or "cannot_tell"
+        summary = (f"HOL-blocked delivery: released {numbers['released_bytes']} bytes"
+                   + (f" in {segs} segment{'s' if segs != 1 else ''}" if segs is not None else "")
+                   + f" held up to {max_hold:.1f} ms; filled by "
+                   + (f"{trigger} retransmission" if fill == "retransmission" and trigger else fill.replace("_", " ")))
+        evidence = (_thin_text(thin),) if thin else ()
         out.append(Finding(kind="hol_blocked", summary=summary, start=end - max_hold / 1000.0, end=end,
                            stream=_i(r, "tcp.stream"), frames=frames, evidence=evidence, numbers=numbers))
     return out
@@ -303,7 +301,11 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
             "cause_text": _s(r, "tcpstall.rwnd.cause_text"),
             "ongoing": end_frame is None,
         }
-        summary = _msg(r, "receiver window throttling") or "receiver window throttling"
+        summary = f"receiver window throttling: rwnd {numbers['window']} B, window-limited {limited:.1f} ms" + (
+            f", {numbers['bytes']} B sent" if numbers["bytes"] is not None else "") + (
+            f", capped at {numbers['cap_mbps']:.1f} Mbit/s at RTT {numbers['rtt_ms']:.1f} ms"
+            if numbers["cap_mbps"] is not None and numbers["rtt_ms"] is not None else "") + (
+            f"; {numbers['cause']}" if numbers["cause"] else "")
         frames = tuple(sorted({f for f in (start_frame, end_frame, _i(r, "frame.number")) if f is not None}))
         out.append(Finding(kind="rwnd_throttling", summary=summary, start=start_t,
                            end=start_t + limited / 1000.0, stream=key[0], frames=frames, numbers=numbers,
@@ -311,41 +313,83 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
     return out
 
 
-def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
-    """One finding per retries episode with `tcpstall.retries.*` experts (keyed by stream and the
-    frame that first sent the data): first send to the episode's end, the highest retransmission
-    number, the predicted abort and the outcome. The plugin marks the frame that ends an episode
-    with `tcpstall.retries.outcome` (recovered: the peer's ACK; reset: a RST); an episode without
-    one was still unacknowledged when the capture ended (`capture_ends`: the kernel aborts at
-    `abort_at_s` after the first send, unless an ACK came later)."""
-    def key(r: Row):
-        return _i(r, "tcp.stream"), _i(r, "tcpstall.retries.first_frame")
+def _thin_stream(row: Row) -> Optional[dict]:
+    """The thin-stream fields of a retransmission (None without the thin-stream note)."""
+    if not _has(row, "tcpstall.thin_stream"):
+        return None
+    return {"interval_ms": _f(row, "tcpstall.thin_stream.interval_ms"), "wait_ms": _f(row, "tcpstall.thin_stream.wait_ms"),
+            "wait_estimated": _b(row, "tcpstall.thin_stream.wait_estimated"),
+            "rtt_ms": _f(row, "tcpstall.thin_stream.rtt_ms"), "dupacks": _i(row, "tcpstall.retrans.dupacks")}
 
-    per_episode: Dict[tuple, List[Row]] = {}
+
+def _thin_text(t: Mapping) -> str:
+    return (f"thin stream: the sender sends one segment every ~{t['interval_ms']:.1f} ms; the loss evidence took "
+            f"{t['wait_ms']:.1f} ms{' (est.)' if t['wait_estimated'] else ''} (RTT {t['rtt_ms']:.1f} ms)")
+
+
+def _at(row: Row, name: str, i: int) -> Optional[str]:
+    """Occurrence i of a field (a frame that ends one retries episode and retransmits for
+    another has two of each), the last one when there are fewer."""
+    v = row.get(name) or []
+    return v[min(i, len(v) - 1)] if v else None
+
+
+# a control episode worth a finding: nothing answered it (outcome not recovered)
+_CONTROL_KINDS = ("fin", "syn", "probe")
+
+
+def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
+    """One finding per retries episode (keyed by stream and the frame that first sent the data):
+    a data episode once it has a `tcpstall.retries.approaching`/`final` warning, a FIN / SYN /
+    probe episode that nothing answered. First send to the episode's end, the highest
+    retransmission number, the plugin's abort prediction (`abort_at_s`, `budget_s`, `assumed`,
+    `linux_like`) and the outcome: the frame with `tcpstall.retries.ended` (recovered / reset /
+    aborted by a later frame), else the outcome the plugin puts on the last retransmission
+    (capture_ends / aborted), all read from fields."""
+    tx: Dict[tuple, List[Row]] = {}
     ends: Dict[tuple, Row] = {}
     for r in rows:
-        if _has(r, "tcpstall.retries.outcome"):
-            ends[key(r)] = r
-        elif _has(r, "tcpstall.retries.approaching") or _has(r, "tcpstall.retries.final"):
-            per_episode.setdefault(key(r), []).append(r)
+        stream = _i(r, "tcp.stream")
+        if _has(r, "tcpstall.retries.ended"):
+            ends[(stream, _at(r, "tcpstall.retries.first_frame", 0))] = r
+            n_end = 1
+        else:
+            n_end = 0
+        if len(r.get("tcpstall.retries.count") or []) > n_end:
+            tx.setdefault((stream, _at(r, "tcpstall.retries.first_frame", n_end)), []).append(r)
     out = []
-    for k, rs in per_episode.items():
-        stream = k[0]
+    for k, rs in tx.items():
         last = rs[-1]
+        i_last = 1 if _has(last, "tcpstall.retries.ended") else 0
+        kind = _at(last, "tcpstall.retries.kind", i_last) or "data"
+        end_row = ends.get(k)
+        own_outcome = _at(last, "tcpstall.retries.outcome", i_last) if len(
+            last.get("tcpstall.retries.outcome") or []) > i_last else None
+        outcome = _s(end_row, "tcpstall.retries.outcome") if end_row else (own_outcome or "capture_ends")
+        warned = [r for r in rs if _has(r, "tcpstall.retries.approaching") or _has(r, "tcpstall.retries.final")]
+        if kind == "data" and not warned or kind in _CONTROL_KINDS and outcome == "recovered":
+            continue
         t_last = _f(last, "frame.time_epoch")
-        elapsed = _f(last, "tcpstall.retries.elapsed_s") or 0.0
+        elapsed = float(_at(last, "tcpstall.retries.elapsed_s", i_last) or 0.0)
         start = t_last - elapsed
         final = next((r for r in rs if _has(r, "tcpstall.retries.final")), None)
-        end_row = ends.get(k)
+        linux_like = _at(last, "tcpstall.retries.linux_like", i_last)
         numbers = {
-            "count": max((_i(r, "tcpstall.retries.count") or 0) for r in rs),
+            "kind": kind,
+            "probe": _at(last, "tcpstall.retries.probe", i_last),
+            "count": max(int(_at(r, "tcpstall.retries.count", 1 if _has(r, "tcpstall.retries.ended") else 0)) for r in rs),
             "rto_count": _i(last, "tcpstall.retries.rto_count"),
             "elapsed_s": elapsed,
             "abort_at_s": _f(last, "tcpstall.retries.abort_at_s"),
             "budget_s": _f(last, "tcpstall.retries.budget_s"),
-            "first_frame": k[1],
+            "budget_from": _s(last, "tcpstall.retries.budget_from"),
+            "assumed": _s(last, "tcpstall.retries.assumed"),
+            "linux_like": None if linux_like is None else linux_like.lower() in ("1", "true"),
+            "not_linux": _s(last, "tcpstall.retries.not_linux"),
+            "first_frame": int(k[1]) if k[1] else None,
             "final_frame": _i(final, "frame.number") if final else None,
-            "outcome": _s(end_row, "tcpstall.retries.outcome") if end_row else "capture_ends",
+            "outcome": outcome,
+            "reset_by": _s(end_row, "tcpstall.retries.reset_by") if end_row else None,
             "end_frame": _i(end_row, "frame.number") if end_row else _i(last, "frame.number"),
         }
         end = t_last
@@ -355,16 +399,30 @@ def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
             numbers["count"] = max(numbers["count"], _i(end_row, "tcpstall.retries.count") or 0)
             numbers["stall_s"] = _f(end_row, "tcpstall.retries.elapsed_s")
             frames.append(_i(end_row, "frame.number"))
-        summary = (_msg(final, "last retransmission before the predicted abort") if final else None) \
-            or _msg(last, "retries approaching tcp_retries2") or "retries approaching tcp_retries2"
-        if end_row is not None:
-            ended = _msg(end_row, "retries episode ended")
-            if ended:
-                summary = f"{summary}; {ended[len('retries episode ended: '):]}" if ended.startswith(
-                    "retries episode ended: ") else f"{summary}; {ended}"
-        out.append(Finding(kind="retries", summary=summary, start=start, end=end, stream=stream,
-                           frames=tuple(frames), numbers=numbers))
+        out.append(Finding(kind="retries", summary=_retries_summary(numbers), start=start, end=end,
+                           stream=k[0], frames=tuple(frames), numbers=numbers))
     return out
+
+
+_WHAT = {"fin": "FIN retransmissions", "syn": "SYN retransmissions", "probe": "probes"}
+
+
+def _retries_summary(n: Mapping) -> str:
+    """The episode in words, from its numbers."""
+    if n["kind"] != "data":
+        what = {"keepalive": "keepalive probes", "zero_window": "zero-window probes"}.get(n["probe"], _WHAT[n["kind"]])
+        return f"{n['count']} unanswered {what} in {n['elapsed_s']:.3f} s; {n['outcome']}" + (
+            f" (RST by the {n['reset_by']})" if n["reset_by"] else "")
+    text = (f"retries approaching tcp_retries2: {n['count']} retransmissions ({n['rto_count']} RTO) without ACK "
+            f"for {n['elapsed_s']:.3f} s")
+    if n["linux_like"] is False:
+        text += f"; the sender does not behave like Linux ({n['not_linux']}): no Linux abort prediction"
+    elif n["abort_at_s"] is not None:
+        text += f"; Linux gives up at ≈{n['abort_at_s']:.3f} s (budget {n['budget_s']:.3f} s" + (
+            f"; assumed {n['assumed']})" if n["assumed"] else ")")
+    if n["final_frame"] is not None:
+        text += f"; last retransmission before the predicted abort in frame {n['final_frame']}"
+    return text + f"; {n['outcome']}" + (f" (RST by the {n['reset_by']})" if n["reset_by"] else "")
 
 
 # --- running -----------------------------------------------------------------------------------

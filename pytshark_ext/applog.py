@@ -28,7 +28,9 @@ align_log_tz(read, activity_times, span=None, window=0.1) -> LogRead
     aligns at least twice as many events as offset 0; adds the one warning line saying so.
 pair_events(events) -> list[LogEvent]
     "Read Start"/"Read End", "begin sync"/"sync done", "send heartbeat 17"/"heartbeat 17 ok" ->
-    one kind="span" event (start, duration_s); unmatched starts/ends stay as they are.
+    one kind="span" event (start, duration_s); unmatched starts/ends stay as they are. A timeout
+    line without a duration takes its start and duration from the latest open start line naming
+    the same operation ("send AppendEntries to 92" ... "AppendEntries timeout and retry").
 shift_events(events, seconds) -> list[LogEvent]      events moved `seconds` earlier
 format_offset(seconds) -> str                        28800 -> "+08:00"
 parse_duration(text) -> float | None                 "239ms" -> 0.239 (bare number: ms)
@@ -858,6 +860,11 @@ def pair_events(events: Sequence[LogEvent]) -> List[LogEvent]:
     open_starts: Dict[Tuple[str, str], List[int]] = {}
     out: List[Optional[LogEvent]] = []
     for event in events:
+        if event.kind == "timeout" and event.duration_s is None:
+            begin = _start_of_timeout(event, open_starts, out)
+            out.append(event if begin is None else replace(event, duration_s=event.time - begin.time,
+                                                             start=begin.time))
+            continue
         marker = start_end_key(event.text.split("\n", 1)[0]) if event.kind in ("start", "end") else None
         if marker is None:
             out.append(event)
@@ -877,3 +884,28 @@ def pair_events(events: Sequence[LogEvent]) -> List[LogEvent]:
         else:
             out.append(event)
     return sorted((e for e in out if e is not None), key=lambda e: (e.time, e.line_no))
+
+
+# words that say nothing about which operation timed out
+_TIMEOUT_NOISE = frozenset(("timeout", "timed", "out", "and", "retry", "retrying", "the", "for", "to", "after",
+                            "deadline", "exceeded", "error", "failed", "request"))
+
+
+def _start_of_timeout(event: LogEvent, open_starts: Dict[Tuple[str, str], List[int]],
+                      out: List[Optional[LogEvent]]) -> Optional[LogEvent]:
+    """The start line a bare timeout line closes: the latest open start of the same log whose key
+    shares a word naming the operation ("send AppendEntries to 92" ... "AppendEntries timeout and
+    retry": 'appendentries'). It is taken off the open starts (one timeout per start)."""
+    words = {w for w in _marker_words(event.text.split("\n", 1)[0])
+             if w not in _TIMEOUT_NOISE and w not in _MARKERS and not w.isdigit()}
+    best = None
+    for (source, key), stack in open_starts.items():
+        if source != event.source or not stack or words.isdisjoint(key.split()):
+            continue
+        begin = out[stack[-1]]
+        if begin.time <= event.time and (best is None or begin.time > best[0].time):
+            best = (begin, stack)
+    if best is None:
+        return None
+    best[1].pop()
+    return best[0]

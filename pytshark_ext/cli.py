@@ -54,6 +54,25 @@ tshark_option = click.option(
     help="tshark to use (default: $TSHARK, then tshark on PATH).")
 
 
+# The sender's settings are string prefs (empty = not given; the plugin then assumes Linux's default
+# and says so): a value the plugin cannot read would silently count as not given.
+_SENDER_SETTINGS = ("tcp_retries2", "rto_min_ms", "rto_max_ms", "user_timeout_ms")
+
+
+def _prefs(ctx, param, values):
+    from .tshark import parse_pref_option
+    out = {}
+    for text in values:
+        try:
+            name, value = parse_pref_option(text)
+        except ValueError as exc:
+            fail(str(exc))
+        if name.split("tcpstall.", 1)[-1] in _SENDER_SETTINGS and value.strip() and not value.strip().isdigit():
+            fail(f"-o {text}: {name} takes a whole number >= 0 (e.g. {name}:8), or nothing for Linux's default", 2)
+        out[name] = value
+    return out
+
+
 def _log_spec(ctx, param, values):
     from .applog import LogSpecError, parse_log_spec
     try:
@@ -246,8 +265,9 @@ def install_plugins(folder, global_, uninstall, tshark):
               help="JSON instead of tables: `streams` (the per-stream columns, null where there is nothing "
                    "to report) and `findings` (kind, summary, stream, frames, start, end, duration_ms and the "
                    "analyzer's numbers, e.g. a HOL episode's severity, rwnd's cause and cause_text).")
-@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
-              help="tcpstall preference, repeatable (e.g. -o tcp_retries2:6 -o hol_warn_ms:50).")
+@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True, callback=_prefs,
+              help="tcpstall preference, repeatable (e.g. -o tcp_retries2:6 -o hol_warn_ms:50). The sender's "
+                   "settings tcp_retries2, rto_min_ms, rto_max_ms, user_timeout_ms take whole numbers.")
 @log_options(two_captures=False)
 @tshark_option
 @progress_option
@@ -260,10 +280,8 @@ def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark)
     import json as _json
 
     from .analyze import analyze_capture, finding_to_dict, render_table, to_json
-    from .tshark import parse_pref_option
-
     _check_inputs(logs, [html_out])
-    result = analyze_capture(capture, tshark=tshark, prefs=dict(parse_pref_option(p) for p in prefs))
+    result = analyze_capture(capture, tshark=tshark, prefs=prefs)
     _warn(result.warnings)
     if not (logs or html_out):
         click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
@@ -297,7 +315,7 @@ def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark)
 @click.option("--plugin/--no-plugin", "plugin", default=True, show_default=True,
               help="Also run the tcpstall plugin over each capture and link its HOL/rwnd/retries findings "
                    "to the losses.")
-@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True,
+@click.option("-o", "prefs", metavar="PREF:VALUE", multiple=True, callback=_prefs,
               help="tcpstall plugin preference, repeatable (with --plugin).")
 @log_options(two_captures=True)
 @tshark_option
@@ -319,17 +337,15 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
 
     from .correlate import analyze_both, correlate_captures, with_plugin_findings
     from .render.json import correlate_json
-    from .tshark import parse_pref_option
 
     for spec in logs:
         if spec.side is None:
             raise click.BadParameter(f"{spec.path}: say which capture's host wrote it: {spec.path}@A or "
                                      f"{spec.path}@B", param_hint="--log")
     _check_inputs(logs, [html_out, annotate])
-    plugin_prefs = dict(parse_pref_option(p) for p in prefs)
     result = correlate_captures(capture_a, capture_b, tshark=tshark, display_filter=display_filter)
     if plugin:
-        result = with_plugin_findings(result, *analyze_both(capture_a, capture_b, tshark=tshark, prefs=plugin_prefs))
+        result = with_plugin_findings(result, *analyze_both(capture_a, capture_b, tshark=tshark, prefs=prefs))
     report = None
     if logs or html_out:
         from .timeline import load_packets_both, report_for_correlation

@@ -44,14 +44,14 @@ def test_held_only_rows_are_kept_compact_and_read_the_same():
         return FIELD_SEP.join(kv.get(f, "") for f in fields)
     held = {"frame.number": "31", "frame.time_epoch": "100.25", "tcp.stream": "2",
             "tcpstall.hol.release_frame": "40", "tcpstall.hol.hold_ms": "12.5",
-            "_ws.expert.message": "HOL-blocked delivery: held"}
+            "tcpstall.hol.blocked": "1"}
     busy = dict(held, **{"frame.number": "32", "tcpstall.retrans.trigger": "fast"})
     rows, _, _, _ = an.parse_output([line(**held), line(**busy)], fields)
     small, full = rows
     assert not isinstance(small, dict) and isinstance(full, dict)
     assert (an._i(small, "frame.number"), an._f(small, "frame.time_epoch"), an._i(small, "tcp.stream"),
             an._i(small, "tcpstall.hol.release_frame")) == (31, 100.25, 2, 40)
-    assert small.get("tcpstall.hol.hold_ms") is None and an._msg(small, "held") is None
+    assert small.get("tcpstall.hol.hold_ms") is None
     assert an._s(full, "tcpstall.retrans.trigger") == "fast"
     [f] = an.findings_from_rows(rows + [{"frame.number": ["40"], "frame.time_epoch": ["100.3"],
                                          "tcp.stream": ["2"], "tcpstall.hol.released_bytes": ["84"],
@@ -130,3 +130,12 @@ def test_cli_errors_are_one_line():
     assert res.exit_code == 1 and "no such file" in res.output
     res = runner.invoke(main, ["analyze", str(sample("heartbeat-loss-client.pcapng")), "-o", "nocolon"])
     assert res.exit_code == 1 and "NAME:VALUE" in res.output
+
+
+@pytest.mark.parametrize("pref", ["tcp_retries2:eight", "rto_min_ms:50ms", "rto_max_ms:-1", "user_timeout_ms:1.5"])
+def test_cli_sender_settings_must_be_whole_numbers(pref):
+    """A value the plugin cannot read would silently count as not given: one line, exit 2."""
+    for cmd in (["analyze", str(sample("heartbeat-loss-client.pcapng"))],
+                ["correlate", str(sample("heartbeat-loss-client.pcapng")), str(sample("heartbeat-loss-server.pcapng"))]):
+        res = CliRunner().invoke(main, cmd + ["-o", pref])
+        assert res.exit_code == 2 and pref in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -544,3 +544,22 @@ def test_pair_latest_open_start_and_orphans():
         ("span", 2, "a.log", 2.0, 2.2), ("span", 1, "a.log", 1.0, 3.0),
         ("end", 6, "a.log", None, 3.5), ("start", 5, "b.log", None, 4.0)]
     assert round(out[0].duration_s, 6) == 0.2
+
+
+def test_bare_timeout_pairs_with_its_start_line_and_nothing_else():
+    """Issue 16: "send AppendEntries to 92" then "AppendEntries timeout and retry" 50 ms later is a
+    50 ms timeout; a timeout line with no start line of its operation keeps no duration."""
+    from pytshark_ext.applog import pair_events
+    from pytshark_ext.records import LogEvent
+    send, timeout = "raft.go:1007: send AppendEntries to 92", "raft.go:1021: AppendEntries timeout and retry"
+    events = [LogEvent(10.0, "r.log", 1, send, "start", None, None),
+              LogEvent(10.05, "r.log", 2, timeout, "timeout", None, None),
+              LogEvent(10.06, "r.log", 3, send, "start", None, None),
+              LogEvent(10.111, "r.log", 4, timeout, "timeout", None, None),
+              LogEvent(10.2, "r.log", 5, "snapshot timeout", "timeout", None, None),
+              LogEvent(10.3, "other.log", 1, timeout, "timeout", None, None)]
+    out = {(e.source, e.line_no): e for e in pair_events(events) if e.kind == "timeout"}
+    assert out[("r.log", 2)].duration_s == pytest.approx(0.05) and out[("r.log", 2)].start == 10.0
+    assert out[("r.log", 4)].duration_s == pytest.approx(0.051) and out[("r.log", 4)].start == 10.06
+    assert out[("r.log", 5)].duration_s is None and out[("r.log", 5)].start is None
+    assert out[("other.log", 1)].duration_s is None          # another log's start is not its start

@@ -22,7 +22,8 @@ CLIENT, SERVER = "198.18.1.2", "198.18.2.2"
 COMMITTED = ["heartbeat-loss", "heartbeat-loss-nosack", "small-rcvbuf", "small-rcvbuf-nohs", "peer-vanishes", "peer-vanishes-usertimeout",
              "cable-back", "peer-restarts", "clean-heartbeat", "clean-bulk", "clean-rpc", "seq-wrap",
              "peer-vanishes-retries8", "peer-vanishes-usertimeout1500", "peer-vanishes-rtomin", "orphan-fin",
-             "syn-blackhole", "keepalive-peer-vanishes", "zero-window-probes", "zero-window-peer-vanishes"]
+             "syn-blackhole", "keepalive-peer-vanishes", "zero-window-probes", "zero-window-peer-vanishes",
+             "heartbeat-loss-raftlog", "heartbeat-loss-twice"]
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 

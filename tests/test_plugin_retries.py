@@ -315,16 +315,9 @@ def test_clean_captures_have_no_retries_fields():
 
 # --- tcpstall analyze: one `retries` finding per episode, with its outcome -------------------------
 
-# analyze.py (to be rewritten on the fields, lead's plan) takes a row with tcpstall.retries.outcome as
-# the episode's end row only; the outcome capture_ends is now also on the last retransmission on
-# revisits (CONTRACT.md), so it drops that row from the episode and loses final_frame
-ANALYZE_OLD_END_ROWS = pytest.mark.xfail(strict=True, reason="analyze.py reads the capture_ends outcome on the "
-                                         "last retransmission as an end row (to be rewritten on the fields)")
-
-
 @pytest.mark.parametrize("scenario,prefs,outcome", [
-    pytest.param("peer-vanishes", {"tcp_retries2": 6}, "capture_ends", marks=ANALYZE_OLD_END_ROWS),
-    pytest.param("peer-vanishes-usertimeout", {"user_timeout_ms": 3000}, "capture_ends", marks=ANALYZE_OLD_END_ROWS),
+    ("peer-vanishes", {"tcp_retries2": 6}, "capture_ends"),
+    ("peer-vanishes-usertimeout", {"user_timeout_ms": 3000}, "capture_ends"),
     ("cable-back", {}, "recovered"),
     ("peer-restarts", {}, "reset"),
 ])

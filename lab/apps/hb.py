@@ -105,7 +105,10 @@ def sender(args):
             expired = sorted(k for k, v in pending.items() if k not in timed_out and now - v >= timeout)
             timed_out.update(expired)
         for k in expired:
-            log("node.go:239", f"heartbeat timeout seq={k} after {args.timeout_ms:g}ms", now)
+            if args.raft_log:       # like the incident's raft sender: the timeout value is not in the line
+                log("raft.go:1021", f"AppendEntries timeout and retry seq={k}", now)
+            else:
+                log("node.go:239", f"heartbeat timeout seq={k} after {args.timeout_ms:g}ms", now)
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
@@ -126,7 +129,10 @@ def sender(args):
         with lock:
             pending[seq] = t
         s.sendall(payload)
-        log("node.go:233", f"send heartbeat seq={seq} len={len(payload)}", t)
+        if args.raft_log:
+            log("raft.go:1007", f"send AppendEntries to 92 seq={seq} len={len(payload)}", t)
+        else:
+            log("node.go:233", f"send heartbeat seq={seq} len={len(payload)}", t)
     end = time.monotonic() + max(0.5, 3 * timeout)
     while time.monotonic() < end:
         check_timeouts()
@@ -146,6 +152,9 @@ def main():
     ap.add_argument("--interval-ms", type=float, default=60)
     ap.add_argument("--timeout-ms", type=float, default=50)
     ap.add_argument("--log", required=True)
+    ap.add_argument("--raft-log", action="store_true",
+                    help="sender: log sends and timeouts as a raft leader does (send AppendEntries to 92 / "
+                         "AppendEntries timeout and retry), without the timeout value")
     args = ap.parse_args()
     if args.rt:
         try:

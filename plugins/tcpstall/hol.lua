@@ -284,6 +284,11 @@ function M.render(tree, r, number)
         local ei = warn and E.hol_blocked or E.hol_blocked_note
         local txt
         if v ~= 0 then
+            tree:add(F.hol_reported_by, v == 2 and "dupack" or "sack")
+        else
+            tree:add(F.hol_hole_bytes, hole[k])
+        end
+        if v ~= 0 then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
                 bytes, v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
         else
@@ -305,6 +310,17 @@ function M.render(tree, r, number)
         local warn = rel.max_hold_ms >= warn_ms
         tree:add(F.hol_severity, warn and "warn" or "note")
         tree:add(F.hol_fill, rel.fill)
+        if rel.view == "sender" then
+            tree:add(F.hol_reported_by, rel.dupack_based and "dupack" or "sack")
+            if rel.first_sack_frame ~= nil then tree:add(F.hol_report_frame, rel.first_sack_frame) end
+            if rel.by_send_ms ~= nil then tree:add(F.hol_send_hold_ms, rel.by_send_ms) end
+        elseif rel.fill_by ~= nil then
+            tree:add(F.hol_fill_evidence, tostring(rel.fill_by))
+        end
+        if rel.spurious_frame ~= nil then
+            tree:add(F.hol_spurious_frame, rel.spurious_frame)
+            tree:add(F.hol_dsack_frame, rel.dsack_frame)
+        end
         local what
         local fill, recv = rel.fill, rel.view == "receiver"
         local ev = recv and EVIDENCE[rel.fill_by]       -- (TSvals: the usual case, not said)

@@ -611,6 +611,8 @@ local function render_end(tree, r)
     tree:add(F.retries_count, r.count)
     tree:add(F.retries_elapsed_s, r.elapsed)
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
+    if r.who ~= nil and r.outcome ~= "recovered" then tree:add(F.retries_reset_by, r.who) end
+    if r.probe ~= nil then tree:add(F.retries_probe, r.probe) end
     local txt
     if r.kind == "data" then
         tree:add(F.retries_rto_count, r.rto_n)
@@ -652,6 +654,8 @@ local function render_control(tree, r, ep, last)
     tree:add(F.retries_count, r.count)
     tree:add(F.retries_elapsed_s, r.elapsed)
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
+    if r.probe ~= nil then tree:add(F.retries_probe, r.probe) end
+    if r.kind == "syn" then tree:add(F.retries_synack, r.synack and true or false) end
     if last then tree:add(F.retries_outcome, outcome_of(ep)) end
     if r.control then
         local key = r.probe or r.kind
@@ -679,8 +683,10 @@ local function render_data(tree, r, ep, revisit, last)
     if r.other then return end
     tree:add(F.retries_rto_count, r.rto_n)
     tree:add(F.retries_budget_s, r.budget)
+    tree:add(F.retries_budget_from, r.is_ut and "user_timeout" or "tcp_retries2")
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
     tree:add(F.retries_linux_like, linux_like)
+    if not linux_like then tree:add(F.retries_not_linux, ep.why_not or r.why_not or "") end
     if linux_like and r.assumed ~= nil then tree:add(F.retries_assumed, r.assumed) end
     if last then tree:add(F.retries_outcome, outcome_of(ep)) end
     if r.approaching then

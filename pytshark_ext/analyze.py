@@ -388,6 +388,8 @@ def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
             "not_linux": _s(last, "tcpstall.retries.not_linux"),
             "first_frame": int(k[1]) if k[1] else None,
             "final_frame": _i(final, "frame.number") if final else None,
+            # the registered severity of the episode's strongest expert (tcpstall.lua)
+            "severity": "error" if final else "warn" if warned else "note",
             "outcome": outcome,
             "reset_by": _s(end_row, "tcpstall.retries.reset_by") if end_row else None,
             "end_frame": _i(end_row, "frame.number") if end_row else _i(last, "frame.number"),

@@ -214,16 +214,10 @@ class Progress:
 # --- ranking and rendering ---------------------------------------------------------------------
 
 def severity(f: Finding) -> Optional[str]:
-    """The plugin's severity for a stall finding. HOL findings carry it from tshark's output (the
-    experts are registered twice: warn, and note below hol_warn_ms); rwnd throttling and the two
-    retries experts have one registered severity each (plugins/tcpstall.lua): error when the last
-    retransmission before the predicted abort was sent (`tcpstall.retries.final`)."""
-    n = f.numbers or {}
-    if n.get("severity"):
-        return n["severity"]
-    if f.kind == "retries":
-        return "error" if n.get("final_frame") is not None else "warn"
-    return "warn" if f.kind == "rwnd_throttling" else None
+    """The plugin's severity for a stall finding, as analyze states it from the fields (HOL: the
+    release expert's, warn or note by hol_warn_ms; retries: error once the last retransmission
+    before the predicted abort was sent; rwnd throttling: its expert's, warn)."""
+    return (f.numbers or {}).get("severity")
 
 
 def first_frame(f: Finding) -> Optional[int]:

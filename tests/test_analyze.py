@@ -139,3 +139,14 @@ def test_cli_sender_settings_must_be_whole_numbers(pref):
                 ["correlate", str(sample("heartbeat-loss-client.pcapng")), str(sample("heartbeat-loss-server.pcapng"))]):
         res = CliRunner().invoke(main, cmd + ["-o", pref])
         assert res.exit_code == 2 and pref in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_retries_severity_is_the_strongest_experts(isolated_home):
+    """peer-vanishes with tcp_retries2=6: the last retransmission before the predicted abort is in
+    the capture (tcpstall.retries.final, error); with the default 15 it is not (approaching: warn)."""
+    from pytshark_ext.analyze import analyze_capture
+    cap = str(sample("peer-vanishes-client.pcapng"))
+    [short] = [f for f in analyze_capture(cap, prefs={"tcp_retries2": "6"}).findings if f.kind == "retries"]
+    [default] = [f for f in analyze_capture(cap).findings if f.kind == "retries"]
+    assert (short.numbers["severity"], short.numbers["final_frame"] is not None) == ("error", True)
+    assert (default.numbers["severity"], default.numbers["final_frame"]) == ("warn", None)

@@ -231,11 +231,11 @@ def _finding(kind, ms, **numbers):
 def test_rank_by_severity_then_duration():
     results = [scan.UnitResult((scan.CaptureScan("a.pcapng", (
         _finding("hol_blocked", 15.0, severity="note"),
-        _finding("retries", 900.0, final_frame=None),               # approaching: warn
+        _finding("retries", 900.0, severity="warn"),                # approaching
         _finding("lost", 5000.0),                                   # not a stall
     )),)), scan.UnitResult((scan.CaptureScan("b.pcapng", (
-        _finding("retries", 300.0, final_frame=12),                 # the last one before the abort: error
-        _finding("rwnd_throttling", 2000.0, start_frame=4),
+        _finding("retries", 300.0, severity="error"),               # the last one before the abort
+        _finding("rwnd_throttling", 2000.0, severity="warn", start_frame=4),
     )),))]
     rows = scan.ranked(results)
     assert [(r.file, r.kind, r.severity, r.duration_ms) for r in rows] == [

@@ -12,6 +12,8 @@ from conftest import ROOT, run_tshark, sample
 from pytshark_ext import tshark as ts
 from pytshark_ext.cli import main
 
+pytestmark = pytest.mark.slow      # end-to-end: every analyze/correlate JSON run twice (reworded experts); the full suite (make test) runs it
+
 PROBE = ROOT / "tests" / "data" / "lua" / "reword_experts.lua"
 
 

@@ -18,6 +18,8 @@ from pytshark_ext.paths import plugin_script
 
 from conftest import sample
 
+pytestmark = pytest.mark.slow      # tshark started as other users, several ways; the full suite (make test) runs it
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                                 reason="needs root and setpriv (util-linux) to drop privileges")
 

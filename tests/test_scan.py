@@ -15,6 +15,8 @@ from pytshark_ext import fleet, scan
 from pytshark_ext.cli import main
 from pytshark_ext.records import Finding
 
+pytestmark = pytest.mark.slow      # end-to-end: whole fleets, a Dask LocalCluster; the full suite (make test) runs it
+
 BROKEN = b"this is not a capture file, only text that happens to be long enough\n" * 4
 
 

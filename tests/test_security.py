@@ -16,6 +16,8 @@ from conftest import ROOT, run_tshark, sample
 from pytshark_ext import tshark as ts
 from pytshark_ext.cli import main
 
+pytestmark = pytest.mark.slow      # end-to-end: hostile inputs through every command; the full suite (make test) runs it
+
 PLUGIN_DIR = ROOT / "plugins"
 LUA_FILES = sorted(PLUGIN_DIR.rglob("*.lua"))
 PY_DIRS = [ROOT / "pytshark_ext", ROOT / "bench", ROOT / "lab"]

@@ -108,6 +108,7 @@ local function state(S)
             unknown_noted = false, shown_w = nil, shown_k = nil,
             -- S's sending
             high = nil, mss = 0, bytes = 0,
+            full_t = nil, gap_min = nil, gap_n = 0,   -- ACK of all S sent -> S's next data (s_turn)
             open_since = nil, open_t = nil, open_f = nil,
             ep = nil, tol = 0.002,
             episodes = 0, limited_s = 0, min_w = nil,
@@ -115,6 +116,21 @@ local function state(S)
         S.a.rwnd = A
     end
     return A
+end
+
+-- S's turn (capture point -> S -> capture point). The core measures it from TS echoes or the
+-- handshake. Without either (no TCP timestamps, handshake not captured) it is estimated here from
+-- data->ACK pairing alone: an ACK of everything S has sent, then S's next new data. At a
+-- sender-side capture S answers at once (gap << R's data->ACK turn); at a receiver-side capture
+-- of a stop-and-wait transfer S's data comes back a whole path round trip later (gap >> R's
+-- turn). A gap in between (a stream still in flight at the receiver, an idle sender) tells
+-- neither: the turn stays unknown and nothing is inferred.
+local function s_turn(A, S)
+    if S.turn_min ~= nil then return S.turn_min end
+    local g, r = A.gap_min, S.peer.turn_min
+    if g == nil or A.gap_n < 4 or r == nil then return nil end
+    if g <= 0.2 * r or g >= 5 * r then return g end
+    return nil
 end
 
 local function mult(A)
@@ -131,7 +147,7 @@ local function rtt_of(S, ep)
     if ep == nil then ep = A and A.ep end
     local R = S.peer
     local s, r
-    if ep ~= nil and ep.s_n > 0 then s = ep.s_sum / ep.s_n else s = S.turn_min end
+    if ep ~= nil and ep.s_n > 0 then s = ep.s_sum / ep.s_n else s = s_turn(A, S) end
     if ep ~= nil and ep.r_n > 0 then r = ep.r_sum / ep.r_n else r = R.turn_s or R.turn_min end
     if s == nil or r == nil then return nil end     -- one half unknown: no RTT rather than half of it
     local rtt = s + r
@@ -155,7 +171,7 @@ local function advance(A, S, now)
     local n = A.n
     local p = A.ptr
     if p >= n then return end
-    local turn = S.turn_min or 0
+    local turn = s_turn(A, S) or 0
     local lim = now - turn + (turn * 0.2 > 0.0002 and turn * 0.2 or 0.0002)
     if n - p > RING then p = n - RING end          -- overwritten: skip to the oldest kept
     local qt, qa, qr, qu, qf = A.qt, A.qa, A.qr, A.qu, A.qf
@@ -362,7 +378,14 @@ local function on_data(A, S, pkt, out, st)
     if A.kack == nil then return end                -- no ACK from R known yet
     local ack, raw = A.kack, A.kraw
     local flight = de - ack
-    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns and S.turn_min ~= nil then
+    if A.full_t ~= nil then
+        -- the first new data after an ACK of everything S had sent (see s_turn)
+        local g = t - A.full_t
+        A.full_t = nil
+        if A.gap_min == nil or g < A.gap_min then A.gap_min = g end
+        A.gap_n = A.gap_n + 1
+    end
+    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns and s_turn(A, S) ~= nil then
         -- (only once S's turn is measured: without it a receiver-side capture would count ACKs
         -- the sender had not seen yet and see tiny flights)
         infer(A, S, st, pkt, flight, raw, out)
@@ -394,7 +417,7 @@ local function on_data(A, S, pkt, out, st)
         local rtt = rtt_of(S)
         local tol = rtt and 2 * rtt or 0
         if tol < 0.002 then tol = 0.002 end
-        if (S.turn_min or 0) > (S.peer.turn_min or 0) then
+        if (s_turn(A, S) or 0) > (S.peer.turn_min or 0) then
             -- receiver-side capture: an ACK delayed on its way to the sender looks like a pause
             -- of the sender; allow for path jitter
             local jt = rtt and 8 * rtt or 0
@@ -475,6 +498,7 @@ local function on_advert(A, R, pkt, out)
             r.unknown_note = true
         end
     end
+    if R.peer.turn_min == nil and A.high ~= nil and ack >= A.high then A.full_t = pkt.time end
     if A.hit_t ~= nil and ack >= A.hit_de then
         local smp = pkt.time - A.hit_t
         local ep = A.ep

@@ -172,7 +172,7 @@ local function advance(A, S, now)
     local p = A.ptr
     if p >= n then return end
     local turn = s_turn(A, S) or 0
-    local lim = now - turn + (turn * 0.2 > 0.0002 and turn * 0.2 or 0.0002)
+    local lim = now - turn + 0.0002
     if n - p > RING then p = n - RING end          -- overwritten: skip to the oldest kept
     local qt, qa, qr, qu, qf = A.qt, A.qa, A.qr, A.qu, A.qf
     local m = mult(A)

@@ -24,7 +24,8 @@ FIELDS = (
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms",
     "tcpstall.rwnd.bytes", "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame",
-    "tcpstall.rwnd.cause", "tcpstall.rwnd.cause_text", "tcpstall.rwnd.throttling", "_ws.expert.message",
+    "tcpstall.rwnd.cause", "tcpstall.rwnd.cause_text", "tcpstall.rwnd.ongoing", "tcpstall.rwnd.ended_by",
+    "tcpstall.rwnd.predicted_ms", "tcpstall.rwnd.zero_window_ms", "tcpstall.rwnd.throttling", "_ws.expert.message",
 )
 
 CLIENT = "198.18.1.2"     # lab topology (truth["topology"]["client"]); asserted in expected()
@@ -144,9 +145,12 @@ def check_episode(by_frame, exp: Expected, tr: dict, wscale: int, inferred: bool
     mss = tr["app"]["transfer"]["max_segment_len"]
     assert msg[0].startswith(f"receiver window throttling: rwnd {window} B ({window // mss}×MSS {mss}")
     assert f"caps throughput at {cap:.1f} Mbit/s at RTT {rtt:.2f} ms" in msg[0]
-    assert f"window-limited for {exp.limited_ms / 1000:.2f} s" in msg[0]
-    assert "{:,} B sent".format(exp.bytes).replace(",", " ") in msg[0]
-    assert "bytes/window × RTT = " in msg[0]
+    assert f"window-limited for {exp.limited_ms / 1000:.2f} s: " in msg[0]
+    predicted = float(one(end, "tcpstall.rwnd.predicted_ms"))
+    assert abs(predicted - exp.bytes / window * rtt) <= 0.01 * predicted
+    assert f": {exp.bytes:,} B at {window:,} B per {rtt:.2f} ms ≈ {predicted / 1000:.1f} s".replace(",", " ") in msg[0]
+    assert one(end, "tcpstall.rwnd.ended_by") == "window_opened"
+    assert tshark_bool(one(end, "tcpstall.rwnd.ongoing")) is False
     assert ("shift 0 inferred" in msg[0]) == inferred
     if not inferred:      # (the shorter text leaves room for the cause)
         assert msg[0].endswith("; likely: small SO_RCVBUF")
@@ -382,3 +386,67 @@ def test_cut_captures_infer_true_shift_or_say_unknown(tmp_path, capture, cut):
     hs = truth(scenario)["handshake"]
     shown = {one(r, "tcpstall.rwnd.scale") for r in by_frame.values()} - {None, "-1"}
     assert shown <= {str(hs["server_wscale"]), str(hs["client_wscale"])}
+
+
+# --- an episode still running when the capture ends (issue 15.2) --------------------------------
+
+def _cut_tail(tmp_path, capture: str, keep: int) -> str:
+    import subprocess
+    dst = tmp_path / f"{capture}-first{keep}.pcapng"
+    subprocess.run(["editcap", "-r", str(sample(f"{capture}.pcapng")), str(dst), f"1-{keep}"], check=True,
+                   capture_output=True)
+    return str(dst)
+
+
+def _data_span(cap: str) -> Tuple[int, float, int, float, int]:
+    """(first data frame, its time, last data frame, its time, bytes first seq -> last end) of the client."""
+    f = ("frame.number", "frame.time_epoch", "ip.src", "tcp.seq", "tcp.len")
+    rows = [dict(zip(f, [v[0] if v else None for v in r])) for r in ts.iter_fields(cap, f, with_plugin=False)]
+    data = [r for r in rows if r["ip.src"] == CLIENT and int(r["tcp.len"]) > 0]
+    a, b = data[0], data[-1]
+    return (int(a["frame.number"]), float(a["frame.time_epoch"]), int(b["frame.number"]),
+            float(b["frame.time_epoch"]), int(b["tcp.seq"]) + int(b["tcp.len"]) - int(a["tcp.seq"]))
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_episode_open_at_capture_end(tmp_path, side):
+    """No timestamps, no handshake, the capture stops mid-transfer (first 2000 packets kept): the whole
+    window-limited part is reported - its real duration and bytes, ongoing, ended by the capture's
+    end, on the last window-limited frame (two-pass); -z tcpstall and the per-frame fields (one pass)
+    have the same duration and bytes."""
+    cap = _cut_tail(tmp_path, f"small-rcvbuf-nots-nohs-{side}", 2000)
+    first_f, first_t, last_f, last_t, nbytes = _data_span(cap)
+    window = truth("small-rcvbuf-nots-nohs")["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    by_frame, streams = run(cap, True)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    f_end, end = ex[-1]
+    assert f_end == last_f and int(one(end, "tcpstall.rwnd.end_frame")) == last_f
+    assert one(end, "tcpstall.rwnd.ended_by") == "capture_end" and tshark_bool(one(end, "tcpstall.rwnd.ongoing"))
+    assert int(one(end, "tcpstall.rwnd.start_frame")) == first_f
+    assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - (last_t - first_t) * 1000) <= 0.1
+    assert int(one(end, "tcpstall.rwnd.bytes")) == nbytes
+    assert int(one(end, "tcpstall.rwnd.window")) == window
+    rtt = float(one(end, "tcpstall.rwnd.rtt_ms"))
+    predicted = float(one(end, "tcpstall.rwnd.predicted_ms"))
+    assert abs(predicted - nbytes / window * rtt) <= 0.01 * predicted
+    # the prediction is the duration the capture shows (one window per round trip)
+    assert abs(predicted - (last_t - first_t) * 1000) <= 0.05 * predicted
+    (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert f"window-limited for {last_t - first_t:.2f} s (until the capture ended): {nbytes:,} B at {window} B per".replace(",", " ") in msg
+    (s,) = streams
+    assert s.columns["rwnd_episodes"] == "1"
+    assert abs(float(s.columns["rwnd_limited_ms"]) - (last_t - first_t) * 1000) <= 0.1
+    # one pass: no later frame to carry the final report; the last data frame has the numbers so far
+    one_pass, streams1 = run(cap, False)
+    last = one_pass[last_f]
+    assert int(one(last, "tcpstall.rwnd.bytes")) == nbytes
+    assert abs(float(one(last, "tcpstall.rwnd.limited_ms")) - (last_t - first_t) * 1000) <= 0.1
+    assert streams1[0].columns["rwnd_limited_ms"] == s.columns["rwnd_limited_ms"]
+    # tcpstall analyze (two-pass): one finding with those numbers
+    res = analyze.analyze_capture(cap)
+    (fnd,) = [f for f in res.findings if f.kind == "rwnd_throttling"]
+    d = analyze.finding_to_dict(fnd)
+    assert d["ongoing"] is True and d["ended_by"] == "capture_end" and d["bytes"] == nbytes
+    assert abs(d["duration_ms"] - (last_t - first_t) * 1000) <= 0.2
+    assert abs(d["predicted_ms"] - predicted) < 1e-6

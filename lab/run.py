@@ -493,6 +493,38 @@ class SmallRcvbuf2048NoTs(SmallRcvbufNoTs):
                    "2 079 208-byte message and waits for the reply (app timeout 3 s)")
 
 
+class SmallRcvbufReset(SmallRcvbufNoTs):
+    name = "small-rcvbuf-reset"
+    kill_after_s = 1.5
+    description = ("issue 15.2: small-rcvbuf-nots (SO_RCVBUF=1024, no TCP timestamps), but the server process is "
+                   "killed 1.5 s into the 2 079 208-byte upload: its kernel resets the connection (RST, unread "
+                   "data) while the transfer is still window-limited")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.message)
+        time.sleep(self.kill_after_s)
+        t_kill = time.time()
+        lab.stop_proc(self.server, signal.SIGKILL)
+        self.wait_event("failed", 1)
+        self.quit()
+        err = next(e for e in self.client_events() if e.get("event") == "error")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "app_timeout_ms": self.client_args[1],
+                "server_so_rcvbuf_requested": self.rcvbuf, "server_killed_at": round(t_kill, 6),
+                "request_start": round(err["start"], 6), "error": err["error"], "error_time": round(err["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        super().analyse(csegs, ssegs)
+        rst = [s for s in csegs if s.src == SERVER_IP and s.rst]
+        self.truth["app"]["transfer"]["rst_client_capture"] = rst[0].to_json() if rst else None
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        expect(any(s.rst for s in csegs if s.src == SERVER_IP), f"{self.name}: no RST from the server")
+
+
 class SmallRcvbuf16k(SmallRcvbuf):
     name = "small-rcvbuf-16k"
     mtu = 1500
@@ -1311,7 +1343,7 @@ class SeqWrap(RpcScenario):
 
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
-                                 ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs,
+                                 ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
                                  SmallRcvbuf16k, SmallRcvbuf64k, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,

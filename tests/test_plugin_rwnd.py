@@ -450,3 +450,34 @@ def test_episode_open_at_capture_end(tmp_path, side):
     assert d["ongoing"] is True and d["ended_by"] == "capture_end" and d["bytes"] == nbytes
     assert abs(d["duration_ms"] - (last_t - first_t) * 1000) <= 0.2
     assert abs(d["predicted_ms"] - predicted) < 1e-6
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["small-rcvbuf-reset", "small-rcvbuf-reset-nohs"])
+def test_episode_ended_by_reset(scenario, side, two_pass):
+    """The server is killed mid-transfer (lab small-rcvbuf-reset, no timestamps): the episode ends at the
+    server's RST, ongoing, with the duration and bytes up to it, in one pass and two-pass alike."""
+    tr = truth(scenario)
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    first_f, first_t, _, _, nbytes = _data_span(cap)
+    f = ("frame.number", "frame.time_epoch", "tcp.flags.reset")
+    rst = next(r for r in ts.iter_fields(cap, f, with_plugin=False) if tshark_bool(r[2][0]))
+    rst_f, rst_t = int(rst[0][0]), float(rst[1][0])
+    if side == "client" and scenario == "small-rcvbuf-reset":
+        assert rst_f == tr["app"]["transfer"]["rst_client_capture"]["frame"]
+    by_frame, streams = run(cap, two_pass)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    f_end, end = ex[-1]
+    assert f_end == rst_f and int(one(end, "tcpstall.rwnd.end_frame")) == rst_f
+    assert one(end, "tcpstall.rwnd.ended_by") == "reset" and tshark_bool(one(end, "tcpstall.rwnd.ongoing"))
+    assert int(one(end, "tcpstall.rwnd.start_frame")) == first_f
+    assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - (rst_t - first_t) * 1000) <= 0.1
+    assert int(one(end, "tcpstall.rwnd.bytes")) == nbytes
+    assert int(one(end, "tcpstall.rwnd.window")) == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    assert int(one(end, "tcpstall.rwnd.scale")) == 0
+    assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is scenario.endswith("nohs")
+    (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert "(until the connection was reset)" in msg
+    assert streams[0].columns["rwnd_episodes"] == "1"

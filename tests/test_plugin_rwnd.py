@@ -481,3 +481,51 @@ def test_episode_ended_by_reset(scenario, side, two_pass):
     (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
     assert "(until the connection was reset)" in msg
     assert streams[0].columns["rwnd_episodes"] == "1"
+
+
+# --- windows of dozens of segments, both capture points (issue 15.3) -----------------------------
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["small-rcvbuf-16k", "small-rcvbuf-16k-nohs", "small-rcvbuf-64k",
+                                      "small-rcvbuf-64k-nohs"])
+def test_large_small_window(scenario, side, two_pass):
+    """SO_RCVBUF 16384 (18 824 B = 13 segments, shift 0) and 65536 (80 480 B, shift 1), RTT 10 ms, a
+    3 MB upload: the exact window and shift (inferred without the handshake), the cap within 5 % of
+    window / path RTT at both capture points, the episode up to the ACK of the last byte."""
+    tr = truth(scenario)
+    wscale = tr["handshake"]["server_wscale"]
+    nohs = scenario.endswith("nohs")
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    exp = expected(cap, wscale)
+    window = tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    assert exp.window == window and window > 12 * tr["app"]["transfer"]["max_segment_len"]
+    by_frame, streams = run(cap, two_pass)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    end = ex[-1][1]
+    assert int(one(end, "tcpstall.rwnd.window")) == window
+    assert int(one(end, "tcpstall.rwnd.scale")) == wscale
+    assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is nohs
+    path_cap = window * 8 / tr["handshake"]["rtt_ms"] / 1000
+    assert abs(float(one(end, "tcpstall.rwnd.cap_mbps")) - path_cap) <= 0.05 * path_cap
+    # the end: the ACK that opened the window beyond the last data (the tail was less than a window),
+    # within the last window's frames before the ACK of the last byte
+    segs = window // tr["app"]["transfer"]["max_segment_len"]
+    assert 0 <= exp.end_ack_frame - int(one(end, "tcpstall.rwnd.end_frame")) <= 2 * segs
+    assert one(end, "tcpstall.rwnd.ended_by") == "window_opened"
+    # the episode is the transfer after slow start: most of its bytes, at one window per round
+    nbytes = int(one(end, "tcpstall.rwnd.bytes"))
+    # (counted from the ACK the sender knew: a capture cut mid-transfer starts with up to a window in flight)
+    assert 0.85 * exp.bytes <= nbytes <= exp.bytes + (window if nohs else 0)
+    start_t = float(one(by_frame[int(one(end, "tcpstall.rwnd.start_frame"))], "frame.time_epoch")) \
+        if int(one(end, "tcpstall.rwnd.start_frame")) in by_frame else None
+    limited = float(one(end, "tcpstall.rwnd.limited_ms"))
+    if start_t is not None:
+        assert (exp.end_ack_t - start_t) * 1000 - 1.5 * tr["handshake"]["rtt_ms"] <= limited
+        assert limited <= (exp.end_ack_t - start_t) * 1000
+    assert abs(float(one(end, "tcpstall.rwnd.predicted_ms")) - limited) <= 0.01 * limited
+    assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
+    (s,) = streams
+    assert s.columns["rwnd_window"] == str(window) and s.columns["rwnd_episodes"] == "1"
+    assert s.columns["rwnd_scale"] == (f"{wscale} inferred" if nohs else str(wscale))

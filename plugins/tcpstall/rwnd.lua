@@ -152,6 +152,11 @@ local function mult(A)
     return 2 ^ (A.k or A.kmin)
 end
 
+-- steady: at least 80 % of the window-limited sends saw the current window
+local function steady(ep)
+    return ep.same >= 0.8 * ep.hits
+end
+
 -- RTT of the window-limited rounds: the sender's turn (opening ACK seen -> the data filling the
 -- window seen) plus the receiver's turn (that data seen -> its ACK seen), each averaged over the
 -- rounds of the episode, whatever the capture point (so window / RTT is the throughput the
@@ -160,6 +165,14 @@ end
 local function rtt_of(S, ep)
     local A = S.a.rwnd
     if ep == nil then ep = A and A.ep end
+    if ep ~= nil and steady(ep) and ep.w_last > 0 and ep.dur > 0 then
+        -- a steady window: one window per round, so the round is what the rounds took (the
+        -- per-round turn samples of the party next to the capture point include its pauses, e.g.
+        -- a burst still being sent, and overstate it with windows of dozens of segments). While
+        -- the episode runs, its first window was sent before its clock started.
+        local rounds = ep.bytes_now / ep.w_last - (ep.end_f == nil and 1 or 0)
+        if rounds >= 4 then return ep.dur / rounds end
+    end
     local R = S.peer
     local s, r
     if ep ~= nil and ep.s_n > 0 then s = ep.s_sum / ep.s_n else s = s_turn(A, S) end
@@ -238,10 +251,6 @@ local function result(out)
     return r
 end
 
--- steady: at least 80 % of the window-limited sends saw the current window
-local function steady(ep)
-    return ep.same >= 0.8 * ep.hits
-end
 
 local function typical_w(ep)
     if steady(ep) or ep.decreases >= 2 then return ep.w_last end

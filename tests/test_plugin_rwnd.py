@@ -529,3 +529,48 @@ def test_large_small_window(scenario, side, two_pass):
     (s,) = streams
     assert s.columns["rwnd_window"] == str(window) and s.columns["rwnd_episodes"] == "1"
     assert s.columns["rwnd_scale"] == (f"{wscale} inferred" if nohs else str(wscale))
+
+
+# --- a zero window that stays closed: the app stopped reading (issue 15.4) -----------------------
+
+def _zero_span(cap: str):
+    """(time of the server's first zero window, time of its next non-zero window or None, last frame time)."""
+    f = ("frame.time_epoch", "ip.src", "tcp.window_size_value", "tcp.flags.syn")
+    rows = [[v[0] if v else None for v in r] for r in ts.iter_fields(cap, f, with_plugin=False)]
+    srv = [(float(t), int(w)) for t, src, w, syn in rows if src != CLIENT and not tshark_bool(syn)]
+    i = next(i for i, (_, w) in enumerate(srv) if w == 0)
+    reopen = next((t for t, w in srv[i:] if w > 0), None)
+    return srv[i][0], reopen, float(rows[-1][0])
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["zero-window-probes", "zero-window-peer-vanishes"])
+def test_zero_window_app_not_reading(scenario, side, two_pass):
+    """The server app stops reading; its window closes and the client probes it with backoff. Reported
+    once the zero window has lasted rwnd_min_episode_ms (no refills to count while it is closed), as
+    "app not reading", with how long the window stayed closed: until it reopened (zero-window-probes,
+    8 s stall), or, when the peer vanished, until the capture's last probe (ongoing, two-pass)."""
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    zero_t, reopen_t, last_t = _zero_span(cap)
+    by_frame, streams = run(cap, two_pass)
+    ex = experts(by_frame)
+    (f_start, start) = ex[0]
+    assert one(start, "tcpstall.rwnd.cause") == "app_not_reading"
+    assert 100 <= float(one(start, "tcpstall.rwnd.zero_window_ms")) < 300
+    assert streams[0].columns["rwnd_episodes"] == "1"
+    if reopen_t is None and not two_pass:
+        assert len(ex) == 1                     # one pass: the capture ended while it was closed
+        return
+    assert len(ex) == 2
+    end = ex[-1][1]
+    assert one(end, "tcpstall.rwnd.cause") == "app_not_reading"
+    closed_ms = ((reopen_t or last_t) - zero_t) * 1000
+    assert abs(float(one(end, "tcpstall.rwnd.zero_window_ms")) - closed_ms) <= 0.1
+    assert one(end, "tcpstall.rwnd.ended_by") == ("window_opened" if reopen_t else "capture_end")
+    assert tshark_bool(one(end, "tcpstall.rwnd.ongoing")) is (reopen_t is None)
+    (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert f"window closed (zero window) for {closed_ms / 1000:.2f} s" in msg and msg.endswith("app not reading")
+    if scenario == "zero-window-probes":
+        stall = truth(scenario)["app"]["stall_ms"]
+        assert 0.95 * stall <= closed_ms <= stall

@@ -309,7 +309,7 @@ local function report(A, S, ep, final)
         -- at one window per round trip these bytes take bytes / window x RTT
         -- (not when the window closed: then the reader, not window / RTT, set the pace)
         predicted = (rtt ~= nil and w > 0 and not ep.zero) and ep.bytes_now / w * rtt or nil,
-        zero_s = ep.zero_s, ended_by = final and (ep.ended_by or "window_opened") or nil,
+        zero_s = ep.zero_s + ((not final and A.zero_t ~= nil) and ep.last_t - A.zero_t or 0), ended_by = final and (ep.ended_by or "window_opened") or nil,
         ongoing = ep.ended_by == "reset" or ep.ended_by == "capture_end" or not final,
     }
 end
@@ -357,6 +357,10 @@ end
 local function tick(A, S, st, out, now)
     if A.n > A.ptr then advance(A, S, now) end
     local ep = A.ep
+    if ep ~= nil and A.zero_t ~= nil then
+        -- a closed window lasts while S waits (probes, unanswered ones too)
+        ep.last_t, ep.last_f, ep.dur = now, st.last_f, now - ep.start_t
+    end
     if ep ~= nil and A.open_since ~= nil and now - A.open_since > A.tol then
         end_episode(A, S, st, out, now)
     end
@@ -519,7 +523,7 @@ local function on_data(A, S, pkt, out, st)
 end
 
 -- R (= fwd) advertises a window for S (= rev)
-local function on_advert(A, R, pkt, out)
+local function on_advert(A, R, pkt, out, st)
     local raw = pkt.win_raw
     local ack = pkt.ack
     if not raw or not ack then return end
@@ -556,6 +560,20 @@ local function on_advert(A, R, pkt, out)
     elseif A.zero_t ~= nil then
         if A.ep ~= nil then A.ep.zero_s = A.ep.zero_s + (pkt.time - A.zero_t) end
         A.zero_t = nil
+    end
+    local ep = A.ep
+    if A.zero_t ~= nil and ep ~= nil then
+        -- the window stays closed: S sends nothing but probes, so there are no refills to count.
+        -- The episode lasts as long as the zero window, and a zero window that has lasted
+        -- rwnd_min_episode_ms is reported (the app stopped reading; it may never resume)
+        ep.last_t, ep.last_f = pkt.time, pkt.number
+        ep.dur = pkt.time - ep.start_t
+        if not ep.confirmed and pkt.time - A.zero_t >= (core.settings.rwnd_min_episode_ms or 100) / 1000
+            and A.src ~= nil then
+            ep.confirmed = true
+            live[A] = { S = R.peer, st = st }
+            result(out).start = report(A, R.peer, ep, false)
+        end
     end
     if ack ~= A.last_ack or raw ~= A.last_raw then
         local n = A.n + 1
@@ -606,7 +624,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
     if pkt.ackf and pkt.win_raw then
         local Ar = rev.a.rwnd
         if Ar == nil then Ar = state(rev) end
-        on_advert(Ar, fwd, pkt, out)
+        on_advert(Ar, fwd, pkt, out, st)
         if Ar.ep ~= nil then tick(Ar, rev, st, out, t) end
     end
 end
@@ -662,8 +680,8 @@ local function render_report(tree, rep)
         txt = rep.final
             and format("receiver window throttling: the receiver's window closed (zero window) for %s; window-limited for %s, %s B sent%s",
                 fmt_dur(rep.zero_s), fmt_dur(rep.dur), fmt_int(rep.bytes), ENDED[rep.ended_by] or "")
-            or format("receiver window throttling: the receiver's window closed (zero window); window-limited since frame %d (%s)",
-                rep.start_f, fmt_dur(rep.dur))
+            or format("receiver window throttling: the receiver's window closed (zero window) for %s so far; window-limited since frame %d (%s)",
+                fmt_dur(rep.zero_s), rep.start_f, fmt_dur(rep.dur))
     elseif rep.final then
         local sent = rep.predicted ~= nil and fmt_predicted(rep.bytes, rep.w, rep.rtt)
             or (fmt_int(rep.bytes) .. " B sent")

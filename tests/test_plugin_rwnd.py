@@ -433,7 +433,7 @@ def test_episode_open_at_capture_end(tmp_path, side):
     # the prediction is the duration the capture shows (one window per round trip)
     assert abs(predicted - (last_t - first_t) * 1000) <= 0.05 * predicted
     (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
-    assert f"window-limited for {last_t - first_t:.2f} s (until the capture ended): {nbytes:,} B at {window} B per".replace(",", " ") in msg
+    assert f"window-limited for {last_t - first_t:.2f} s until the capture ended: {nbytes:,} B at {window} B per".replace(",", " ") in msg
     (s,) = streams
     assert s.columns["rwnd_episodes"] == "1"
     assert abs(float(s.columns["rwnd_limited_ms"]) - (last_t - first_t) * 1000) <= 0.1
@@ -479,7 +479,7 @@ def test_episode_ended_by_reset(scenario, side, two_pass):
     assert int(one(end, "tcpstall.rwnd.scale")) == 0
     assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is scenario.endswith("nohs")
     (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
-    assert "(until the connection was reset)" in msg
+    assert "until the RST: " in msg
     assert streams[0].columns["rwnd_episodes"] == "1"
 
 

@@ -636,7 +636,7 @@ local function add(tree, f, v)
 end
 
 -- how an episode that did not end by the window opening ended, as the expert says it
-local ENDED = { reset = " (until the connection was reset)", capture_end = " (until the capture ended)" }
+local ENDED = { reset = " until the RST", capture_end = " until the capture ended" }
 
 local function render_report(tree, rep)
     add(tree, F.rwnd_window, rep.w)
@@ -689,7 +689,7 @@ local function render_report(tree, rep)
             fmt_int(rep.w), segtxt, captxt, fmt_dur(rep.dur), ENDED[rep.ended_by] or "", sent)
     else
         local thumb = ""
-        if rep.rtt ~= nil and rep.w > 0 then thumb = "; " .. fmt_predicted(1e6, rep.w, rep.rtt) end
+        if rep.rtt ~= nil and rep.w > 0 then thumb = "; 1 MB takes ≈ " .. fmt_approx(1e6 / rep.w * rep.rtt) end
         txt = format("receiver window throttling: rwnd %s B%s %s; window-limited since frame %d (%s)%s",
             fmt_int(rep.w), segtxt, captxt, rep.start_f, fmt_dur(rep.dur), thumb)
     end

@@ -489,7 +489,7 @@ class SmallRcvbuf2048NoTs(SmallRcvbufNoTs):
     name = "small-rcvbuf-2048-nots"
     rcvbuf = 2048
     description = ("incident B's own shape without TCP timestamps (tcp_timestamps=0 in the client's namespace): the "
-                   "server's listening socket has SO_RCVBUF=2048 (window 2×MSS), MSS 574; the client sends one "
+                   "server's listening socket has SO_RCVBUF=2048 (window 3×MSS = 1722 B on this kernel; the incident's was 2×MSS), MSS 574; the client sends one "
                    "2 079 208-byte message and waits for the reply (app timeout 3 s)")
 
 
@@ -1362,8 +1362,11 @@ def truth_in_words(t: dict) -> str:
         tr = app["transfer"]
         s = (f"server SO_RCVBUF {app['server_so_rcvbuf_requested']} -> window {tr['server_advertised_window_bytes']['max']} B "
              f"(wscale {tr['server_window_scale']}), MSS {t['handshake']['client_mss']}; "
-             f"{tr['payload_bytes']} B in {tr['duration_ms'] / 1000:.2f} s; client proc_time {app['proc_time_ms']:.0f} ms "
-             f"({app['status']}, timeout {app['app_timeout_ms']} ms)")
+             f"{tr['payload_bytes']} B in {tr['duration_ms'] / 1000:.2f} s; " + (
+                 f"client proc_time {app['proc_time_ms']:.0f} ms ({app['status']}, timeout {app['app_timeout_ms']} ms)"
+                 if "proc_time_ms" in app else
+                 f"server killed after {app['server_killed_at'] - app['request_start']:.2f} s: RST (client frame "
+                 f"{tr['rst_client_capture']['frame']}), client {app['error']}"))
         if n.endswith("nohs"):
             s += f"; first {t['captures']['client']['cut_packets']} packets cut (no SYN: window scales unknown)"
         return s

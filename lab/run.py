@@ -443,7 +443,7 @@ class SmallRcvbuf(RpcScenario):
         done = self.one_request(lab, self.message)
         listen = [l for l in self.slog_path.read_text().splitlines() if "SO_RCVBUF" in l]
         return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
-                "message_bytes": self.message, "app_timeout_ms": 3000,
+                "message_bytes": self.message, "app_timeout_ms": self.client_args[1],
                 "server_so_rcvbuf_requested": self.rcvbuf or None,
                 "server_log_rcvbuf_lines": listen,
                 "request_start": round(done["start"], 6), "request_sent": round(done["sent"], 6),
@@ -494,6 +494,72 @@ class SmallRcvbuf(RpcScenario):
                                      "mss": self.truth["handshake"].get("client_mss")}})
         (self.out / f"{name}.truth.json").write_text(json.dumps(t, indent=2) + "\n")
         log(f"{name}: wrote {name}.truth.json")
+
+
+class SmallRcvbufNoTs(SmallRcvbuf):
+    name = "small-rcvbuf-nots"
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    description = ("incident B without TCP timestamps (tcp_timestamps=0 in the client's namespace, as on a Windows "
+                   "host): the server's listening socket has SO_RCVBUF=1024, MSS 574; the client sends one "
+                   "2 079 208-byte message and waits for the reply (app timeout 3 s)")
+
+
+class SmallRcvbuf2048NoTs(SmallRcvbufNoTs):
+    name = "small-rcvbuf-2048-nots"
+    rcvbuf = 2048
+    description = ("incident B's own shape without TCP timestamps (tcp_timestamps=0 in the client's namespace): the "
+                   "server's listening socket has SO_RCVBUF=2048 (window 3×MSS = 1722 B on this kernel; the incident's was 2×MSS), MSS 574; the client sends one "
+                   "2 079 208-byte message and waits for the reply (app timeout 3 s)")
+
+
+class SmallRcvbufReset(SmallRcvbufNoTs):
+    name = "small-rcvbuf-reset"
+    kill_after_s = 1.5
+    description = ("issue 15.2: small-rcvbuf-nots (SO_RCVBUF=1024, no TCP timestamps), but the server process is "
+                   "killed 1.5 s into the 2 079 208-byte upload: its kernel resets the connection (RST, unread "
+                   "data) while the transfer is still window-limited")
+
+    def body(self, lab):
+        self.start_pair(lab)
+        time.sleep(0.3)
+        self.send(self.message)
+        time.sleep(self.kill_after_s)
+        t_kill = time.time()
+        lab.stop_proc(self.server, signal.SIGKILL)
+        self.wait_event("failed", 1)
+        self.quit()
+        err = next(e for e in self.client_events() if e.get("event") == "error")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name,
+                "message_bytes": self.message, "app_timeout_ms": self.client_args[1],
+                "server_so_rcvbuf_requested": self.rcvbuf, "server_killed_at": round(t_kill, 6),
+                "request_start": round(err["start"], 6), "error": err["error"], "error_time": round(err["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        super().analyse(csegs, ssegs)
+        rst = [s for s in csegs if s.src == SERVER_IP and s.rst]
+        self.truth["app"]["transfer"]["rst_client_capture"] = rst[0].to_json() if rst else None
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        expect(any(s.rst for s in csegs if s.src == SERVER_IP), f"{self.name}: no RST from the server")
+
+
+class SmallRcvbuf16k(SmallRcvbuf):
+    name = "small-rcvbuf-16k"
+    mtu = 1500
+    delay_ms = 5.0
+    message = 3_000_000
+    rcvbuf = 16384
+    client_args = ["--timeout-ms", 10000]
+    description = ("issue 15.3: a window of more than a dozen segments: the server's listening socket has "
+                   "SO_RCVBUF=16384, MTU 1500, RTT 10 ms; the client uploads one 3 000 000-byte message")
+
+
+class SmallRcvbuf64k(SmallRcvbuf16k):
+    name = "small-rcvbuf-64k"
+    rcvbuf = 65536
+    description = ("issue 15.3: the server's listening socket has SO_RCVBUF=65536 (window scale 1), MTU 1500, "
+                   "RTT 10 ms; the client uploads one 3 000 000-byte message")
 
 
 class AppNotReading(RpcScenario):
@@ -1296,7 +1362,8 @@ class SeqWrap(RpcScenario):
 
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
-                                 ReorderNoTs, SmallRcvbuf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+                                 ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
                                  SynBlackhole, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
@@ -1312,9 +1379,13 @@ def truth_in_words(t: dict) -> str:
                 f"#{', #'.join(str(x['seq']) for x in app['timeouts'])}; receiver Read cost max {app['read_cost_ms_max']} ms")
     if n.startswith("small-rcvbuf"):
         tr = app["transfer"]
-        s = (f"server SO_RCVBUF 1024 -> window {tr['server_advertised_window_bytes']['max']} B (wscale 0), MSS 574; "
-             f"{tr['payload_bytes']} B in {tr['duration_ms'] / 1000:.2f} s; client proc_time {app['proc_time_ms']:.0f} ms "
-             f"({app['status']}, timeout 3000 ms)")
+        s = (f"server SO_RCVBUF {app['server_so_rcvbuf_requested']} -> window {tr['server_advertised_window_bytes']['max']} B "
+             f"(wscale {tr['server_window_scale']}), MSS {t['handshake']['client_mss']}; "
+             f"{tr['payload_bytes']} B in {tr['duration_ms'] / 1000:.2f} s; " + (
+                 f"client proc_time {app['proc_time_ms']:.0f} ms ({app['status']}, timeout {app['app_timeout_ms']} ms)"
+                 if "proc_time_ms" in app else
+                 f"server killed after {app['server_killed_at'] - app['request_start']:.2f} s: RST (client frame "
+                 f"{tr['rst_client_capture']['frame']}), client {app['error']}"))
         if n.endswith("nohs"):
             s += f"; first {t['captures']['client']['cut_packets']} packets cut (no SYN: window scales unknown)"
         return s

@@ -28,7 +28,8 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms", "tcpstall.rwnd.bytes",
     "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame", "tcpstall.rwnd.cause",
-    "tcpstall.rwnd.cause_text",
+    "tcpstall.rwnd.cause_text", "tcpstall.rwnd.ongoing", "tcpstall.rwnd.ended_by", "tcpstall.rwnd.predicted_ms",
+    "tcpstall.rwnd.zero_window_ms",
     "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
     "tcpstall.retries.rto_count", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
     "tcpstall.retries.outcome", "tcpstall.retries.kind", "tcpstall.retries.linux_like",
@@ -260,8 +261,9 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
     """One finding per window-limited episode. The rwnd analyzer reports an episode twice with the
     `tcpstall.rwnd.throttling` expert: when it has lasted `rwnd_min_episode_ms` (no
     `tcpstall.rwnd.end_frame`) and on the frame that shows it ended (with `end_frame`); both carry
-    `tcpstall.rwnd.start_frame`. The end report wins; an episode still running when the capture
-    ends is reported from its start report (`ongoing`)."""
+    `tcpstall.rwnd.start_frame`. The end report wins (an episode still running when the capture
+    ends or the connection is reset has one too, `ongoing`, `ended_by` capture_end / reset, on
+    revisits); without an end report the start report's numbers (`ongoing`)."""
     if by_frame is None:
         by_frame = {n: r for r in rows if (n := _i(r, "frame.number")) is not None}
     episodes: Dict[Tuple[Optional[int], Optional[int]], Row] = {}
@@ -299,7 +301,11 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
             "reported_frame": _i(r, "frame.number"),
             "cause": _s(r, "tcpstall.rwnd.cause"),
             "cause_text": _s(r, "tcpstall.rwnd.cause_text"),
-            "ongoing": end_frame is None,
+            "ongoing": (_s(r, "tcpstall.rwnd.ongoing") or "").lower() in ("1", "true", "yes")
+            if _has(r, "tcpstall.rwnd.ongoing") else end_frame is None,
+            "ended_by": _s(r, "tcpstall.rwnd.ended_by"),
+            "predicted_ms": _f(r, "tcpstall.rwnd.predicted_ms"),
+            "zero_window_ms": _f(r, "tcpstall.rwnd.zero_window_ms"),
         }
         summary = f"receiver window throttling: rwnd {numbers['window']} B, window-limited {limited:.1f} ms" + (
             f", {numbers['bytes']} B sent" if numbers["bytes"] is not None else "") + (

@@ -69,7 +69,9 @@ def test_sizes_stay_small():
     assert files
     for f in files:
         assert f.stat().st_size < 2_000_000, f"{f.name} is {f.stat().st_size} bytes"
-    assert sum(f.stat().st_size for f in CAPS.iterdir() if f.is_file()) < 10_000_000
+    # 16 MB: issue 15's receiver-window variants (5 scenarios, each also committed without its
+    # handshake, ~7.5 MB); the -nohs copies could be cut by editcap at test time instead
+    assert sum(f.stat().st_size for f in CAPS.iterdir() if f.is_file()) < 16_000_000
 
 
 def tshark_read(path: Path):

@@ -24,7 +24,8 @@ FIELDS = (
     "tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred",
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms",
     "tcpstall.rwnd.bytes", "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame",
-    "tcpstall.rwnd.cause", "tcpstall.rwnd.cause_text", "tcpstall.rwnd.throttling", "_ws.expert.message",
+    "tcpstall.rwnd.cause", "tcpstall.rwnd.cause_text", "tcpstall.rwnd.ongoing", "tcpstall.rwnd.ended_by",
+    "tcpstall.rwnd.predicted_ms", "tcpstall.rwnd.zero_window_ms", "tcpstall.rwnd.throttling", "_ws.expert.message",
 )
 
 CLIENT = "198.18.1.2"     # lab topology (truth["topology"]["client"]); asserted in expected()
@@ -141,22 +142,32 @@ def check_episode(by_frame, exp: Expected, tr: dict, wscale: int, inferred: bool
 
     msg = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
     assert len(msg) == 1
-    assert msg[0].startswith(f"receiver window throttling: rwnd {window} B (1×MSS 562")
+    mss = tr["app"]["transfer"]["max_segment_len"]
+    assert msg[0].startswith(f"receiver window throttling: rwnd {window} B ({window // mss}×MSS {mss}")
     assert f"caps throughput at {cap:.1f} Mbit/s at RTT {rtt:.2f} ms" in msg[0]
-    assert f"window-limited for {exp.limited_ms / 1000:.2f} s" in msg[0]
-    assert "{:,} B sent".format(exp.bytes).replace(",", " ") in msg[0]
-    assert "bytes/window × RTT = " in msg[0]
+    assert f"window-limited for {exp.limited_ms / 1000:.2f} s: " in msg[0]
+    predicted = float(one(end, "tcpstall.rwnd.predicted_ms"))
+    assert abs(predicted - exp.bytes / window * rtt) <= 0.01 * predicted
+    assert f": {exp.bytes:,} B at {window:,} B per {rtt:.2f} ms ≈ {predicted / 1000:.1f} s".replace(",", " ") in msg[0]
+    assert one(end, "tcpstall.rwnd.ended_by") == "window_opened"
+    assert tshark_bool(one(end, "tcpstall.rwnd.ongoing")) is False
     assert ("shift 0 inferred" in msg[0]) == inferred
     if not inferred:      # (the shorter text leaves room for the cause)
         assert msg[0].endswith("; likely: small SO_RCVBUF")
 
 
+# small-rcvbuf-nots: the same without TCP timestamps (Windows default): the shift and the rounds
+# come from data->ACK pairing alone
+SMALL = ["small-rcvbuf", "small-rcvbuf-nots"]
+
+
 @pytest.mark.parametrize("two_pass", PASSES)
 @pytest.mark.parametrize("side", SIDES)
-def test_small_rcvbuf_with_handshake(side, two_pass):
-    tr = truth("small-rcvbuf")
+@pytest.mark.parametrize("scenario", SMALL)
+def test_small_rcvbuf_with_handshake(scenario, side, two_pass):
+    tr = truth(scenario)
     assert tr["topology"]["client"] == CLIENT
-    cap = str(sample(f"small-rcvbuf-{side}.pcapng"))
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
     wscale = tr["handshake"]["server_wscale"]
     exp = expected(cap, wscale)
     assert exp.bytes == tr["app"]["transfer"]["payload_bytes"] == tr["app"]["message_bytes"]
@@ -178,9 +189,10 @@ def test_small_rcvbuf_with_handshake(side, two_pass):
 
 @pytest.mark.parametrize("two_pass", PASSES)
 @pytest.mark.parametrize("side", SIDES)
-def test_small_rcvbuf_without_handshake_infers_scale(side, two_pass):
-    tr = truth("small-rcvbuf-nohs")
-    cap = str(sample(f"small-rcvbuf-nohs-{side}.pcapng"))
+@pytest.mark.parametrize("scenario", SMALL)
+def test_small_rcvbuf_without_handshake_infers_scale(scenario, side, two_pass):
+    tr = truth(f"{scenario}-nohs")
+    cap = str(sample(f"{scenario}-nohs-{side}.pcapng"))
     wscale = tr["lost_handshake"]["server_wscale"]
     exp = expected(cap, wscale)
     # the premise: Wireshark does not know the scale and says nothing about the window
@@ -374,3 +386,191 @@ def test_cut_captures_infer_true_shift_or_say_unknown(tmp_path, capture, cut):
     hs = truth(scenario)["handshake"]
     shown = {one(r, "tcpstall.rwnd.scale") for r in by_frame.values()} - {None, "-1"}
     assert shown <= {str(hs["server_wscale"]), str(hs["client_wscale"])}
+
+
+# --- an episode still running when the capture ends (issue 15.2) --------------------------------
+
+def _cut_tail(tmp_path, capture: str, keep: int) -> str:
+    import subprocess
+    dst = tmp_path / f"{capture}-first{keep}.pcapng"
+    subprocess.run(["editcap", "-r", str(sample(f"{capture}.pcapng")), str(dst), f"1-{keep}"], check=True,
+                   capture_output=True)
+    return str(dst)
+
+
+def _data_span(cap: str) -> Tuple[int, float, int, float, int]:
+    """(first data frame, its time, last data frame, its time, bytes first seq -> last end) of the client."""
+    f = ("frame.number", "frame.time_epoch", "ip.src", "tcp.seq", "tcp.len")
+    rows = [dict(zip(f, [v[0] if v else None for v in r])) for r in ts.iter_fields(cap, f, with_plugin=False)]
+    data = [r for r in rows if r["ip.src"] == CLIENT and int(r["tcp.len"]) > 0]
+    a, b = data[0], data[-1]
+    return (int(a["frame.number"]), float(a["frame.time_epoch"]), int(b["frame.number"]),
+            float(b["frame.time_epoch"]), int(b["tcp.seq"]) + int(b["tcp.len"]) - int(a["tcp.seq"]))
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_episode_open_at_capture_end(tmp_path, side):
+    """No timestamps, no handshake, the capture stops mid-transfer (first 2000 packets kept): the whole
+    window-limited part is reported - its real duration and bytes, ongoing, ended by the capture's
+    end, on the last window-limited frame (two-pass); -z tcpstall and the per-frame fields (one pass)
+    have the same duration and bytes."""
+    cap = _cut_tail(tmp_path, f"small-rcvbuf-nots-nohs-{side}", 2000)
+    first_f, first_t, last_f, last_t, nbytes = _data_span(cap)
+    window = truth("small-rcvbuf-nots-nohs")["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    by_frame, streams = run(cap, True)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    f_end, end = ex[-1]
+    assert f_end == last_f and int(one(end, "tcpstall.rwnd.end_frame")) == last_f
+    assert one(end, "tcpstall.rwnd.ended_by") == "capture_end" and tshark_bool(one(end, "tcpstall.rwnd.ongoing"))
+    assert int(one(end, "tcpstall.rwnd.start_frame")) == first_f
+    assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - (last_t - first_t) * 1000) <= 0.1
+    assert int(one(end, "tcpstall.rwnd.bytes")) == nbytes
+    assert int(one(end, "tcpstall.rwnd.window")) == window
+    rtt = float(one(end, "tcpstall.rwnd.rtt_ms"))
+    predicted = float(one(end, "tcpstall.rwnd.predicted_ms"))
+    assert abs(predicted - nbytes / window * rtt) <= 0.01 * predicted
+    # the prediction is the duration the capture shows (one window per round trip)
+    assert abs(predicted - (last_t - first_t) * 1000) <= 0.05 * predicted
+    (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert f"window-limited for {last_t - first_t:.2f} s until the capture ended: {nbytes:,} B at {window} B per".replace(",", " ") in msg
+    (s,) = streams
+    assert s.columns["rwnd_episodes"] == "1"
+    assert abs(float(s.columns["rwnd_limited_ms"]) - (last_t - first_t) * 1000) <= 0.1
+    # one pass: no later frame to carry the final report; the last data frame has the numbers so far
+    one_pass, streams1 = run(cap, False)
+    last = one_pass[last_f]
+    assert int(one(last, "tcpstall.rwnd.bytes")) == nbytes
+    assert abs(float(one(last, "tcpstall.rwnd.limited_ms")) - (last_t - first_t) * 1000) <= 0.1
+    assert streams1[0].columns["rwnd_limited_ms"] == s.columns["rwnd_limited_ms"]
+    # tcpstall analyze (two-pass): one finding with those numbers
+    res = analyze.analyze_capture(cap)
+    (fnd,) = [f for f in res.findings if f.kind == "rwnd_throttling"]
+    d = analyze.finding_to_dict(fnd)
+    assert d["ongoing"] is True and d["ended_by"] == "capture_end" and d["bytes"] == nbytes
+    assert abs(d["duration_ms"] - (last_t - first_t) * 1000) <= 0.2
+    assert abs(d["predicted_ms"] - predicted) < 1e-6
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["small-rcvbuf-reset", "small-rcvbuf-reset-nohs"])
+def test_episode_ended_by_reset(scenario, side, two_pass):
+    """The server is killed mid-transfer (lab small-rcvbuf-reset, no timestamps): the episode ends at the
+    server's RST, ongoing, with the duration and bytes up to it, in one pass and two-pass alike."""
+    tr = truth(scenario)
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    first_f, first_t, _, _, nbytes = _data_span(cap)
+    f = ("frame.number", "frame.time_epoch", "tcp.flags.reset")
+    rst = next(r for r in ts.iter_fields(cap, f, with_plugin=False) if tshark_bool(r[2][0]))
+    rst_f, rst_t = int(rst[0][0]), float(rst[1][0])
+    if side == "client" and scenario == "small-rcvbuf-reset":
+        assert rst_f == tr["app"]["transfer"]["rst_client_capture"]["frame"]
+    by_frame, streams = run(cap, two_pass)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    f_end, end = ex[-1]
+    assert f_end == rst_f and int(one(end, "tcpstall.rwnd.end_frame")) == rst_f
+    assert one(end, "tcpstall.rwnd.ended_by") == "reset" and tshark_bool(one(end, "tcpstall.rwnd.ongoing"))
+    assert int(one(end, "tcpstall.rwnd.start_frame")) == first_f
+    assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - (rst_t - first_t) * 1000) <= 0.1
+    assert int(one(end, "tcpstall.rwnd.bytes")) == nbytes
+    assert int(one(end, "tcpstall.rwnd.window")) == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    assert int(one(end, "tcpstall.rwnd.scale")) == 0
+    assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is scenario.endswith("nohs")
+    (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert "until the RST: " in msg
+    assert streams[0].columns["rwnd_episodes"] == "1"
+
+
+# --- windows of dozens of segments, both capture points (issue 15.3) -----------------------------
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["small-rcvbuf-16k", "small-rcvbuf-16k-nohs", "small-rcvbuf-64k",
+                                      "small-rcvbuf-64k-nohs"])
+def test_large_small_window(scenario, side, two_pass):
+    """SO_RCVBUF 16384 (18 824 B = 13 segments, shift 0) and 65536 (80 480 B, shift 1), RTT 10 ms, a
+    3 MB upload: the exact window and shift (inferred without the handshake), the cap within 5 % of
+    window / path RTT at both capture points, the episode up to the ACK of the last byte."""
+    tr = truth(scenario)
+    wscale = tr["handshake"]["server_wscale"]
+    nohs = scenario.endswith("nohs")
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    exp = expected(cap, wscale)
+    window = tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    assert exp.window == window and window > 12 * tr["app"]["transfer"]["max_segment_len"]
+    by_frame, streams = run(cap, two_pass)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    end = ex[-1][1]
+    assert int(one(end, "tcpstall.rwnd.window")) == window
+    assert int(one(end, "tcpstall.rwnd.scale")) == wscale
+    assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is nohs
+    path_cap = window * 8 / tr["handshake"]["rtt_ms"] / 1000
+    assert abs(float(one(end, "tcpstall.rwnd.cap_mbps")) - path_cap) <= 0.05 * path_cap
+    # the end: the ACK that opened the window beyond the last data (the tail was less than a window),
+    # within the last window's frames before the ACK of the last byte
+    segs = window // tr["app"]["transfer"]["max_segment_len"]
+    assert 0 <= exp.end_ack_frame - int(one(end, "tcpstall.rwnd.end_frame")) <= 2 * segs
+    assert one(end, "tcpstall.rwnd.ended_by") == "window_opened"
+    # the episode is the transfer after slow start: most of its bytes, at one window per round
+    nbytes = int(one(end, "tcpstall.rwnd.bytes"))
+    # (counted from the ACK the sender knew: a capture cut mid-transfer starts with up to a window in flight)
+    assert 0.85 * exp.bytes <= nbytes <= exp.bytes + (window if nohs else 0)
+    start_t = float(one(by_frame[int(one(end, "tcpstall.rwnd.start_frame"))], "frame.time_epoch")) \
+        if int(one(end, "tcpstall.rwnd.start_frame")) in by_frame else None
+    limited = float(one(end, "tcpstall.rwnd.limited_ms"))
+    if start_t is not None:
+        assert (exp.end_ack_t - start_t) * 1000 - 1.5 * tr["handshake"]["rtt_ms"] <= limited
+        assert limited <= (exp.end_ack_t - start_t) * 1000
+    assert abs(float(one(end, "tcpstall.rwnd.predicted_ms")) - limited) <= 0.01 * limited
+    assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
+    (s,) = streams
+    assert s.columns["rwnd_window"] == str(window) and s.columns["rwnd_episodes"] == "1"
+    assert s.columns["rwnd_scale"] == (f"{wscale} inferred" if nohs else str(wscale))
+
+
+# --- a zero window that stays closed: the app stopped reading (issue 15.4) -----------------------
+
+def _zero_span(cap: str):
+    """(time of the server's first zero window, time of its next non-zero window or None, last frame time)."""
+    f = ("frame.time_epoch", "ip.src", "tcp.window_size_value", "tcp.flags.syn")
+    rows = [[v[0] if v else None for v in r] for r in ts.iter_fields(cap, f, with_plugin=False)]
+    srv = [(float(t), int(w)) for t, src, w, syn in rows if src != CLIENT and not tshark_bool(syn)]
+    i = next(i for i, (_, w) in enumerate(srv) if w == 0)
+    reopen = next((t for t, w in srv[i:] if w > 0), None)
+    return srv[i][0], reopen, float(rows[-1][0])
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["zero-window-probes", "zero-window-peer-vanishes"])
+def test_zero_window_app_not_reading(scenario, side, two_pass):
+    """The server app stops reading; its window closes and the client probes it with backoff. Reported
+    once the zero window has lasted rwnd_min_episode_ms (no refills to count while it is closed), as
+    "app not reading", with how long the window stayed closed: until it reopened (zero-window-probes,
+    8 s stall), or, when the peer vanished, until the capture's last probe (ongoing, two-pass)."""
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    zero_t, reopen_t, last_t = _zero_span(cap)
+    by_frame, streams = run(cap, two_pass)
+    ex = experts(by_frame)
+    (f_start, start) = ex[0]
+    assert one(start, "tcpstall.rwnd.cause") == "app_not_reading"
+    assert 100 <= float(one(start, "tcpstall.rwnd.zero_window_ms")) < 300
+    assert streams[0].columns["rwnd_episodes"] == "1"
+    if reopen_t is None and not two_pass:
+        assert len(ex) == 1                     # one pass: the capture ended while it was closed
+        return
+    assert len(ex) == 2
+    end = ex[-1][1]
+    assert one(end, "tcpstall.rwnd.cause") == "app_not_reading"
+    closed_ms = ((reopen_t or last_t) - zero_t) * 1000
+    assert abs(float(one(end, "tcpstall.rwnd.zero_window_ms")) - closed_ms) <= 0.1
+    assert one(end, "tcpstall.rwnd.ended_by") == ("window_opened" if reopen_t else "capture_end")
+    assert tshark_bool(one(end, "tcpstall.rwnd.ongoing")) is (reopen_t is None)
+    (msg,) = [m for m in end["_ws.expert.message"] if m.startswith("receiver window throttling")]
+    assert f"window closed (zero window) for {closed_ms / 1000:.2f} s" in msg and msg.endswith("app not reading")
+    if scenario == "zero-window-probes":
+        stall = truth(scenario)["app"]["stall_ms"]
+        assert 0.95 * stall <= closed_ms <= stall

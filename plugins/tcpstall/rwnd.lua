@@ -60,8 +60,10 @@ local floor = math.floor
 local format = string.format
 
 local ends                     -- end frame -> the episode's final report
+local live                     -- direction state -> {S = sender, st = stream} while a confirmed episode runs
+local closed                   -- live episodes closed as "capture_end" (first revisit)
 
-function M.reset() ends = {} end
+function M.reset() ends, live, closed = {}, {}, false end
 
 ---------------------------------------------------------------------------------------------------
 -- formatting
@@ -88,6 +90,19 @@ local function fmt_dur(sec)
     return format("%.1f ms", sec * 1000)
 end
 
+-- an estimate, in the precision it deserves: "3.0 s", "12 s", "450 ms"
+local function fmt_approx(sec)
+    if sec >= 10 then return format("%.0f s", sec) end
+    if sec >= 1 then return format("%.1f s", sec) end
+    return format("%.0f ms", sec * 1000)
+end
+
+-- "2 079 208 B at 1148 B per 1.67 ms ≈ 3.0 s": the rule of thumb bytes / window x RTT in words
+local function fmt_predicted(bytes, w, rtt)
+    return format("%s B at %s B per %s ms ≈ %s", fmt_int(bytes), fmt_int(w), fmt_ms(rtt),
+        fmt_approx(bytes / w * rtt))
+end
+
 local function round3(x) return floor(x * 1000 + 0.5) / 1000 end
 
 ---------------------------------------------------------------------------------------------------
@@ -108,6 +123,7 @@ local function state(S)
             unknown_noted = false, shown_w = nil, shown_k = nil,
             -- S's sending
             high = nil, mss = 0, bytes = 0,
+            full_t = nil, gap_min = nil, gap_n = 0,   -- ACK of all S sent -> S's next data (s_turn)
             open_since = nil, open_t = nil, open_f = nil,
             ep = nil, tol = 0.002,
             episodes = 0, limited_s = 0, min_w = nil,
@@ -117,8 +133,28 @@ local function state(S)
     return A
 end
 
+-- S's turn (capture point -> S -> capture point). The core measures it from TS echoes or the
+-- handshake. Without either (no TCP timestamps, handshake not captured) it is estimated here from
+-- data->ACK pairing alone: an ACK of everything S has sent, then S's next new data. At a
+-- sender-side capture S answers at once (gap << R's data->ACK turn); at a receiver-side capture
+-- of a stop-and-wait transfer S's data comes back a whole path round trip later (gap >> R's
+-- turn). A gap in between (a stream still in flight at the receiver, an idle sender) tells
+-- neither: the turn stays unknown and nothing is inferred.
+local function s_turn(A, S)
+    if S.turn_min ~= nil then return S.turn_min end
+    local g, r = A.gap_min, S.peer.turn_min
+    if g == nil or A.gap_n < 4 or r == nil then return nil end
+    if g <= 0.2 * r or g >= 5 * r then return g end
+    return nil
+end
+
 local function mult(A)
     return 2 ^ (A.k or A.kmin)
+end
+
+-- steady: at least 80 % of the window-limited sends saw the current window
+local function steady(ep)
+    return ep.same >= 0.8 * ep.hits
 end
 
 -- RTT of the window-limited rounds: the sender's turn (opening ACK seen -> the data filling the
@@ -129,9 +165,17 @@ end
 local function rtt_of(S, ep)
     local A = S.a.rwnd
     if ep == nil then ep = A and A.ep end
+    if ep ~= nil and steady(ep) and ep.w_last > 0 and ep.dur > 0 then
+        -- a steady window: one window per round, so the round is what the rounds took (the
+        -- per-round turn samples of the party next to the capture point include its pauses, e.g.
+        -- a burst still being sent, and overstate it with windows of dozens of segments). While
+        -- the episode runs, its first window was sent before its clock started.
+        local rounds = ep.bytes_now / ep.w_last - (ep.end_f == nil and 1 or 0)
+        if rounds >= 4 then return ep.dur / rounds end
+    end
     local R = S.peer
     local s, r
-    if ep ~= nil and ep.s_n > 0 then s = ep.s_sum / ep.s_n else s = S.turn_min end
+    if ep ~= nil and ep.s_n > 0 then s = ep.s_sum / ep.s_n else s = s_turn(A, S) end
     if ep ~= nil and ep.r_n > 0 then r = ep.r_sum / ep.r_n else r = R.turn_s or R.turn_min end
     if s == nil or r == nil then return nil end     -- one half unknown: no RTT rather than half of it
     local rtt = s + r
@@ -155,8 +199,8 @@ local function advance(A, S, now)
     local n = A.n
     local p = A.ptr
     if p >= n then return end
-    local turn = S.turn_min or 0
-    local lim = now - turn + (turn * 0.2 > 0.0002 and turn * 0.2 or 0.0002)
+    local turn = s_turn(A, S) or 0
+    local lim = now - turn + 0.0002
     if n - p > RING then p = n - RING end          -- overwritten: skip to the oldest kept
     local qt, qa, qr, qu, qf = A.qt, A.qa, A.qr, A.qu, A.qf
     local m = mult(A)
@@ -207,10 +251,6 @@ local function result(out)
     return r
 end
 
--- steady: at least 80 % of the window-limited sends saw the current window
-local function steady(ep)
-    return ep.same >= 0.8 * ep.hits
-end
 
 local function typical_w(ep)
     if steady(ep) or ep.decreases >= 2 then return ep.w_last end
@@ -266,6 +306,11 @@ local function report(A, S, ep, final)
         end_f = final and ep.end_f or nil, hits = ep.hits,
         open_frac = ep.dur > 0 and ep.open_total / ep.dur or 0,
         cause = cause, cause_short = cause_short, cause_txt = cause_txt, zero = ep.zero,
+        -- at one window per round trip these bytes take bytes / window x RTT
+        -- (not when the window closed: then the reader, not window / RTT, set the pace)
+        predicted = (rtt ~= nil and w > 0 and not ep.zero) and ep.bytes_now / w * rtt or nil,
+        zero_s = ep.zero_s + ((not final and A.zero_t ~= nil) and ep.last_t - A.zero_t or 0), ended_by = final and (ep.ended_by or "window_opened") or nil,
+        ongoing = ep.ended_by == "reset" or ep.ended_by == "capture_end" or not final,
     }
 end
 
@@ -278,18 +323,29 @@ local function agg(st)
     return a
 end
 
-local function end_episode(A, S, st, out, now)
+-- `how`: nil (the window opened and S left it unused: the episode ended at that ACK), "reset"
+-- (a RST at `now`, frame `f`) or "capture_end" (still window-limited at the last frame)
+local function end_episode(A, S, st, out, now, how, f)
     local ep = A.ep
     A.ep = nil
     if ep == nil then return end
+    live[A] = nil
     if not ep.confirmed then return end
-    ep.end_t = A.open_t or ep.last_t
-    ep.end_f = A.open_f or ep.last_f
+    if how == nil then
+        ep.end_t = A.open_t or ep.last_t
+        ep.end_f = A.open_f or ep.last_f
+    else
+        ep.end_t, ep.end_f, ep.ended_by = now, f, how
+    end
     if ep.end_t < ep.last_t then ep.end_t = ep.last_t end
+    if A.zero_t ~= nil then
+        ep.zero_s = ep.zero_s + (ep.end_t - A.zero_t)
+        A.zero_t = nil
+    end
     ep.dur = ep.end_t - ep.start_t
     ep.bytes_now = ep.high - ep.una0
     local rep = report(A, S, ep, true)
-    result(out).fin = rep
+    if out ~= nil then result(out).fin = rep end
     ends[rep.end_f] = rep
     local a = agg(st)
     a.episodes = a.episodes + 1
@@ -301,6 +357,10 @@ end
 local function tick(A, S, st, out, now)
     if A.n > A.ptr then advance(A, S, now) end
     local ep = A.ep
+    if ep ~= nil and A.zero_t ~= nil then
+        -- a closed window lasts while S waits (probes, unanswered ones too)
+        ep.last_t, ep.last_f, ep.dur = now, st.last_f, now - ep.start_t
+    end
     if ep ~= nil and A.open_since ~= nil and now - A.open_since > A.tol then
         end_episode(A, S, st, out, now)
     end
@@ -362,7 +422,14 @@ local function on_data(A, S, pkt, out, st)
     if A.kack == nil then return end                -- no ACK from R known yet
     local ack, raw = A.kack, A.kraw
     local flight = de - ack
-    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns and S.turn_min ~= nil then
+    if A.full_t ~= nil then
+        -- the first new data after an ACK of everything S had sent (see s_turn)
+        local g = t - A.full_t
+        A.full_t = nil
+        if A.gap_min == nil or g < A.gap_min then A.gap_min = g end
+        A.gap_n = A.gap_n + 1
+    end
+    if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns and s_turn(A, S) ~= nil then
         -- (only once S's turn is measured: without it a receiver-side capture would count ACKs
         -- the sender had not seen yet and see tiny flights)
         infer(A, S, st, pkt, flight, raw, out)
@@ -394,7 +461,7 @@ local function on_data(A, S, pkt, out, st)
         local rtt = rtt_of(S)
         local tol = rtt and 2 * rtt or 0
         if tol < 0.002 then tol = 0.002 end
-        if (S.turn_min or 0) > (S.peer.turn_min or 0) then
+        if (s_turn(A, S) or 0) > (S.peer.turn_min or 0) then
             -- receiver-side capture: an ACK delayed on its way to the sender looks like a pause
             -- of the sender; allow for path jitter
             local jt = rtt and 8 * rtt or 0
@@ -408,6 +475,7 @@ local function on_data(A, S, pkt, out, st)
                 hits = 0, refills = 0, open_total = 0, last_t = t, last_f = pkt.number,
                 w_min = w, w_max = w, w_first = w, w_last = w, w_sum = 0, same = 0, decreases = 0,
                 confirmed = false, dur = 0, bytes_now = 0, s_sum = 0, s_n = 0, r_sum = 0, r_n = 0,
+                zero_s = 0,
             }
             A.ep = ep
             result(out)         -- the start frame always gets a (possibly empty) tcpstall tree
@@ -433,11 +501,13 @@ local function on_data(A, S, pkt, out, st)
             local r = result(out)
             r.w, r.k, r.inf = w, A.k, A.src == "inferred"
             r.ms = ep.dur * 1000
+            r.bytes = ep.bytes_now
             r.cap = rtt and (w * 8 / rtt / 1e6) or nil
             if not ep.confirmed then
                 local min_s = (core.settings.rwnd_min_episode_ms or 100) / 1000
                 if ep.dur >= min_s and ep.refills >= 3 and ep.open_total <= 0.5 * ep.dur then
                     ep.confirmed = true
+                    live[A] = { S = S, st = st }
                     r.start = report(A, S, ep, false)
                 end
             end
@@ -453,7 +523,7 @@ local function on_data(A, S, pkt, out, st)
 end
 
 -- R (= fwd) advertises a window for S (= rev)
-local function on_advert(A, R, pkt, out)
+local function on_advert(A, R, pkt, out, st)
     local raw = pkt.win_raw
     local ack = pkt.ack
     if not raw or not ack then return end
@@ -475,6 +545,7 @@ local function on_advert(A, R, pkt, out)
             r.unknown_note = true
         end
     end
+    if R.peer.turn_min == nil and A.high ~= nil and ack >= A.high then A.full_t = pkt.time end
     if A.hit_t ~= nil and ack >= A.hit_de then
         local smp = pkt.time - A.hit_t
         local ep = A.ep
@@ -484,6 +555,26 @@ local function on_advert(A, R, pkt, out)
     -- a zero window during an episode: R's receive buffer was full, its application did not read
     -- (the sender then sends only window probes, so the window-limited sends never see it)
     if raw == 0 and not uns and A.ep ~= nil then A.ep.zero = true end
+    if raw == 0 and not uns then
+        if A.zero_t == nil then A.zero_t = pkt.time end
+    elseif A.zero_t ~= nil then
+        if A.ep ~= nil then A.ep.zero_s = A.ep.zero_s + (pkt.time - A.zero_t) end
+        A.zero_t = nil
+    end
+    local ep = A.ep
+    if A.zero_t ~= nil and ep ~= nil then
+        -- the window stays closed: S sends nothing but probes, so there are no refills to count.
+        -- The episode lasts as long as the zero window, and a zero window that has lasted
+        -- rwnd_min_episode_ms is reported (the app stopped reading; it may never resume)
+        ep.last_t, ep.last_f = pkt.time, pkt.number
+        ep.dur = pkt.time - ep.start_t
+        if not ep.confirmed and pkt.time - A.zero_t >= (core.settings.rwnd_min_episode_ms or 100) / 1000
+            and A.src ~= nil then
+            ep.confirmed = true
+            live[A] = { S = R.peer, st = st }
+            result(out).start = report(A, R.peer, ep, false)
+        end
+    end
     if ack ~= A.last_ack or raw ~= A.last_raw then
         local n = A.n + 1
         local i = (n - 1) % RING + 1
@@ -510,6 +601,14 @@ end
 function M.on_packet(pkt, fwd, rev, out, st)
     local t = pkt.time
     local Af = fwd.a.rwnd
+    if pkt.rst then
+        -- a reset ends a running episode in either direction where it is
+        for _, d in pairs(st.dirs) do
+            local A = d.a.rwnd
+            if A ~= nil and A.ep ~= nil then end_episode(A, d, st, out, t, "reset", pkt.number) end
+        end
+        return
+    end
     -- fwd as the data sender
     if pkt.len > 0 and not pkt.rtx and not pkt.ws_keep_alive and not pkt.ws_retrans then
         if Af == nil then Af = state(fwd) end
@@ -525,7 +624,7 @@ function M.on_packet(pkt, fwd, rev, out, st)
     if pkt.ackf and pkt.win_raw then
         local Ar = rev.a.rwnd
         if Ar == nil then Ar = state(rev) end
-        on_advert(Ar, fwd, pkt, out)
+        on_advert(Ar, fwd, pkt, out, st)
         if Ar.ep ~= nil then tick(Ar, rev, st, out, t) end
     end
 end
@@ -535,6 +634,9 @@ end
 local function add(tree, f, v)
     return tree:add(f, v)
 end
+
+-- how an episode that did not end by the window opening ended, as the expert says it
+local ENDED = { reset = " until the RST", capture_end = " until the capture ended" }
 
 local function render_report(tree, rep)
     add(tree, F.rwnd_window, rep.w)
@@ -549,6 +651,10 @@ local function render_report(tree, rep)
     if rep.end_f ~= nil then add(tree, F.rwnd_end_frame, rep.end_f) end
     add(tree, F.rwnd_cause, rep.cause)
     add(tree, F.rwnd_cause_text, rep.cause_txt)
+    add(tree, F.rwnd_ongoing, rep.ongoing and true or false)
+    if rep.ended_by ~= nil then add(tree, F.rwnd_ended_by, rep.ended_by) end
+    if rep.predicted ~= nil then add(tree, F.rwnd_predicted_ms, round3(rep.predicted * 1000)) end
+    if rep.zero_s > 0 then add(tree, F.rwnd_zero_window_ms, core.ms(rep.zero_s)) end
     -- the expert text (at most core.EXPERT_MAX bytes): the numbers that matter
     local segtxt = ""
     if rep.mss > 0 then
@@ -572,22 +678,18 @@ local function render_report(tree, rep)
         -- the window closed: not a window/RTT limit (no cap, no rule of thumb), the receiving
         -- application stopped reading
         txt = rep.final
-            and format("receiver window throttling: the receiver's window closed (zero window); window-limited for %s, %s B sent",
-                fmt_dur(rep.dur), fmt_int(rep.bytes))
-            or format("receiver window throttling: the receiver's window closed (zero window); window-limited since frame %d (%s)",
-                rep.start_f, fmt_dur(rep.dur))
+            and format("receiver window throttling: the receiver's window closed (zero window) for %s; window-limited for %s, %s B sent%s",
+                fmt_dur(rep.zero_s), fmt_dur(rep.dur), fmt_int(rep.bytes), ENDED[rep.ended_by] or "")
+            or format("receiver window throttling: the receiver's window closed (zero window) for %s so far; window-limited since frame %d (%s)",
+                fmt_dur(rep.zero_s), rep.start_f, fmt_dur(rep.dur))
     elseif rep.final then
-        local thumb = ""
-        if rep.rtt ~= nil and rep.w > 0 then
-            thumb = format(" (≈ bytes/window × RTT = %s)", fmt_dur(rep.bytes / rep.w * rep.rtt))
-        end
-        txt = format("receiver window throttling: rwnd %s B%s %s; window-limited for %s, %s B sent%s",
-            fmt_int(rep.w), segtxt, captxt, fmt_dur(rep.dur), fmt_int(rep.bytes), thumb)
+        local sent = rep.predicted ~= nil and fmt_predicted(rep.bytes, rep.w, rep.rtt)
+            or (fmt_int(rep.bytes) .. " B sent")
+        txt = format("receiver window throttling: rwnd %s B%s %s; window-limited for %s%s: %s",
+            fmt_int(rep.w), segtxt, captxt, fmt_dur(rep.dur), ENDED[rep.ended_by] or "", sent)
     else
         local thumb = ""
-        if rep.rtt ~= nil and rep.w > 0 then
-            thumb = format("; ≈ bytes/window × RTT: 1 MB in %s", fmt_dur(1e6 / rep.w * rep.rtt))
-        end
+        if rep.rtt ~= nil and rep.w > 0 then thumb = "; 1 MB takes ≈ " .. fmt_approx(1e6 / rep.w * rep.rtt) end
         txt = format("receiver window throttling: rwnd %s B%s %s; window-limited since frame %d (%s)%s",
             fmt_int(rep.w), segtxt, captxt, rep.start_f, fmt_dur(rep.dur), thumb)
     end
@@ -595,8 +697,21 @@ local function render_report(tree, rep)
     tree:add_proto_expert_info(E.rwnd_throttling, txt)
 end
 
+-- The first revisit (tshark -2 pass 2, the GUI) comes after the whole capture was read: an
+-- episode still running then was window-limited up to its last window-limited frame, and its final
+-- report (ended_by capture_end, ongoing) goes there. In one pass there is no later frame to show it
+-- on: the window-limited frames carry limited_ms and bytes so far, and -z tcpstall counts it.
+local function close_live()
+    closed = true
+    for A, l in pairs(live) do
+        local ep = A.ep
+        end_episode(A, l.S, l.st, nil, ep.last_t, "capture_end", ep.last_f)
+    end
+end
+
 function M.visible(r, number)
     if core.first_visit then return r ~= nil end
+    if not closed then close_live() end
     if ends[number] ~= nil then return true end
     -- a frame whose only news was the end of an episode: on revisits that is shown on the end frame
     if r ~= nil and r.fin ~= nil and r.fin.end_f ~= number and r.start == nil and r.w == nil
@@ -627,6 +742,9 @@ function M.render(tree, r, number)
             add(tree, F.rwnd_scale_inferred, r.inf and true or false)
             if r.cap ~= nil then add(tree, F.rwnd_cap_mbps, round3(r.cap)) end
             if r.ms ~= nil then add(tree, F.rwnd_limited_ms, core.ms(r.ms / 1000)) end
+            if r.bytes ~= nil then
+                add(tree, F.rwnd_bytes, UInt64.new(floor(r.bytes % 4294967296), floor(r.bytes / 4294967296)))
+            end
         elseif r.aw ~= nil then
             add(tree, F.rwnd_window, r.aw)
             add(tree, F.rwnd_scale, r.ak)

@@ -301,6 +301,7 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
             "reported_frame": _i(r, "frame.number"),
             "cause": _s(r, "tcpstall.rwnd.cause"),
             "cause_text": _s(r, "tcpstall.rwnd.cause_text"),
+            "severity": "warn",         # tcpstall.rwnd.throttling's registered severity (tcpstall.lua)
             "ongoing": (_s(r, "tcpstall.rwnd.ongoing") or "").lower() in ("1", "true", "yes")
             if _has(r, "tcpstall.rwnd.ongoing") else end_frame is None,
             "ended_by": _s(r, "tcpstall.rwnd.ended_by"),

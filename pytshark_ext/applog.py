@@ -76,7 +76,8 @@ gzip files are read too.
 
 Events (kind)
 -------------
-timeout     "timeout", "timed out", "deadline exceeded", ETIMEDOUT (not "timeout=5s" settings)
+timeout     "timeout", "timed out", "deadline exceeded", ETIMEDOUT (not "timeout=5s" settings, nor
+            "no connect timeout", "without timeout", "timeout disabled")
 error       connection reset/refused, broken pipe, unreachable, E* errno names, ERROR/FATAL level,
             "failed", exceptions, syslog severity <= err, klog E/F
 duration    "cost 239ms", "took 1.2s", "elapsed 30 s", "proc_time=950.003713" (bare number after
@@ -362,6 +363,10 @@ def _match_stamp(text: str, ctx: _Context, hint: List[int]) -> Optional[_Stamp]:
 # message classification
 
 _TIMEOUT = re.compile(r"(?i:timed?[ _-]?out\b(?!\s*[:=])|deadline[ _]exceeded|ETIMEDOUT)")
+# a setting that says there is no timeout ("connecting (no connect timeout)", "timeout disabled"):
+# cut before looking for a timeout, so the line does not become one
+_NO_TIMEOUT = re.compile(r"(?i)\b(?:no|without|infinite|disabled?)\s+(?:[\w-]+\s+)?time[ _-]?out\b"
+                         r"|\btime[ _-]?out\s+(?:disabled|none|off|infinite)\b")
 _ERROR = re.compile(
     r"(?i:connection (?:reset|refused|aborted)|reset by peer|broken pipe|no route to host"
     r"|network is unreachable|\bfail(?:ed|ure)\b)"
@@ -487,7 +492,7 @@ def start_end_key(msg: str) -> Optional[Tuple[str, str]]:
 
 def _classify(first_line: str, text: str, severe: bool, has_duration: bool) -> str:
     low = text.lower()
-    if any(h in low for h in _TIMEOUT_HINTS) and _TIMEOUT.search(text):
+    if any(h in low for h in _TIMEOUT_HINTS) and _TIMEOUT.search(_NO_TIMEOUT.sub("", text)):
         return "timeout"
     if severe or (any(h in low for h in _ERROR_HINTS) and _ERROR.search(text)):
         return "error"

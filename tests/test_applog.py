@@ -203,6 +203,11 @@ def test_numbers_without_duration_are_not_durations(tmp_path, msg):
     ("send failed: ECONNREFUSED", "error"),
     ("java.net.SocketException: Socket closed", "error"),
     ("ordinary progress message", "line"),
+    # settings that say there is no timeout (syn-blackhole's client log) are not timeouts
+    ("connecting to 198.18.2.2:9000 (no connect timeout)", "line"),
+    ("dialing without timeout", "line"),
+    ("read timeout disabled", "line"),
+    ("no retry; request timed out", "timeout"),
 ])
 def test_timeouts_and_errors(tmp_path, msg, kind):
     event, _ = one(tmp_path, "2024-02-20T16:45:47+08:00 " + msg)

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from pytshark_ext.cli import main
 from pytshark_ext.records import Finding
+from pytshark_ext.render import findings
 from pytshark_ext.render.findings import findings_lines, group_identical
 
 from conftest import ROOT
@@ -59,3 +60,9 @@ def test_analyze_text_summarises_a_bulk_capture_and_json_keeps_all(isolated_home
     worst = max(hol, key=lambda f: f["duration_ms"])
     assert f"{len(hol)} hol_blocked findings" in text and f"({worst['id']})" in text
     assert sum(1 for line in text.splitlines() if "HOL-blocked delivery: released" in line) == 10
+
+
+def test_a_finding_at_the_first_frame_starts_at_zero_not_minus_zero():
+    # t0 comes from the plugin's stream table, printed to the microsecond (syn-blackhole-client)
+    assert findings._since(1764684733.7092457, 1764684733.709246) == "0.000"
+    assert findings._since(10.0, 12.5) == "-2.500"          # a real negative stays visible

@@ -67,6 +67,12 @@ def group_identical(findings) -> List[_Row]:
     return list(rows.values())
 
 
+def _since(t: float, t0: float) -> str:
+    """Seconds since the capture's start; t0 is printed to the microsecond, so a finding at the first
+    frame can come out a few nanoseconds before it: never print that as "-0.000"."""
+    return f"{round(t - t0, 3) + 0.0:.3f}"
+
+
 def _summary_row(kind_rows: List[_Row], top: int, t0: float) -> list:
     """The row that stands for all of one stream's findings of one kind."""
     fs = [r.first for r in kind_rows]
@@ -76,7 +82,7 @@ def _summary_row(kind_rows: List[_Row], top: int, t0: float) -> list:
     count = sum(r.count for r in kind_rows)
     text = (f"{count} {first.kind} findings, {total:.1f} ms in all, worst {worst.worst_ms:.1f} ms "
             f"({worst.first.id}); the {top} longest follow, --json lists every one")
-    return [_severity_of(kind_rows), first.kind, first.stream, f"{first.start - t0:.3f}", _time_of_day(first.start),
+    return [_severity_of(kind_rows), first.kind, first.stream, _since(first.start, t0), _time_of_day(first.start),
             f"{worst.worst_ms:.1f}", "-", text]
 
 
@@ -96,7 +102,7 @@ def _row(r: _Row, t0: float) -> list:
     else:
         frames = f"{r.first_frame}…{r.last_frame}"
         summary = f"{r.count}× {f.summary}"
-    return [_severity(f), f.kind, f.stream, f"{f.start - t0:.3f}", _time_of_day(f.start), f"{r.worst_ms:.1f}",
+    return [_severity(f), f.kind, f.stream, _since(f.start, t0), _time_of_day(f.start), f"{r.worst_ms:.1f}",
             frames, summary]
 
 

@@ -1173,6 +1173,49 @@ class SynBlackhole(RpcScenario):
                f"ETIMEDOUT {c['etimedout_since_last_retransmission_s']} s after the last SYN (intervals {gaps})")
 
 
+class SynAckLost(SynBlackhole):
+    name = "synack-lost"
+    client_sysctls = {}
+    blackhole_s = 2.5
+    description = ("issue 16: the router drops what the server sends for the first 2.5 s of the handshake (its "
+                   "SYN-ACKs), then lets it through: the client's SYN retransmissions and the server's SYN-ACK "
+                   "retransmissions both end recovered — the client's when a SYN-ACK arrives, the server's when the "
+                   "client's ACK completes the handshake; one request then completes")
+
+    def body(self, lab):
+        h = lab.nft_add("blackhole server->client", f"ip saddr {SERVER_IP} ip daddr {CLIENT_IP}")
+        t0 = time.time()
+        self.start_pair(lab)
+        time.sleep(max(0.0, t0 + 0.5 + self.blackhole_s - time.time()))   # start_pair waits 0.5 s for the server
+        lab.nft_del(h)
+        self.send(64)
+        self.wait_event("done", 1, timeout=30)
+        time.sleep(0.2)
+        self.quit()
+        ev = self.client_events()
+        conn = next(e for e in ev if e.get("event") == "connected")
+        return {"client_log": self.clog_path.name, "server_log": self.slog_path.name, "connected": round(conn["t"], 6)}
+
+    def analyse(self, csegs, ssegs):
+        syns = control_transmissions(csegs, CLIENT_IP, lambda x: x.syn and not x.ackf)
+        synacks = control_transmissions(ssegs, SERVER_IP, lambda x: x.syn and x.ackf)
+        arrived = control_transmissions(csegs, SERVER_IP, lambda x: x.syn and x.ackf)
+        # the client's ACK of the SYN-ACK: its first segment after the SYN-ACK arrived, seen at the server
+        ack = next(x for x in ssegs if x.src == CLIENT_IP and not x.syn and x.t > synacks[0]["time"])
+        self.truth["control"] = {
+            "kind": "syn", "syn_transmissions": syns, "retransmission_count": len(syns) - 1,
+            "server_synack_transmissions": synacks, "synack_arrived_at_client": arrived,
+            "syn_arrived_at_server": control_transmissions(ssegs, CLIENT_IP, lambda x: x.syn and not x.ackf),
+            "server_handshake_ack": {"frame": ack.frame, "time": round(ack.t, 6)},
+        }
+
+    def check(self, csegs, ssegs):
+        c = self.truth["control"]
+        expect(c["retransmission_count"] >= 1, "the client did not retransmit its SYN")
+        expect(len(c["server_synack_transmissions"]) >= 2, "the server did not retransmit its SYN-ACK")
+        expect(len(c["synack_arrived_at_client"]) >= 1, "no SYN-ACK reached the client")
+
+
 class KeepalivePeerVanishes(Outage):
     name = "keepalive-peer-vanishes"
     keepalive = (1, 1, 3)
@@ -1366,7 +1409,7 @@ SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLo
                                  SmallRcvbuf16k, SmallRcvbuf64k, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
-                                 SynBlackhole, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
+                                 SynBlackhole, SynAckLost, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
 
 
 def truth_in_words(t: dict) -> str:

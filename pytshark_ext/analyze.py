@@ -181,10 +181,13 @@ def _has(row: Row, name: str) -> bool:
     return bool(row.get(name))
 
 
-def _b(row: Row, name: str) -> Optional[bool]:
-    """A boolean field: 1/0 (Wireshark 4.0) or True/False (4.4)."""
-    v = _s(row, name)
+def _bool(v: Optional[str]) -> Optional[bool]:
+    """A boolean field's text: 1/0 (Wireshark 4.0) or True/False (4.4)."""
     return None if v is None else v.lower() in ("1", "true")
+
+
+def _b(row: Row, name: str) -> Optional[bool]:
+    return _bool(_s(row, name))
 
 
 # --- findings ----------------------------------------------------------------------------------
@@ -341,8 +344,14 @@ def _at(row: Row, name: str, i: int) -> Optional[str]:
     return v[min(i, len(v) - 1)] if v else None
 
 
-# a control episode worth a finding: nothing answered it (outcome not recovered)
-_CONTROL_KINDS = ("fin", "syn", "probe")
+def _ends(row: Row) -> int:
+    """How many retries episodes this frame ends: their end records come first in its fields."""
+    return len(row.get("tcpstall.retries.ended") or [])
+
+
+# control episodes that are harmless once answered (a FIN ACKed late, a keepalive answered); a SYN
+# episode is a finding even when the handshake completes: connect() waited all that time
+_HARMLESS_WHEN_ANSWERED = ("fin", "probe")
 
 
 def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
@@ -354,27 +363,25 @@ def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
     aborted by a later frame), else the outcome the plugin puts on the last retransmission
     (capture_ends / aborted), all read from fields."""
     tx: Dict[tuple, List[Row]] = {}
-    ends: Dict[tuple, Row] = {}
+    ends: Dict[tuple, Tuple[Row, int]] = {}      # episode -> (the frame that ended it, its end record's index)
     for r in rows:
         stream = _i(r, "tcp.stream")
-        if _has(r, "tcpstall.retries.ended"):
-            ends[(stream, _at(r, "tcpstall.retries.first_frame", 0))] = r
-            n_end = 1
-        else:
-            n_end = 0
+        n_end = _ends(r)
+        for i in range(n_end):
+            ends[(stream, _at(r, "tcpstall.retries.first_frame", i))] = (r, i)
         if len(r.get("tcpstall.retries.count") or []) > n_end:
             tx.setdefault((stream, _at(r, "tcpstall.retries.first_frame", n_end)), []).append(r)
     out = []
     for k, rs in tx.items():
         last = rs[-1]
-        i_last = 1 if _has(last, "tcpstall.retries.ended") else 0
+        i_last = _ends(last)
         kind = _at(last, "tcpstall.retries.kind", i_last) or "data"
-        end_row = ends.get(k)
+        end_row, i_end = ends.get(k, (None, 0))
         own_outcome = _at(last, "tcpstall.retries.outcome", i_last) if len(
             last.get("tcpstall.retries.outcome") or []) > i_last else None
-        outcome = _s(end_row, "tcpstall.retries.outcome") if end_row else (own_outcome or "capture_ends")
+        outcome = _at(end_row, "tcpstall.retries.outcome", i_end) if end_row else (own_outcome or "capture_ends")
         warned = [r for r in rs if _has(r, "tcpstall.retries.approaching") or _has(r, "tcpstall.retries.final")]
-        if kind == "data" and not warned or kind in _CONTROL_KINDS and outcome == "recovered":
+        if kind == "data" and not warned or kind in _HARMLESS_WHEN_ANSWERED and outcome == "recovered":
             continue
         t_last = _f(last, "frame.time_epoch")
         elapsed = float(_at(last, "tcpstall.retries.elapsed_s", i_last) or 0.0)
@@ -384,29 +391,30 @@ def _retries_findings(rows: Sequence[Row]) -> List[Finding]:
         numbers = {
             "kind": kind,
             "probe": _at(last, "tcpstall.retries.probe", i_last),
-            "count": max(int(_at(r, "tcpstall.retries.count", 1 if _has(r, "tcpstall.retries.ended") else 0)) for r in rs),
+            "synack": _bool(_at(last, "tcpstall.retries.synack", i_last)) if kind == "syn" else None,
+            "count": max(int(_at(r, "tcpstall.retries.count", _ends(r))) for r in rs),
             "rto_count": _i(last, "tcpstall.retries.rto_count"),
             "elapsed_s": elapsed,
             "abort_at_s": _f(last, "tcpstall.retries.abort_at_s"),
             "budget_s": _f(last, "tcpstall.retries.budget_s"),
             "budget_from": _s(last, "tcpstall.retries.budget_from"),
             "assumed": _s(last, "tcpstall.retries.assumed"),
-            "linux_like": None if linux_like is None else linux_like.lower() in ("1", "true"),
+            "linux_like": _bool(linux_like),
             "not_linux": _s(last, "tcpstall.retries.not_linux"),
             "first_frame": int(k[1]) if k[1] else None,
             "final_frame": _i(final, "frame.number") if final else None,
             # the registered severity of the episode's strongest expert (tcpstall.lua)
             "severity": "error" if final else "warn" if warned else "note",
             "outcome": outcome,
-            "reset_by": _s(end_row, "tcpstall.retries.reset_by") if end_row else None,
+            "reset_by": _at(end_row, "tcpstall.retries.reset_by", i_end) if end_row else None,
             "end_frame": _i(end_row, "frame.number") if end_row else _i(last, "frame.number"),
         }
         end = t_last
         frames = [_i(r, "frame.number") for r in rs]
         if end_row is not None:
             end = _f(end_row, "frame.time_epoch") or t_last
-            numbers["count"] = max(numbers["count"], _i(end_row, "tcpstall.retries.count") or 0)
-            numbers["stall_s"] = _f(end_row, "tcpstall.retries.elapsed_s")
+            numbers["count"] = max(numbers["count"], int(_at(end_row, "tcpstall.retries.count", i_end) or 0))
+            numbers["stall_s"] = float(_at(end_row, "tcpstall.retries.elapsed_s", i_end))
             frames.append(_i(end_row, "frame.number"))
         out.append(Finding(kind="retries", summary=_retries_summary(numbers), start=start, end=end,
                            stream=k[0], frames=tuple(frames), numbers=numbers))
@@ -420,6 +428,11 @@ def _retries_summary(n: Mapping) -> str:
     """The episode in words, from its numbers."""
     if n["kind"] != "data":
         what = {"keepalive": "keepalive probes", "zero_window": "zero-window probes"}.get(n["probe"], _WHAT[n["kind"]])
+        if n.get("synack"):
+            what = "SYN-ACK retransmissions"
+        if n["outcome"] == "recovered":       # only SYN episodes (see _HARMLESS_WHEN_ANSWERED)
+            return (f"connection setup delayed: {n['count']} {what}, the handshake completed "
+                    f"{n['stall_s']:.3f} s after the first {'SYN-ACK' if n['synack'] else 'SYN'}")
         return f"{n['count']} unanswered {what} in {n['elapsed_s']:.3f} s; {n['outcome']}" + (
             f" (RST by the {n['reset_by']})" if n["reset_by"] else "")
     text = (f"retries approaching tcp_retries2: {n['count']} retransmissions ({n['rto_count']} RTO) without ACK "

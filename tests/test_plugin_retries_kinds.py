@@ -139,6 +139,42 @@ def test_syn_and_synack_retransmissions_server_side(two_pass):
         assert rows[max(client_syns)]["tcpstall.retries.outcome"] == "aborted"
 
 
+@PASSES
+def test_one_ack_ends_the_syn_and_the_synack_episode(two_pass):
+    """synack-lost: the server's SYN-ACKs were dropped for 2.5 s. At the server the client's ACK that
+    completes the handshake ends two episodes at once (the server's SYN-ACK retransmissions, answered,
+    and the client's SYN retransmissions, whose sender moved on): an end record for each, and both
+    are findings, since connect() waited that long."""
+    from pytshark_ext import tshark as ts
+    from pytshark_ext.analyze import analyze_capture
+    c = truth("synack-lost")["control"]
+    ack = c["server_handshake_ack"]
+    fields = ("frame.number", "tcpstall.retries.kind", "tcpstall.retries.synack", "tcpstall.retries.outcome",
+              "tcpstall.retries.first_frame", "tcpstall.retries.count", "tcpstall.retries.ended")
+    cap = sample("synack-lost-server.pcapng")
+    rows = {int(r[0][0]): dict(zip(fields, r)) for r in ts.iter_fields(str(cap), fields, two_pass=two_pass,
+                                                                      display_filter="tcpstall")}
+    end = rows[ack["frame"]]
+    assert len(end["tcpstall.retries.ended"]) == 2
+    assert end["tcpstall.retries.outcome"] == ["recovered", "recovered"]
+    # (is it the SYN-ACK episode, its first send): the server's first SYN-ACK, the client's SYN (frame 1)
+    assert {(v in TRUE, int(first)) for v, first in zip(end["tcpstall.retries.synack"],
+                                                        end["tcpstall.retries.first_frame"])} == {
+        (True, c["server_synack_transmissions"][0]["frame"]), (False, c["syn_arrived_at_server"][0]["frame"])}
+    if not two_pass:
+        return
+    found = analyze_capture(str(cap)).findings
+    synacks = c["server_synack_transmissions"]
+    by_what = {f.numbers["synack"]: f for f in found}
+    assert set(by_what) == {True, False} and len(found) == 2
+    assert [f.numbers["outcome"] for f in found] == ["recovered", "recovered"]
+    # the server's SYN-ACK episode: its retransmissions, then the ACK; stall = ACK - first SYN-ACK
+    sa = by_what[True]
+    assert sa.frames == tuple(x["frame"] for x in synacks[1:]) + (ack["frame"],)
+    assert sa.numbers["stall_s"] == pytest.approx(ack["time"] - synacks[0]["time"], abs=2e-6)
+    assert "SYN-ACK retransmissions" in sa.summary and "handshake completed" in sa.summary
+
+
 # --- keepalive probes -------------------------------------------------------------------------------
 
 @PASSES

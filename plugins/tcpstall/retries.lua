@@ -375,7 +375,7 @@ end
 -- the record of the frame that ends an episode (rendered there on every pass)
 local function end_record(ep, t)
     return {
-        outcome = ep.outcome, who = ep.reset_by, kind = ep.kind, probe = ep.probe, count = ep.count,
+        outcome = ep.outcome, who = ep.reset_by, kind = ep.kind, probe = ep.probe, synack = ep.synack, count = ep.count,
         rto_n = ep.rto_n, elapsed = r6(t - ep.first_t), first_f = ep.first_f, linux_like = ep.linux_like,
         abort_at = ep.linux_like and ep.abort_t and ep.outcome == "recovered" and r6(ep.abort_t - ep.first_t) or nil,
     }
@@ -393,7 +393,10 @@ local function close_episode(ep, outcome, pkt, who, out)
     if end_shown(ep) then
         local r = out.retries
         if r == nil then r = {} out.retries = r end
-        r.ended = end_record(ep, pkt.time)
+        -- one frame can end two episodes, one per direction (the ACK that completes a handshake ends
+        -- the client's SYN and the server's SYN-ACK retransmissions): a record for each
+        r.ended = r.ended or {}
+        r.ended[#r.ended + 1] = end_record(ep, pkt.time)
     end
 end
 
@@ -547,9 +550,11 @@ function M.on_packet(pkt, fwd, rev, out, st)
     if kind == "data" then
         res = data_head(ep, pkt, fwd, rtx, st)
     else
+        -- a SYN episode is the client's SYNs or the server's SYN-ACKs, never both: the end record says which
+        ep.synack = kind == "syn" and pkt.ackf
         res = {
             ep = ep, kind = kind, probe = probe, count = ep.count, elapsed = r6(t - ep.first_t),
-            first_f = ep.first_f, orig_seen = ep.orig_seen, synack = kind == "syn" and pkt.ackf,
+            first_f = ep.first_f, orig_seen = ep.orig_seen, synack = ep.synack,
             -- one note per episode: on its first retransmission, or on the second probe (the first
             -- went unanswered, or the window stayed shut through a probe round)
             control = (kind == "probe" and ep.count == 2) or (kind ~= "probe" and ep.count == 1),
@@ -613,6 +618,7 @@ local function render_end(tree, r)
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
     if r.who ~= nil and r.outcome ~= "recovered" then tree:add(F.retries_reset_by, r.who) end
     if r.probe ~= nil then tree:add(F.retries_probe, r.probe) end
+    if r.kind == "syn" then tree:add(F.retries_synack, r.synack and true or false) end
     local txt
     if r.kind == "data" then
         tree:add(F.retries_rto_count, r.rto_n)
@@ -717,7 +723,7 @@ local function render_data(tree, r, ep, revisit, last)
 end
 
 function M.render(tree, r, number)
-    if r.ended ~= nil then render_end(tree, r.ended) end
+    for _, e in ipairs(r.ended or {}) do render_end(tree, e) end
     local x = r.tx
     if x == nil then return end
     local ep = x.ep

@@ -13,8 +13,8 @@ from pytshark_ext.tshark import FIELD_SEP
 from conftest import sample, truth
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow      # end-to-end: every analyze/correlate JSON ru
 PROBE = ROOT / "tests" / "data" / "lua" / "reword_experts.lua"
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

@@ -19,8 +19,8 @@ KERNEL_TABLE = {1: 0.6, 2: 1.4, 3: 3.0, 4: 6.2, 5: 12.6, 6: 25.4, 7: 51.0, 8: 10
                 10: 324.6, 11: 444.6, 12: 564.6, 13: 684.6, 14: 804.6, 15: 924.6}
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

@@ -17,8 +17,8 @@ from plugin_rows import (BOTH_PASSES, DATA, SAMPLES, filtered, flag, keep_frames
                          sample, truth)
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

@@ -15,8 +15,8 @@ from plugin_rows import BOTH_PASSES, keep_frames, releases, retransmissions, row
 SLOW = ("slow-reader", "slow-reader-nots")
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

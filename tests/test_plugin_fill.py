@@ -20,8 +20,8 @@ from plugin_rows import (BOTH_PASSES, DATA, ROOT, drop_frames, flag, hol_text, k
 REWRITE = ROOT / "lab" / "rewrite.py"
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

@@ -51,8 +51,8 @@ def severity(r, prefix):
     return sev[0]
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

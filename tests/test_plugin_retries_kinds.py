@@ -28,8 +28,8 @@ ANY_RETRIES = ("tcpstall.retries.count || tcpstall.retries.outcome || tcpstall.r
 TRUE = ("1", "True")
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

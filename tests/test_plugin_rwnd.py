@@ -31,8 +31,8 @@ FIELDS = (
 CLIENT = "198.18.1.2"     # lab topology (truth["topology"]["client"]); asserted in expected()
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
     yield
 
 

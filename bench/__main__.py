@@ -2,6 +2,7 @@
 
     python -m bench                      every benchmark below
     python -m bench plugin_overhead      bench/plugin_overhead.py (see its --help)
+    python -m bench analyze              bench/analyze.py (see its --help)
     python -m bench correlate [--big]    bench/correlate.py (see its --help)
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("plugin_overhead", "correlate")
+BENCHES = ("plugin_overhead", "analyze", "correlate")
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ local NAMES = {
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr",
     "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
     "tcp.analysis.spurious_retransmission", "tcp.analysis.keep_alive", "tcp.analysis.flags",
-    "icmp", "icmpv6",
+    "icmp", "icmpv6", "frame.time_epoch",
 }
 local X = {}
 for i, n in ipairs(NAMES) do X[i] = Field.new(n) end

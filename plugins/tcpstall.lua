@@ -76,69 +76,89 @@ end
 local proto = Proto("tcpstall", "TCP stall diagnostics")
 core.proto = proto
 
+-- Every field and expert is registered through these two, which note its filter name and how
+-- `tshark -T fields` prints its values: `-z tcpstall,records` (tcpstall/records.lua) prints the
+-- rows of `-2 -Y tcpstall -T fields` from one pass, so it must know both.
+local FIELD_TEXT_KIND = {
+    [ProtoField.double] = "double", [ProtoField.uint32] = "int", [ProtoField.int32] = "int",
+    [ProtoField.uint64] = "int", [ProtoField.framenum] = "int", [ProtoField.bool] = "bool",
+    [ProtoField.string] = "string",
+}
+core.field_abbr, core.field_kind = {}, {}
+local function field(ctor, abbr, ...)
+    local f = ctor(abbr, ...)
+    core.field_abbr[f], core.field_kind[f] = abbr, FIELD_TEXT_KIND[ctor]
+    return f
+end
+local function expert_info(abbr, ...)
+    local ei = ProtoExpert.new(abbr, ...)
+    core.field_abbr[ei], core.field_kind[ei] = abbr, "expert"
+    return ei
+end
+
 local F = {
-    hol_hold_ms          = ProtoField.double("tcpstall.hol.hold_ms", "HOL hold (ms)", "How long this held segment waited behind the hole"),
-    hol_released_bytes   = ProtoField.uint32("tcpstall.hol.released_bytes", "HOL released bytes", base.DEC, nil, nil, "Held bytes this frame released to the application (not counting its own payload)"),
-    hol_released_segments = ProtoField.uint32("tcpstall.hol.released_segments", "HOL released segments", base.DEC, nil, nil, "Held segments (frames) released by this frame"),
-    hol_max_hold_ms      = ProtoField.double("tcpstall.hol.max_hold_ms", "HOL longest hold (ms)", "Longest hold among the released segments"),
-    hol_release_frame    = ProtoField.framenum("tcpstall.hol.release_frame", "HOL released by frame"),
-    hol_first_held_frame = ProtoField.framenum("tcpstall.hol.first_held_frame", "HOL first held frame"),
-    hol_filled_by        = ProtoField.framenum("tcpstall.hol.filled_by", "HOL hole filled by frame"),
-    hol_view             = ProtoField.string("tcpstall.hol.view", "HOL view", base.ASCII, "receiver: from arrivals; sender: from SACK/ACK"),
-    hol_severity         = ProtoField.string("tcpstall.hol.severity", "HOL severity", base.ASCII, "warn / note: the hold against hol_warn_ms"),
-    hol_hole_bytes       = ProtoField.uint32("tcpstall.hol.hole_bytes", "HOL hole (bytes)", base.DEC, nil, nil, "Receiver view, on a held frame: bytes missing below it"),
-    hol_reported_by      = ProtoField.string("tcpstall.hol.reported_by", "HOL held data reported by", base.ASCII, "Sender view: sack / dupack (the receiver's report of the held data)"),
-    hol_report_frame     = ProtoField.framenum("tcpstall.hol.report_frame", "HOL first SACK / dupACK frame", base.NONE, nil, nil, "Sender view, on the release: the receiver's first report of held data"),
-    hol_send_hold_ms     = ProtoField.double("tcpstall.hol.send_hold_ms", "HOL hold by send times (ms)", "Sender view: filler send - held send (equals the receiver's hold when both one-way delays are equal)"),
-    hol_spurious_frame   = ProtoField.framenum("tcpstall.hol.spurious_frame", "HOL spurious retransmission frame", base.NONE, nil, nil, "Sender view: the retransmission a D-SACK showed spurious (the late original filled the hole)"),
-    hol_dsack_frame      = ProtoField.framenum("tcpstall.hol.dsack_frame", "HOL D-SACK frame"),
-    hol_fill_evidence    = ProtoField.string("tcpstall.hol.fill_evidence", "HOL fill evidence", base.ASCII, "Receiver view: tsval / ip_id / timing / delivered, or what was missing (fill cannot_tell)"),
-    hol_fill             = ProtoField.string("tcpstall.hol.fill", "HOL hole filled by", base.ASCII, "retransmission / late_original / not_captured / cannot_tell"),
-    thin_interval_ms     = ProtoField.double("tcpstall.thin_stream.interval_ms", "Thin stream: send interval (ms)", "The sender's new-data send interval (median of the last gaps)"),
-    thin_wait_ms         = ProtoField.double("tcpstall.thin_stream.wait_ms", "Thin stream: loss evidence took (ms)", "Original send -> retransmission"),
-    thin_wait_estimated  = ProtoField.bool("tcpstall.thin_stream.wait_estimated", "Thin stream: original send time estimated", base.NONE, nil, nil, "The original is not in the capture: its send time is estimated one send interval before the next segment"),
-    thin_rtt_ms          = ProtoField.double("tcpstall.thin_stream.rtt_ms", "Thin stream: path RTT (ms)"),
-    rwnd_window          = ProtoField.uint32("tcpstall.rwnd.window", "Receiver window (bytes)", base.DEC, nil, nil, "Advertised receive window, scaled"),
-    rwnd_scale           = ProtoField.int32("tcpstall.rwnd.scale", "Window shift", base.DEC, nil, nil, "Window scale shift used"),
-    rwnd_scale_inferred  = ProtoField.bool("tcpstall.rwnd.scale_inferred", "Window shift inferred"),
-    rwnd_cap_mbps        = ProtoField.double("tcpstall.rwnd.cap_mbps", "Window/RTT cap (Mbit/s)"),
-    rwnd_limited_ms      = ProtoField.double("tcpstall.rwnd.limited_ms", "Window-limited (ms)"),
-    rwnd_rtt_ms          = ProtoField.double("tcpstall.rwnd.rtt_ms", "RTT used for the cap (ms)"),
-    rwnd_bytes           = ProtoField.uint64("tcpstall.rwnd.bytes", "Bytes sent in the window-limited episode"),
-    rwnd_start_frame     = ProtoField.framenum("tcpstall.rwnd.start_frame", "Window-limited episode starts at frame"),
-    rwnd_end_frame       = ProtoField.framenum("tcpstall.rwnd.end_frame", "Window-limited episode ends at frame"),
-    rwnd_cause           = ProtoField.string("tcpstall.rwnd.cause", "Likely cause", base.ASCII, "small_rcvbuf / app_not_reading / delayed_ack / window_limited"),
-    rwnd_cause_text      = ProtoField.string("tcpstall.rwnd.cause_text", "Likely cause, in words", base.ASCII, "what the window did and what to check"),
-    rwnd_ongoing         = ProtoField.bool("tcpstall.rwnd.ongoing", "Episode still window-limited", base.NONE, nil, nil, "The episode had not ended when the capture ended or the connection was reset (see ended_by)"),
-    rwnd_ended_by        = ProtoField.string("tcpstall.rwnd.ended_by", "Episode ended by", base.ASCII, "window_opened (the sender left an opened window unused) / reset (RST) / capture_end (on revisits, on the episode's last window-limited frame)"),
-    rwnd_predicted_ms    = ProtoField.double("tcpstall.rwnd.predicted_ms", "Predicted time at this window (ms)", "bytes / window x RTT: how long these bytes take at one window per round trip"),
-    rwnd_zero_window_ms  = ProtoField.double("tcpstall.rwnd.zero_window_ms", "Zero window (ms)", "How long the receiver advertised a zero window during the episode"),
-    retries_count        = ProtoField.uint32("tcpstall.retries.count", "Retransmission number", base.DEC, nil, nil, "Retransmission number of this data (1, 2, ...)"),
-    retries_elapsed_s    = ProtoField.double("tcpstall.retries.elapsed_s", "Since first send (s)"),
-    retries_abort_at_s   = ProtoField.double("tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
-    retries_rto_count    = ProtoField.uint32("tcpstall.retries.rto_count", "RTO retransmissions", base.DEC, nil, nil, "Retransmission-timer retransmissions of this data so far (the kernel's icsk_retransmits)"),
-    retries_budget_s     = ProtoField.double("tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, TCP_RTO_MIN = 200 ms, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
-    retries_first_frame  = ProtoField.framenum("tcpstall.retries.first_frame", "Data first sent in frame"),
-    retries_outcome      = ProtoField.string("tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset / aborted / capture_ends (the last two on the episode's last retransmission, on revisits)"),
-    retries_assumed      = ProtoField.string("tcpstall.retries.assumed", "Settings assumed by the abort prediction", base.ASCII, "comma-separated settings the user did not give (-o tcpstall.NAME:VALUE), at Linux's defaults; empty: all given"),
-    retries_linux_like   = ProtoField.bool("tcpstall.retries.linux_like", "Backoff is Linux's", base.NONE, nil, nil, "false: the sender does not behave like Linux; no Linux abort prediction"),
-    retries_kind         = ProtoField.string("tcpstall.retries.kind", "What is retried", base.ASCII, "data / fin (FIN only: tcp_orphan_retries) / syn (tcp_syn_retries) / probe (keepalive or zero-window, nothing in flight)"),
-    retries_budget_from  = ProtoField.string("tcpstall.retries.budget_from", "Abort budget from", base.ASCII, "tcp_retries2 (tcp_model_timeout) / user_timeout (TCP_USER_TIMEOUT replaces it)"),
-    retries_reset_by     = ProtoField.string("tcpstall.retries.reset_by", "Reset by", base.ASCII, "peer / sender: who sent the RST that ended the episode (outcome reset / aborted)"),
-    retries_not_linux    = ProtoField.string("tcpstall.retries.not_linux", "Why not Linux-like", base.ASCII, "not_doubling / faster_than_doubling / over_rto_max / reset_on_timer (with linux_like false)"),
-    retries_probe        = ProtoField.string("tcpstall.retries.probe", "Probe", base.ASCII, "keepalive / zero_window (kind probe)"),
-    retries_synack       = ProtoField.bool("tcpstall.retries.synack", "SYN-ACK retransmission", base.NONE, nil, nil, "kind syn: the server's SYN-ACK (tcp_synack_retries), not the client's SYN"),
-    retrans_trigger      = ProtoField.string("tcpstall.retrans.trigger", "Retransmission trigger", base.ASCII, "rto / fast / tlp / rack / unknown"),
-    retrans_why          = ProtoField.string("tcpstall.retrans.why", "Trigger evidence", base.ASCII),
-    retrans_number       = ProtoField.uint32("tcpstall.retrans.number", "Retransmission of this data", base.DEC, nil, nil, "1 = first retransmission of this data, 2 = second, ..."),
-    retrans_dupacks      = ProtoField.uint32("tcpstall.retrans.dupacks", "Duplicate ACKs before it", base.DEC, nil, nil, "RFC 5681 duplicate ACKs at the ACK that triggered it (same ACK, no payload, no SYN/FIN, same window, data outstanding, sent after the segment they report)"),
-    retrans_since_first_ms = ProtoField.double("tcpstall.retrans.since_first_ms", "Since the data was first sent (ms)"),
-    retrans_since_prev_ms = ProtoField.double("tcpstall.retrans.since_prev_ms", "Since the previous transmission of the data (ms)"),
-    capture_duplicate    = ProtoField.bool("tcpstall.capture.duplicate", "Copy of an earlier frame", base.NONE, nil, nil, "The same segment recorded twice (capture or network duplicate): not a retransmission"),
-    capture_time_backwards_ms = ProtoField.double("tcpstall.capture.time_backwards_ms", "Timestamp earlier than the previous frame's (ms)", "The capture clock is not monotonic: a duration spanning this frame may be off by up to this much"),
+    hol_hold_ms          = field(ProtoField.double, "tcpstall.hol.hold_ms", "HOL hold (ms)", "How long this held segment waited behind the hole"),
+    hol_released_bytes   = field(ProtoField.uint32, "tcpstall.hol.released_bytes", "HOL released bytes", base.DEC, nil, nil, "Held bytes this frame released to the application (not counting its own payload)"),
+    hol_released_segments = field(ProtoField.uint32, "tcpstall.hol.released_segments", "HOL released segments", base.DEC, nil, nil, "Held segments (frames) released by this frame"),
+    hol_max_hold_ms      = field(ProtoField.double, "tcpstall.hol.max_hold_ms", "HOL longest hold (ms)", "Longest hold among the released segments"),
+    hol_release_frame    = field(ProtoField.framenum, "tcpstall.hol.release_frame", "HOL released by frame"),
+    hol_first_held_frame = field(ProtoField.framenum, "tcpstall.hol.first_held_frame", "HOL first held frame"),
+    hol_filled_by        = field(ProtoField.framenum, "tcpstall.hol.filled_by", "HOL hole filled by frame"),
+    hol_view             = field(ProtoField.string, "tcpstall.hol.view", "HOL view", base.ASCII, "receiver: from arrivals; sender: from SACK/ACK"),
+    hol_severity         = field(ProtoField.string, "tcpstall.hol.severity", "HOL severity", base.ASCII, "warn / note: the hold against hol_warn_ms"),
+    hol_hole_bytes       = field(ProtoField.uint32, "tcpstall.hol.hole_bytes", "HOL hole (bytes)", base.DEC, nil, nil, "Receiver view, on a held frame: bytes missing below it"),
+    hol_reported_by      = field(ProtoField.string, "tcpstall.hol.reported_by", "HOL held data reported by", base.ASCII, "Sender view: sack / dupack (the receiver's report of the held data)"),
+    hol_report_frame     = field(ProtoField.framenum, "tcpstall.hol.report_frame", "HOL first SACK / dupACK frame", base.NONE, nil, nil, "Sender view, on the release: the receiver's first report of held data"),
+    hol_send_hold_ms     = field(ProtoField.double, "tcpstall.hol.send_hold_ms", "HOL hold by send times (ms)", "Sender view: filler send - held send (equals the receiver's hold when both one-way delays are equal)"),
+    hol_spurious_frame   = field(ProtoField.framenum, "tcpstall.hol.spurious_frame", "HOL spurious retransmission frame", base.NONE, nil, nil, "Sender view: the retransmission a D-SACK showed spurious (the late original filled the hole)"),
+    hol_dsack_frame      = field(ProtoField.framenum, "tcpstall.hol.dsack_frame", "HOL D-SACK frame"),
+    hol_fill_evidence    = field(ProtoField.string, "tcpstall.hol.fill_evidence", "HOL fill evidence", base.ASCII, "Receiver view: tsval / ip_id / timing / delivered, or what was missing (fill cannot_tell)"),
+    hol_fill             = field(ProtoField.string, "tcpstall.hol.fill", "HOL hole filled by", base.ASCII, "retransmission / late_original / not_captured / cannot_tell"),
+    thin_interval_ms     = field(ProtoField.double, "tcpstall.thin_stream.interval_ms", "Thin stream: send interval (ms)", "The sender's new-data send interval (median of the last gaps)"),
+    thin_wait_ms         = field(ProtoField.double, "tcpstall.thin_stream.wait_ms", "Thin stream: loss evidence took (ms)", "Original send -> retransmission"),
+    thin_wait_estimated  = field(ProtoField.bool, "tcpstall.thin_stream.wait_estimated", "Thin stream: original send time estimated", base.NONE, nil, nil, "The original is not in the capture: its send time is estimated one send interval before the next segment"),
+    thin_rtt_ms          = field(ProtoField.double, "tcpstall.thin_stream.rtt_ms", "Thin stream: path RTT (ms)"),
+    rwnd_window          = field(ProtoField.uint32, "tcpstall.rwnd.window", "Receiver window (bytes)", base.DEC, nil, nil, "Advertised receive window, scaled"),
+    rwnd_scale           = field(ProtoField.int32, "tcpstall.rwnd.scale", "Window shift", base.DEC, nil, nil, "Window scale shift used"),
+    rwnd_scale_inferred  = field(ProtoField.bool, "tcpstall.rwnd.scale_inferred", "Window shift inferred"),
+    rwnd_cap_mbps        = field(ProtoField.double, "tcpstall.rwnd.cap_mbps", "Window/RTT cap (Mbit/s)"),
+    rwnd_limited_ms      = field(ProtoField.double, "tcpstall.rwnd.limited_ms", "Window-limited (ms)"),
+    rwnd_rtt_ms          = field(ProtoField.double, "tcpstall.rwnd.rtt_ms", "RTT used for the cap (ms)"),
+    rwnd_bytes           = field(ProtoField.uint64, "tcpstall.rwnd.bytes", "Bytes sent in the window-limited episode"),
+    rwnd_start_frame     = field(ProtoField.framenum, "tcpstall.rwnd.start_frame", "Window-limited episode starts at frame"),
+    rwnd_end_frame       = field(ProtoField.framenum, "tcpstall.rwnd.end_frame", "Window-limited episode ends at frame"),
+    rwnd_cause           = field(ProtoField.string, "tcpstall.rwnd.cause", "Likely cause", base.ASCII, "small_rcvbuf / app_not_reading / delayed_ack / window_limited"),
+    rwnd_cause_text      = field(ProtoField.string, "tcpstall.rwnd.cause_text", "Likely cause, in words", base.ASCII, "what the window did and what to check"),
+    rwnd_ongoing         = field(ProtoField.bool, "tcpstall.rwnd.ongoing", "Episode still window-limited", base.NONE, nil, nil, "The episode had not ended when the capture ended or the connection was reset (see ended_by)"),
+    rwnd_ended_by        = field(ProtoField.string, "tcpstall.rwnd.ended_by", "Episode ended by", base.ASCII, "window_opened (the sender left an opened window unused) / reset (RST) / capture_end (on revisits, on the episode's last window-limited frame)"),
+    rwnd_predicted_ms    = field(ProtoField.double, "tcpstall.rwnd.predicted_ms", "Predicted time at this window (ms)", "bytes / window x RTT: how long these bytes take at one window per round trip"),
+    rwnd_zero_window_ms  = field(ProtoField.double, "tcpstall.rwnd.zero_window_ms", "Zero window (ms)", "How long the receiver advertised a zero window during the episode"),
+    retries_count        = field(ProtoField.uint32, "tcpstall.retries.count", "Retransmission number", base.DEC, nil, nil, "Retransmission number of this data (1, 2, ...)"),
+    retries_elapsed_s    = field(ProtoField.double, "tcpstall.retries.elapsed_s", "Since first send (s)"),
+    retries_abort_at_s   = field(ProtoField.double, "tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
+    retries_rto_count    = field(ProtoField.uint32, "tcpstall.retries.rto_count", "RTO retransmissions", base.DEC, nil, nil, "Retransmission-timer retransmissions of this data so far (the kernel's icsk_retransmits)"),
+    retries_budget_s     = field(ProtoField.double, "tcpstall.retries.budget_s", "Abort budget (s)", "tcp_model_timeout(tcp_retries2, TCP_RTO_MIN = 200 ms, rto_max) or TCP_USER_TIMEOUT, counted from the first RTO retransmission"),
+    retries_first_frame  = field(ProtoField.framenum, "tcpstall.retries.first_frame", "Data first sent in frame"),
+    retries_outcome      = field(ProtoField.string, "tcpstall.retries.outcome", "Retries episode outcome", base.ASCII, "recovered / reset / aborted / capture_ends (the last two on the episode's last retransmission, on revisits)"),
+    retries_assumed      = field(ProtoField.string, "tcpstall.retries.assumed", "Settings assumed by the abort prediction", base.ASCII, "comma-separated settings the user did not give (-o tcpstall.NAME:VALUE), at Linux's defaults; empty: all given"),
+    retries_linux_like   = field(ProtoField.bool, "tcpstall.retries.linux_like", "Backoff is Linux's", base.NONE, nil, nil, "false: the sender does not behave like Linux; no Linux abort prediction"),
+    retries_kind         = field(ProtoField.string, "tcpstall.retries.kind", "What is retried", base.ASCII, "data / fin (FIN only: tcp_orphan_retries) / syn (tcp_syn_retries) / probe (keepalive or zero-window, nothing in flight)"),
+    retries_budget_from  = field(ProtoField.string, "tcpstall.retries.budget_from", "Abort budget from", base.ASCII, "tcp_retries2 (tcp_model_timeout) / user_timeout (TCP_USER_TIMEOUT replaces it)"),
+    retries_reset_by     = field(ProtoField.string, "tcpstall.retries.reset_by", "Reset by", base.ASCII, "peer / sender: who sent the RST that ended the episode (outcome reset / aborted)"),
+    retries_not_linux    = field(ProtoField.string, "tcpstall.retries.not_linux", "Why not Linux-like", base.ASCII, "not_doubling / faster_than_doubling / over_rto_max / reset_on_timer (with linux_like false)"),
+    retries_probe        = field(ProtoField.string, "tcpstall.retries.probe", "Probe", base.ASCII, "keepalive / zero_window (kind probe)"),
+    retries_synack       = field(ProtoField.bool, "tcpstall.retries.synack", "SYN-ACK retransmission", base.NONE, nil, nil, "kind syn: the server's SYN-ACK (tcp_synack_retries), not the client's SYN"),
+    retrans_trigger      = field(ProtoField.string, "tcpstall.retrans.trigger", "Retransmission trigger", base.ASCII, "rto / fast / tlp / rack / unknown"),
+    retrans_why          = field(ProtoField.string, "tcpstall.retrans.why", "Trigger evidence", base.ASCII),
+    retrans_number       = field(ProtoField.uint32, "tcpstall.retrans.number", "Retransmission of this data", base.DEC, nil, nil, "1 = first retransmission of this data, 2 = second, ..."),
+    retrans_dupacks      = field(ProtoField.uint32, "tcpstall.retrans.dupacks", "Duplicate ACKs before it", base.DEC, nil, nil, "RFC 5681 duplicate ACKs at the ACK that triggered it (same ACK, no payload, no SYN/FIN, same window, data outstanding, sent after the segment they report)"),
+    retrans_since_first_ms = field(ProtoField.double, "tcpstall.retrans.since_first_ms", "Since the data was first sent (ms)"),
+    retrans_since_prev_ms = field(ProtoField.double, "tcpstall.retrans.since_prev_ms", "Since the previous transmission of the data (ms)"),
+    capture_duplicate    = field(ProtoField.bool, "tcpstall.capture.duplicate", "Copy of an earlier frame", base.NONE, nil, nil, "The same segment recorded twice (capture or network duplicate): not a retransmission"),
+    capture_time_backwards_ms = field(ProtoField.double, "tcpstall.capture.time_backwards_ms", "Timestamp earlier than the previous frame's (ms)", "The capture clock is not monotonic: a duration spanning this frame may be off by up to this much"),
 }
 core.F = F
-proto.fields = {
+core.fields = {
     F.hol_hold_ms, F.hol_released_bytes, F.hol_released_segments, F.hol_max_hold_ms,
     F.hol_release_frame, F.hol_first_held_frame, F.hol_filled_by, F.hol_view,
     F.hol_severity, F.hol_fill, F.hol_hole_bytes, F.hol_reported_by, F.hol_report_frame, F.hol_send_hold_ms,
@@ -155,29 +175,31 @@ proto.fields = {
     F.retrans_number, F.retrans_dupacks, F.retrans_since_first_ms, F.retrans_since_prev_ms,
     F.capture_duplicate, F.capture_time_backwards_ms,
 }
+proto.fields = core.fields
 
 local SEQ = expert.group.SEQUENCE
 local E = {
-    hol_blocked       = ProtoExpert.new("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole", SEQ, expert.severity.WARN),
+    hol_blocked       = expert_info("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole", SEQ, expert.severity.WARN),
     -- an expert's severity is fixed when it is registered: a hold below hol_warn_ms is a note, so each
     -- of these two is registered twice under the same filter name (as Wireshark's own
     -- _ws.type_length.mismatch is, as an error and as a warning): `tcpstall.hol.released` finds both
-    hol_blocked_note  = ProtoExpert.new("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
-    hol_released      = ProtoExpert.new("tcpstall.hol.released", "HOL-blocked delivery: held data released", SEQ, expert.severity.WARN),
-    hol_released_note = ProtoExpert.new("tcpstall.hol.released", "HOL-blocked delivery: held data released (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
-    rwnd_throttling   = ProtoExpert.new("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
-    retries_approaching = ProtoExpert.new("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
-    retries_final     = ProtoExpert.new("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),
-    retries_ended     = ProtoExpert.new("tcpstall.retries.ended", "Retries episode ended (recovered / reset / aborted)", SEQ, expert.severity.NOTE),
-    retries_control   = ProtoExpert.new("tcpstall.retries.control", "FIN / SYN retransmissions or probes: not a request waiting (tcp_orphan_retries, tcp_syn_retries, keepalive)", SEQ, expert.severity.NOTE),
-    thin_stream       = ProtoExpert.new("tcpstall.thin_stream", "Thin stream: fast retransmit waited for duplicate ACKs", SEQ, expert.severity.NOTE),
-    retrans           = ProtoExpert.new("tcpstall.retrans", "Retransmission trigger", SEQ, expert.severity.CHAT),
+    hol_blocked_note  = expert_info("tcpstall.hol.blocked", "HOL-blocked delivery: segment held behind a hole (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
+    hol_released      = expert_info("tcpstall.hol.released", "HOL-blocked delivery: held data released", SEQ, expert.severity.WARN),
+    hol_released_note = expert_info("tcpstall.hol.released", "HOL-blocked delivery: held data released (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
+    rwnd_throttling   = expert_info("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
+    retries_approaching = expert_info("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
+    retries_final     = expert_info("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),
+    retries_ended     = expert_info("tcpstall.retries.ended", "Retries episode ended (recovered / reset / aborted)", SEQ, expert.severity.NOTE),
+    retries_control   = expert_info("tcpstall.retries.control", "FIN / SYN retransmissions or probes: not a request waiting (tcp_orphan_retries, tcp_syn_retries, keepalive)", SEQ, expert.severity.NOTE),
+    thin_stream       = expert_info("tcpstall.thin_stream", "Thin stream: fast retransmit waited for duplicate ACKs", SEQ, expert.severity.NOTE),
+    retrans           = expert_info("tcpstall.retrans", "Retransmission trigger", SEQ, expert.severity.CHAT),
 }
 core.E = E
-proto.experts = {
+core.experts = {
     E.hol_blocked, E.hol_blocked_note, E.hol_released, E.hol_released_note, E.rwnd_throttling,
     E.retries_approaching, E.retries_final, E.retries_ended, E.retries_control, E.thin_stream, E.retrans,
 }
+proto.experts = core.experts
 
 ---------------------------------------------------------------------------------------------------
 -- Field extractors: every field the core and the analyzers need, each called once per packet.
@@ -206,6 +228,10 @@ local X = {
     ws_flags    = Field.new("tcp.analysis.flags"),   -- present when any flag is: gates the ws_* reads
     icmp     = Field.new("icmp"),
     icmpv6   = Field.new("icmpv6"),
+    -- the frame's exact time (an NSTime), read only for `-z tcpstall,records` (tcpstall/records.lua):
+    -- pinfo.abs_ts is a double, ~0.24 us coarse at today's epoch, and records must print the
+    -- time `-T fields` prints
+    time_epoch = Field.new("frame.time_epoch"),
     -- (no ip.id: declaring an extractor makes Wireshark build that field for every packet, 3.3 k
     -- instructions per packet on clean-bulk under callgrind; core.read_ip_id reads the frame's bytes)
 }
@@ -260,6 +286,7 @@ function proto.prefs_changed() read_prefs() end
 
 local seqm = core.load("seq")
 local stream = core.load("stream")
+local records = core.load("records")
 core.seq, core.stream = seqm, stream
 
 -- analyzers, in the order they run; each has a bool pref `<name>_enabled`
@@ -305,6 +332,7 @@ local function reset()
         last_frame = 0,      -- highest frame number seen (first pass)
     }
     core.state = state
+    records.reset()
     for _, a in ipairs(analyzers) do
         if a.reset then a.reset() end
     end
@@ -520,6 +548,7 @@ local function first_pass(pinfo, number, tvb)
     if pkt == nil then return nil end
     local st, fwd, rev = stream.lookup(state, pkt, pinfo)   -- (the stream's first/last time: as captured)
     if st == nil then return nil end
+    if records.enabled then records.note_frame(number, pkt.stream) end
     -- The capture clock may step back (captures merged from several interfaces or queues, a clock
     -- step, a rewritten file). No duration may come out negative, so the analysis uses the frame's
     -- timestamp plus an offset that grows by every backwards step: its times never decrease, and
@@ -630,6 +659,8 @@ local function render(tree, res, number)
         end
     end
 end
+
+core.render = render
 
 local function dissect(tvb, pinfo, tree)
     -- The first pass dissects frames in increasing order (after init: tshark, tshark -2 pass 1,
@@ -750,10 +781,16 @@ local function register_stat()
     local function on_z(arg)
         local mode = type(arg) == "string" and arg:match("^tcpstall,(%w+)") or nil
         local tap = Listener.new("frame", nil)
+        -- records first (whichever tap draws first): their render is the revisit that closes
+        -- episodes still open at the capture end, as pass 2 of -2 does before its summary, and
+        -- errors it meets are counted in the summary
         if mode == "tsv" then
-            function tap.draw() print(core.stat_tsv()) end
+            function tap.draw() records.draw() print(core.stat_tsv()) end
+        elseif mode == "records" then
+            records.enabled = true
+            tap.draw = records.draw
         else
-            function tap.draw() print(core.stat_text()) end
+            function tap.draw() records.draw() print(core.stat_text()) end
         end
         function tap.reset() end
     end

@@ -1,11 +1,13 @@
-"""`tcpstall analyze`: run tshark two-pass with the tcpstall plugin over one capture and collect
-what it found, per stream and as findings.
+"""`tcpstall analyze`: run tshark once with the tcpstall plugin over one capture and collect what
+it found, per stream and as findings.
 
-One tshark run: `-2 -Y tcpstall -T fields -e <tcpstall fields> -z tcpstall,tsv`. Frames the plugin
-annotated come back as rows; the `-z tcpstall,tsv` summary (printed by the plugin after the last
-frame) lists every TCP stream with the analyzers' per-stream columns. The findings are built from
-the rows by pure functions (`findings_from_rows`), the renderers are separate (`render_table`,
-`to_json`). The plugin does the analysis; this module only gathers and presents it.
+One tshark run, one pass: `-q -z tcpstall,records -z tcpstall,tsv`. After the last frame the plugin
+prints, for every frame it annotates, the rows `-2 -Y tcpstall -T fields -e <tcpstall fields>` would
+print (`-z tcpstall,records`, plugins/tcpstall/records.lua: the same render as a revisit, without a
+second pass), then the `-z tcpstall,tsv` summary of every TCP stream with the analyzers' per-stream
+columns. The findings are built from the rows by pure functions (`findings_from_rows`), the
+renderers are separate (`render_table`, `to_json`). The plugin does the analysis; this module only
+gathers and presents it. The two-pass run stays the oracle the tests compare the records with.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .records import Finding
-from .tshark import FIELD_SEP, OCCURRENCE_SEP, TsharkFailed, run_lines
+from .tshark import BATCH_DECODE, FIELD_SEP, OCCURRENCE_SEP, TsharkFailed, run_lines
 
 # --- what we ask tshark for --------------------------------------------------------------------
 
@@ -43,6 +45,10 @@ FIELDS: Tuple[str, ...] = (
 )
 DISPLAY_FILTER = "tcpstall"
 STAT_ARG = "tcpstall,tsv"
+RECORDS_ARG = "tcpstall,records"
+RECORDS_HEADER, RECORDS_END = "TCPSTALL_RECORDS", "TCPSTALL_RECORDS_END"
+# the records' own column: on a release frame, the held-only frames it released (records.lua)
+HELD_FRAMES = "tcpstall.hol.held_frames"
 
 _NUMERIC_STREAM_KEYS = {"stream", "sport", "dport", "first_frame", "last_frame"}
 
@@ -98,27 +104,56 @@ def z_tsv_record(line: str) -> Optional[Tuple[str, Dict[str, str]]]:
 
 def parse_output(lines: Iterable[str], fields: Sequence[str] = FIELDS):
     """Split tshark's stdout into field rows (dicts field -> occurrences), stream summaries and
-    the plugin's error count. Pure: takes lines, returns data."""
+    the plugin's error count. Pure: takes lines, returns data. Rows are `-T fields` rows of
+    `fields` (a two-pass run), or the rows of `-z tcpstall,records` after its header (see
+    plugins/tcpstall/records.lua), of which only the fields in `fields` are kept."""
     rows: List[Row] = []
     streams: List[StreamSummary] = []
     errors, first_error = 0, None
     n = len(fields)
+    record_field: Optional[Dict[str, str]] = None     # "K" -> field name, for the wanted fields
     for line in lines:
+        if record_field is not None and FIELD_SEP in line:
+            rows.append(_compact_held(_record_row(line, record_field)))
+            continue
         z = z_tsv_record(line)
         if z is not None and z[0] == "TCPSTALL":
             streams.append(_stream_from_kv(z[1]))
         elif z is not None:
             errors = int(z[1].get("errors", "0") or 0)
             first_error = z[1].get("first_error")
+        elif line.startswith(RECORDS_HEADER + "\t"):
+            names = line.partition("fields=")[2].split(",")
+            wanted = set(fields) | {HELD_FRAMES}
+            record_field = {str(k): f for k, f in enumerate(names, 1) if f in wanted}
+        elif line.startswith(RECORDS_END + "\t"):
+            record_field = None
         elif FIELD_SEP in line or (n == 1 and line):
             cols = line.split(FIELD_SEP)
             if len(cols) != n:
                 raise TsharkFailed(f"tshark printed a row with {len(cols)} columns, expected {n}")
             # sparse: most of the ~40 fields are empty on any frame, and a big capture has a row
             # for every held segment (absent fields read as [] through the accessors below)
-            row = {f: c.split(OCCURRENCE_SEP) for f, c in zip(fields, cols) if c}
-            rows.append(_compact_held(row))
+            rows.append(_compact_held({f: c.split(OCCURRENCE_SEP) for f, c in zip(fields, cols) if c}))
     return rows, streams, errors, first_error
+
+
+def _record_row(line: str, record_field: Mapping[str, str]) -> Row:
+    """One `-z tcpstall,records` row: frame, time, stream, then K=VALUE per value (K: the field's
+    position in the header), a field given twice in one frame is two occurrences."""
+    frame, time, stream, *values = line.split(FIELD_SEP)
+    row: Row = {"frame.number": [frame], "frame.time_epoch": [time]}
+    if stream:
+        row["tcp.stream"] = [stream]
+    for kv in values:
+        k, _, v = kv.partition("=")
+        name = record_field.get(k)
+        if name is not None:
+            if name in row:
+                row[name].append(v)
+            else:
+                row[name] = [v]
+    return row
 
 
 # What the findings need from a frame that is only *held* (most frames of a lossy bulk capture):
@@ -226,7 +261,8 @@ def _hol_findings(rows: Sequence[Row], by_frame: Mapping[int, Row]) -> List[Find
         filler = by_frame.get(filled_by) if filled_by is not None else None
         trigger = _s(filler, "tcpstall.retrans.trigger") if filler else None
         thin = _thin_stream(filler) if filler else None
-        held = sorted(h for h in held_by_release.get(frame, []) if h is not None)
+        held = sorted([h for h in held_by_release.get(frame, []) if h is not None]
+                      + [int(h) for h in ",".join(r.get(HELD_FRAMES) or ()).split(",") if h])
         frames = tuple(sorted(set(held + [frame] + ([filled_by] if filled_by else []))))
         numbers = {
             "released_bytes": _i(r, "tcpstall.hol.released_bytes"),
@@ -451,12 +487,18 @@ def _retries_summary(n: Mapping) -> str:
 
 def analyze_capture(capture: str, *, tshark: Optional[str] = None,
                     prefs: Optional[Mapping[str, object]] = None) -> AnalysisResult:
-    """Run tshark two-pass with the plugin over `capture`; raises tshark.TsharkError subclasses."""
-    run = run_lines(str(capture), tshark=tshark, fields=FIELDS, display_filter=DISPLAY_FILTER,
-                    two_pass=True, prefs=prefs, extra=["-z", STAT_ARG], tolerate_truncation=True)
-    rows, streams, errors, first_error = parse_output(run)
+    """Run tshark with the plugin over `capture`, one pass; raises tshark.TsharkError subclasses."""
+    run = run_lines(str(capture), tshark=tshark, prefs=prefs, tolerate_truncation=True,
+                    extra=["-q", "-z", RECORDS_ARG, "-z", STAT_ARG, *BATCH_DECODE])
+    return result_from_lines(str(capture), run, run)
+
+
+def result_from_lines(capture: str, lines: Iterable[str], run) -> AnalysisResult:
+    """The AnalysisResult of the plugin's output lines (records and summary) of one run; `run`
+    (a TsharkRun, read to its end) tells whether the capture was cut short."""
+    rows, streams, errors, first_error = parse_output(lines)
     warnings = (f"{run.truncated} (analysed the packets before the cut)",) if run.truncated else ()
-    return AnalysisResult(capture=str(capture), streams=tuple(streams),
+    return AnalysisResult(capture=capture, streams=tuple(streams),
                           findings=tuple(findings_from_rows(rows)),
                           plugin_errors=errors, first_plugin_error=first_error, warnings=warnings)
 

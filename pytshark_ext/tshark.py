@@ -33,6 +33,10 @@ OCCURRENCE_SEP = "\x1e"
 
 # Two-pass runs need a display filter so Lua Field extractors are primed in pass 1.
 DEFAULT_TWO_PASS_FILTER = "frame"
+# Batch runs of the plugin need no application layer: without this, TCP tries ~83 heuristic
+# dissectors on every payload (~45 k of ~200 k instructions per packet); the plugin's output is the
+# same (tests/test_records.py compares it on every sample capture)
+BATCH_DECODE = ("-d", "tcp.port==1-65535,data")
 
 
 class TsharkError(Exception):

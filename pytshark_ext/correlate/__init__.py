@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from itertools import accumulate, chain
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
+from ..records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
                       Segment)
-from .tshark import (FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkError, TsharkFailed, on_both,
+from ..tshark import (FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkError, TsharkFailed, on_both,
                      run_lines)
 
 MASK = 0xFFFFFFFF
@@ -1231,7 +1231,7 @@ def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[
 def analyze_both(path_a: str, path_b: str, *, tshark: Optional[str] = None,
                  prefs=None) -> Tuple[object, object]:
     """Run the tcpstall plugin (`analyze.analyze_capture`) over both captures, in parallel."""
-    from .analyze import analyze_capture
+    from ..analyze import analyze_capture
 
     return on_both(lambda path: analyze_capture(path, tshark=tshark, prefs=prefs), path_a, path_b)
 

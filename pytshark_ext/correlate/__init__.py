@@ -24,16 +24,16 @@ from __future__ import annotations
 import bisect
 import gc
 import math
-import queue
-import threading
 from dataclasses import dataclass, replace
 from itertools import accumulate, chain
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..records import (DelayStats, Delivery, Finding, FlowDirection, FlowPair, LostSegment,
                       Segment)
-from ..tshark import (FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkError, TsharkFailed, on_both,
-                     run_lines)
+from ..tshark import FIELD_SEP, TsharkError, on_both, run_lines
+from .capture_span import capture_span
+from .fieldrows import (CORRELATE_FIELDS, Row, correlate_command_kwargs, rows_from_blocks, rows_from_segments,
+                        threaded_blocks)
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
@@ -44,220 +44,6 @@ SYN_FIN = 0x03
 
 class CorrelateError(TsharkError):
     """The two captures cannot be correlated (e.g. they share no TCP segment); one line."""
-
-
-# Row layout used internally (a plain tuple: building a dataclass per packet would cost more than
-# tshark itself):
-# (frame, time, direction, seq, ack, len, flags, tsval, tsecr, ip_id, stream, key)
-# where direction is "src sport dst dport" joined by FIELD_SEP (one string hashes faster than a
-# tuple of four) and key = hash((seq, ack, len)), the content key (see _Engine.ingest). The frame
-# number may be tshark's text (then all decimal digits): it is only reported, made an int there.
-Row = tuple
-
-
-# --- readers ---------------------------------------------------------------------------------
-
-def rows_from_segments(segments: Iterable[Segment]) -> Iterator[Row]:
-    for s in segments:
-        seq, ack, ln = s.seq_raw, s.ack_raw or 0, s.length or 0
-        direction = FIELD_SEP.join((s.src, str(s.sport), s.dst, str(s.dport)))
-        yield (s.frame, s.time, direction, seq, ack, ln, s.flags or 0,
-               "" if s.tsval is None else str(s.tsval), "" if s.tsecr is None else str(s.tsecr),
-               "" if s.ip_id is None else str(s.ip_id), s.stream, hash((seq, ack, ln)))
-
-
-# What correlate asks tshark for: SEGMENT_FIELDS without the window and the SACK blocks, which it
-# does not use (fewer columns to print and to split), and one occurrence per field, the last one:
-# the innermost header of a tunnelled packet.
-CORRELATE_FIELDS = (
-    "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
-    "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.flags",
-    "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "ip.id", "tcp.stream",
-)
-# extra prefs for the correlate tshark run: tshark's own sequence analysis is not needed here
-CORRELATE_PREFS = {"tcp.analyze_sequence_numbers": False}
-
-
-def correlate_command_kwargs(display_filter: Optional[str] = None) -> dict:
-    """Keyword arguments for `tshark.build_command`/`run_lines` as correlate runs tshark (the
-    benchmark times exactly this command bare)."""
-    flt = SEGMENT_FILTER if not display_filter else f"({SEGMENT_FILTER}) && ({display_filter})"
-    prefs = dict(SEGMENT_PREFS)
-    prefs.update(CORRELATE_PREFS)
-    return dict(fields=CORRELATE_FIELDS, occurrence="l", display_filter=flt, prefs=prefs, with_plugin=False)
-
-
-class _Parsed(dict):
-    """text -> int(text, base) (0 for ""), computed once per distinct text: for fields with few
-    distinct values (tcp.flags, tcp.len), a dict lookup is cheaper than int()."""
-
-    def __init__(self, base: int):
-        super().__init__()
-        self.base = base
-
-    def __missing__(self, text: str) -> int:
-        v = self[text] = int(text, self.base) if text else 0
-        return v
-
-
-def _ints(col: List[str]) -> List[int]:
-    """int() of every text, 0 for an empty one (ValueError for anything else)."""
-    try:
-        return list(map(int, col))
-    except ValueError:
-        return [int(x) if x else 0 for x in col]
-
-
-def _either(v4: List[str], v6: List[str]) -> List[str]:
-    """ip.x, else ipv6.x, per row."""
-    return v4 if all(v4) else [a or b for a, b in zip(v4, v6)]
-
-
-def rows_from_blocks(blocks: Iterable[str], capture: str = "") -> Iterator[Row]:
-    """Rows from blocks of CORRELATE_FIELDS lines (`TsharkRun.blocks()`: whole lines, joined by
-    newlines): one iterator for the whole stream. A block is split at once and converted column
-    by column; one with anything unusual (a truncated frame, a field that is not a number) goes
-    through the row-by-row path, which skips such rows."""
-    n = len(CORRELATE_FIELDS)
-    flag_bits, lengths = _Parsed(16), _Parsed(10)
-
-    def block_rows(block: str) -> Iterable[Row]:
-        c = block.replace("\n", FIELD_SEP).split(FIELD_SEP)
-        if len(c) == n * (block.count("\n") + 1):          # (else some row is malformed)
-            frame, t, sport, seq = c[0::n], c[1::n], c[6::n], c[8::n]
-            if all(seq) and all(sport) and all(t) and all(frame) and "".join(frame).isdecimal():
-                try:
-                    seq, ack = list(map(int, seq)), _ints(c[9::n])
-                    ln = list(map(lengths.__getitem__, c[10::n]))
-                    direction = map(FIELD_SEP.join,
-                                    zip(_either(c[2::n], c[4::n]), sport, _either(c[3::n], c[5::n]), c[7::n]))
-                    return zip(frame, list(map(float, t)), direction, seq, ack, ln,
-                               list(map(flag_bits.__getitem__, c[11::n])), c[12::n], c[13::n], c[14::n],
-                               c[15::n], list(map(hash, zip(seq, ack, ln))))
-                except ValueError:
-                    pass
-        return list(_rows_one_by_one(block.split("\n"), n, flag_bits, capture))
-
-    # in pieces of ~PIECE characters: a whole block's field texts would not stay in the CPU cache
-    return chain.from_iterable(map(block_rows, chain.from_iterable(map(_pieces, blocks))))
-
-
-PIECE = 16384
-
-
-def _pieces(block: str) -> Iterator[str]:
-    """A block of lines cut into runs of whole lines of about PIECE characters."""
-    start = 0
-    while True:
-        cut = block.find("\n", start + PIECE)
-        if cut < 0:
-            yield block[start:] if start else block
-            return
-        yield block[start:cut]
-        start = cut + 1
-
-
-def _rows_one_by_one(lines: List[str], n: int, flag_bits: _Parsed, capture: str) -> Iterator[Row]:
-    for line in lines:
-        c = line.split(FIELD_SEP)
-        if len(c) != n:
-            raise TsharkFailed(f"{capture}: tshark printed a row with {len(c)} columns, expected {n}")
-        frame, t, src, dst, src6, dst6, sp, dp, seq, ack, ln, fl, tsv, tse, ipid, stream = c
-        if not seq or not sp or not t:
-            continue                    # truncated frame
-        try:
-            key = int(seq), int(ack) if ack else 0, int(ln) if ln else 0
-            row = (int(frame), float(t), FIELD_SEP.join((src or src6, sp, dst or dst6, dp)), *key,
-                   flag_bits[fl], tsv, tse, ipid, stream, hash(key))
-        except ValueError:
-            continue
-        yield row
-
-
-# --- when was the capture running? -----------------------------------------------------------
-
-def capture_span(path: str) -> Optional[Tuple[Optional[float], Optional[float]]]:
-    """(start, end) epoch seconds of the capture process itself, from the Interface Statistics
-    Blocks dumpcap writes at the end of a pcapng file (isb_starttime / isb_endtime), or None
-    (pcap files, files rewritten by editcap, damaged files). A capture that saw nothing for a
-    while (a peer that vanished behind a blackhole) was still running: packets due in that time
-    and never seen there are losses, not "outside the capture"."""
-    import struct
-    try:
-        with open(path, "rb") as f:
-            head = f.read(28)
-            if len(head) < 28 or head[:4] != b"\x0a\x0d\x0d\x0a":
-                return None
-            bo = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-            # interface timestamp resolutions, from the IDBs right after the SHB
-            (shb_len,) = struct.unpack(bo + "I", head[4:8])
-            f.seek(shb_len)
-            res: List[float] = []
-            t0 = None                                   # first packet, to sanity-check ISB units
-            while True:
-                hdr = f.read(8)
-                if len(hdr) < 8:
-                    break
-                btype, blen = struct.unpack(bo + "II", hdr)
-                if btype == 6 and res:
-                    iface, hi, lo = struct.unpack(bo + "III", f.read(12))
-                    t0 = ((hi << 32) | lo) * (res[iface] if iface < len(res) else 1e-6)
-                    break
-                if btype != 1 or blen < 20:
-                    break
-                body = f.read(blen - 8)[8:-4]          # skip linktype/reserved/snaplen
-                r = 1e-6
-                for code, val in _options(body, bo):
-                    if code == 9 and val:
-                        v = val[0]
-                        r = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
-                res.append(r)
-            # ISBs sit at the end: walk back over trailing blocks
-            f.seek(0, 2)
-            pos = f.tell()
-            start = end = None
-            for _ in range(64):
-                if pos < 12:
-                    break
-                f.seek(pos - 4)
-                (blen,) = struct.unpack(bo + "I", f.read(4))
-                if blen < 12 or blen > pos:
-                    break
-                f.seek(pos - blen)
-                blk = f.read(blen)
-                (btype,) = struct.unpack(bo + "I", blk[:4])
-                if btype != 5:
-                    break
-                iface, hi, lo = struct.unpack(bo + "III", blk[8:20])
-                raw = {0: (hi << 32) | lo}
-                for code, val in _options(blk[20:-4], bo):
-                    if code in (2, 3) and len(val) == 8:
-                        h, l_ = struct.unpack(bo + "II", val)
-                        raw[code] = (h << 32) | l_
-                # dumpcap writes ISB times in microseconds whatever if_tsresol says: take the unit
-                # that puts the ISB nearest the first packet
-                r = res[iface] if iface < len(res) else 1e-6
-                if t0 is not None:
-                    r = min((r, 1e-6, 1e-9), key=lambda u: abs(raw[0] * u - t0))
-                ts = {k: v * r for k, v in raw.items()}
-                s_, e_ = ts.get(2), ts.get(3, ts[0])
-                start = s_ if start is None or (s_ is not None and s_ < start) else start
-                end = e_ if end is None or e_ > end else end
-                pos -= blen
-            return (start, end) if end is not None else None
-    except (OSError, struct.error, IndexError):
-        return None
-
-
-def _options(body: bytes, bo: str):
-    import struct
-    i = 0
-    while i + 4 <= len(body):
-        code, ln = struct.unpack(bo + "HH", body[i:i + 4])
-        if code == 0:
-            break
-        yield code, body[i + 4:i + 4 + ln]
-        i += 4 + ((ln + 3) & ~3)
 
 
 # --- streaming engine -------------------------------------------------------------------------
@@ -1275,51 +1061,6 @@ def correlate_rows(rows_a: Iterable[Row], rows_b: Iterable[Row], *, name_a: str 
             gc.enable()
     return _Builder(eng, name_a, name_b, opt).build()
 
-
-def _threaded_blocks(run, capture: str, depth: int = 4) -> Iterator[str]:
-    """A TsharkRun's output in blocks of whole lines (`run.blocks()`), read by a thread into a
-    bounded queue, so that tshark keeps running while the main thread works on the other capture.
-    A short queue (with the pipe, about 2 MB ahead) also keeps the two tsharks abreast: one that
-    runs ahead soon waits, and leaves its CPU to the one behind and to this process, instead of
-    finishing first and leaving the other to run alone at the end."""
-    q: "queue.Queue" = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def pump():
-        tail = None
-        blocks = run.blocks()
-        try:
-            for block in blocks:
-                if not put(block):
-                    break
-            blocks.close()               # (the consumer stopped: the run ends here, in this thread)
-        except BaseException as exc:     # handed to the consumer, raised there
-            tail = exc
-        put(("end", tail))
-
-    th = threading.Thread(target=pump, name=f"tshark-reader {capture}", daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if type(item) is tuple:
-                if item[1] is not None:
-                    raise item[1]
-                return
-            yield item
-    finally:
-        stop.set()
-
-
 def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None,
                        display_filter: Optional[str] = None,
                        options: Optional[CorrelateOptions] = None) -> CorrelationResult:
@@ -1333,8 +1074,8 @@ def correlate_captures(path_a: str, path_b: str, *, tshark: Optional[str] = None
         _close(run_a)
         raise
     try:
-        result = correlate_rows(rows_from_blocks(_threaded_blocks(run_a, path_a), path_a),
-                                rows_from_blocks(_threaded_blocks(run_b, path_b), path_b),
+        result = correlate_rows(rows_from_blocks(threaded_blocks(run_a, path_a), path_a),
+                                rows_from_blocks(threaded_blocks(run_b, path_b), path_b),
                                 name_a=path_a, name_b=path_b, options=options,
                                 span_a=capture_span(path_a), span_b=capture_span(path_b))
         cut = tuple(f"{r.truncated} (correlated the packets before the cut)"

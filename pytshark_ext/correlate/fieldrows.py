@@ -18,9 +18,11 @@ from ..tshark import FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkFailed
 # tshark itself):
 # (frame, time, direction, seq, ack, len, flags, tsval, tsecr, ip_id, stream, key)
 # where direction is "src sport dst dport" joined by FIELD_SEP (one string hashes faster than a
-# tuple of four) and key = hash((seq, ack, len)), the content key (see matching.Engine.ingest). The frame
-# number may be tshark's text (then all decimal digits): it is only reported, made an int there.
+# tuple of four) and key = hash((seq, ack, len)), the content key (see matching.Engine.ingest).
+# The frame number may be tshark's text (then all decimal digits): it is only reported, made an
+# int there.
 Row = tuple
+
 
 def rows_from_segments(segments: Iterable[Segment]) -> Iterator[Row]:
     for s in segments:

@@ -73,7 +73,7 @@ def _wait_rss(cmd, **kw):
 
 def bare_commands(a: str, b: str):
     sys.path.insert(0, str(ROOT))
-    from pytshark_ext.correlate import correlate_command_kwargs
+    from pytshark_ext.correlate.fieldrows import correlate_command_kwargs
     from pytshark_ext.tshark import build_command, find_tshark
     tshark = find_tshark()
     kw = correlate_command_kwargs()

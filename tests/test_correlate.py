@@ -381,7 +381,7 @@ def test_block_parser_agrees_with_the_row_by_row_one():
     """rows_from_blocks converts whole blocks column by column; a block with anything unusual
     goes row by row. Both give the same rows (a frame number may stay text), skip the same
     truncated rows, and refuse a row with a wrong number of columns."""
-    from pytshark_ext.correlate import _Parsed, _rows_one_by_one, correlate_command_kwargs, rows_from_blocks
+    from pytshark_ext.correlate.fieldrows import _Parsed, _rows_one_by_one, correlate_command_kwargs, rows_from_blocks
     from pytshark_ext.tshark import FIELD_SEP, TsharkFailed, run_lines
 
     lines = list(run_lines(str(sample("heartbeat-loss-client.pcapng")), **correlate_command_kwargs()))

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from . import install as installer
+from .installed import installed_state
 from .paths import plugin_dir
 from .applog import LogError
 from .tshark import TsharkError, tshark_info
@@ -211,7 +212,7 @@ def doctor(tshark):
         click.echo("plugin folder:  (tshark -G folders names no personal Lua plugin folder)")
         problems.append("run the GUI once or set --dir for install-plugins")
     else:
-        state = installer.installed_state(folder)
+        state = installed_state(folder)
         click.echo(f"plugin folder:  {folder}")
         if not state.present:
             click.echo("installed:      no (tcpstall passes -X lua_script to tshark itself; for the GUI "

@@ -8,6 +8,7 @@ included: a cycle hidden inside a function is still a cycle.
 from __future__ import annotations
 
 import ast
+import os
 import pkgutil
 import subprocess
 import sys
@@ -110,7 +111,9 @@ def test_no_import_cycle():
 def test_every_module_imports_cold():
     # one fresh interpreter per module (started together: the whole lot takes about as long as
     # the slowest one), so that no module works only because another one was imported first
-    procs = {name: subprocess.Popen([sys.executable, "-c", f"import {name}"],
+    # this checkout's package first (not an installed copy elsewhere, e.g. an editable install)
+    path = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")]))
+    procs = {name: subprocess.Popen([sys.executable, "-c", f"import {name}"], env=dict(os.environ, PYTHONPATH=path),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in MODULES}
     failed = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .records import Finding
+from .render.json import finding_dict
 from .tshark import BATCH_DECODE, FIELD_SEP, OCCURRENCE_SEP, TsharkFailed, run_lines
 
 # --- what we ask tshark for --------------------------------------------------------------------
@@ -505,16 +506,6 @@ def result_from_lines(capture: str, lines: Iterable[str], run) -> AnalysisResult
 
 # --- rendering ---------------------------------------------------------------------------------
 
-def finding_to_dict(f: Finding) -> dict:
-    d = {"id": f.id, "kind": f.kind, "summary": f.summary, "stream": f.stream, "frames": list(f.frames),
-         "start": round(f.start, 6), "end": round(f.end, 6), "duration_ms": round(f.duration_ms, 3)}
-    for k, v in (f.numbers or {}).items():
-        d.setdefault(k, v)
-    if f.evidence:
-        d["evidence"] = list(f.evidence)
-    return d
-
-
 def _col_value(v: str):
     try:
         return int(v)
@@ -546,7 +537,7 @@ def to_json(result: AnalysisResult) -> dict:
             {"stream": s.stream, "src": s.src, "sport": s.sport, "dst": s.dst, "dport": s.dport,
              "start": s.first_t, "end": s.last_t, **_json_columns(s.columns)}
             for s in result.streams],
-        "findings": [finding_to_dict(f) for f in result.findings],
+        "findings": [finding_dict(f) for f in result.findings],
         "plugin_errors": result.plugin_errors,
         "warnings": list(result.warnings),
     }

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from . import install as installer
+from .installed import installed_state
 from .paths import plugin_dir
 from .applog import LogError
 from .tshark import TsharkError, tshark_info
@@ -211,7 +212,7 @@ def doctor(tshark):
         click.echo("plugin folder:  (tshark -G folders names no personal Lua plugin folder)")
         problems.append("run the GUI once or set --dir for install-plugins")
     else:
-        state = installer.installed_state(folder)
+        state = installed_state(folder)
         click.echo(f"plugin folder:  {folder}")
         if not state.present:
             click.echo("installed:      no (tcpstall passes -X lua_script to tshark itself; for the GUI "
@@ -279,7 +280,7 @@ def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark)
     With --log, the app's stalls and timeouts are explained by the capture's findings."""
     import json as _json
 
-    from .analyze import analyze_capture, finding_to_dict, render_table, to_json
+    from .analyze import analyze_capture, render_table, to_json
     _check_inputs(logs, [html_out])
     result = analyze_capture(capture, tshark=tshark, prefs=prefs)
     _warn(result.warnings)
@@ -298,7 +299,7 @@ def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark)
                                          tcp_findings=result.findings))
         click.echo(f"tcpstall: wrote {html_out}", err=True)
     if as_json:
-        click.echo(_json.dumps(with_logs_json(to_json(result), report, finding_to_dict), indent=2))
+        click.echo(_json.dumps(with_logs_json(to_json(result), report), indent=2))
     else:
         click.echo("\n\n".join([render_table(result), diagnosis_text(report.diagnosis),
                                  timeline_table(report.rows, report.zone, two_captures=False)]))
@@ -373,11 +374,10 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
             from .render.table import correlate_table      # (tabulate: only for tables)
             click.echo(correlate_table(result))
         return
-    from .render.json import finding_dict
     from .render.table import correlate_table
     from .render.timeline import diagnosis_text, timeline_table, with_logs_json
     if as_json:
-        click.echo(_json.dumps(with_logs_json(correlate_json(result), report, finding_dict), indent=2))
+        click.echo(_json.dumps(with_logs_json(correlate_json(result), report), indent=2))
     else:
         click.echo("\n\n".join([correlate_table(result), diagnosis_text(report.diagnosis),
                                  timeline_table(report.rows, report.zone, two_captures=True)]))

@@ -30,6 +30,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .applog import format_offset
 from .records import Finding, LogEvent, LostSegment, Segment
 
 DIAG_KINDS = ("app_stall", "app_timeout")
@@ -110,7 +111,6 @@ def clock(t: float, zone: Optional[int] = None) -> str:
 def zone_label(zone: Optional[int]) -> str:
     if not zone:
         return "UTC"
-    from .applog import format_offset
     return format_offset(zone)
 
 
@@ -437,10 +437,29 @@ _APP_TIMEOUT = re.compile(r"timeout[ =:(]*(\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
 _RCVBUF = re.compile(r"(SO_RCVBUF|rcvbuf|receive buffer|rmem)", re.I)
 
 
+def capture_host(segments: Sequence[Segment]) -> Optional[str]:
+    """The address of the host a single capture was taken on: the endpoint that answers the
+    other's data fastest (its ACKs leave right away, the peer's come back a round trip later)."""
+    delays: Dict[str, List[float]] = {}
+    sent: Dict[tuple, List[Tuple[int, float]]] = {}
+    for s in segments:
+        if s.length:
+            sent.setdefault((s.src, s.sport), []).append(((s.seq_raw + s.length) & 0xFFFFFFFF, s.time))
+        if s.flags & 0x10:
+            waiting = sent.get((s.dst, s.dport))
+            if waiting:
+                end, t = waiting[0]
+                if ((s.ack_raw - end) & 0xFFFFFFFF) < 0x80000000:
+                    delays.setdefault(s.src, []).append(s.time - t)
+                    waiting.clear()
+    if not delays:
+        return segments[0].src if segments else None
+    return min(delays, key=lambda k: statistics.median(delays[k]))
+
+
 def _data_receiver(facts: TcpFacts, f: Finding) -> Optional[str]:
     """"A"/"B": the host that receives the data of the finding's episode (the one advertising the
     small window), from the busiest data direction in capture A and capture A's own host."""
-    from .timeline import capture_host
     segs = facts.packets.get("A") or ()
     if not segs:
         return None

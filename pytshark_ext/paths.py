@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import List, Optional
 
 PLUGIN_MAIN = "tcpstall.lua"
 PLUGIN_MODULE_DIR = "tcpstall"
@@ -26,3 +27,11 @@ def plugin_dir() -> Path:
 
 def plugin_script() -> Path:
     return plugin_dir() / PLUGIN_MAIN
+
+
+def plugin_files(src: Optional[Path] = None) -> List[Path]:
+    """Our plugin files, relative to the plugin folder: tcpstall.lua and tcpstall/*.lua."""
+    src = src or plugin_dir()
+    files = [Path(PLUGIN_MAIN)]
+    files += sorted(p.relative_to(src) for p in (src / PLUGIN_MODULE_DIR).glob("*.lua"))
+    return files

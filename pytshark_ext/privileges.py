@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .paths import PLUGIN_MAIN, plugin_dir, plugin_script
+from .paths import PLUGIN_MAIN, plugin_dir, plugin_files, plugin_script
 
 USER_ENV = "TCPSTALL_TSHARK_USER"
 DEFAULT_USER = "nobody"
@@ -191,7 +191,6 @@ def readable_plugin_copy() -> Path:
     for a tshark without CAP_DAC_READ_SEARCH (the checkout may lie under /root); removed at exit."""
     with _lock:
         if not _copy:
-            from .install import plugin_files     # install.py imports tshark.py, which imports us
             folder = Path(tempfile.mkdtemp(prefix="tcpstall-plugin-"))
             atexit.register(shutil.rmtree, folder, True)
             src = plugin_dir()

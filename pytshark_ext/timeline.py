@@ -11,11 +11,11 @@ captures + log events, marked by source) that the table and HTML renderers print
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .applog import LogRead, LogSpec, align_log_tz, read_log, shift_events
+from .applog import LogRead, LogSpec, LogSpecError, align_log_tz, parse_tz, read_log, shift_events
+from .diagnose import diagnose, facts_from_analysis, facts_from_correlation, windows_of
 from .records import Finding, LogEvent, LostSegment, Segment
 
 MAX_PACKETS = 200_000         # per capture: kept as records for the timeline / ladder / diagnosis
@@ -98,7 +98,6 @@ _ZONE_IN_LINE = re.compile(r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s?(Z|[+-]\d{2}:?\d{2}
 
 def stated_zone(path: str, lines: int = 50) -> Optional[int]:
     """The UTC offset the first timestamped lines of a log state (ISO/CLF style), if any."""
-    from .applog import parse_tz
     try:
         with open(path, "r", encoding="utf-8", errors="replace") as fh:
             for _ in range(lines):
@@ -274,26 +273,6 @@ def retransmitted_frames(segments: Sequence[Segment]) -> List[int]:
     return out
 
 
-def capture_host(segments: Sequence[Segment]) -> Optional[str]:
-    """The address of the host a single capture was taken on: the endpoint that answers the
-    other's data fastest (its ACKs leave right away, the peer's come back a round trip later)."""
-    delays: Dict[str, List[float]] = {}
-    sent: Dict[tuple, List[Tuple[int, float]]] = {}
-    for s in segments:
-        if s.length:
-            sent.setdefault((s.src, s.sport), []).append(((s.seq_raw + s.length) & 0xFFFFFFFF, s.time))
-        if s.flags & 0x10:
-            waiting = sent.get((s.dst, s.dport))
-            if waiting:
-                end, t = waiting[0]
-                if ((s.ack_raw - end) & 0xFFFFFFFF) < 0x80000000:
-                    delays.setdefault(s.src, []).append(s.time - t)
-                    waiting.clear()
-    if not delays:
-        return segments[0].src if segments else None
-    return min(delays, key=lambda k: statistics.median(delays[k]))
-
-
 def _merge_windows(windows: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:
     out: List[Tuple[float, float]] = []
     for a, b in sorted(windows):
@@ -327,8 +306,6 @@ def _display_zone(logs: Sequence[SideLog]) -> Optional[int]:
 def report_for_correlation(result, packets: Tuple[CapturePackets, CapturePackets], specs: Sequence[LogSpec],
                            *, default_tz: Optional[int] = None, fmt: Optional[str] = None) -> LogReport:
     """Attach each `FILE@A|B` log to its capture's host, diagnose, build the merged timeline."""
-    from .applog import LogSpecError
-    from .diagnose import facts_from_correlation
     pa, pb = packets
     offset = (result.clock_offset_ms or 0.0) / 1000.0
     logs = []
@@ -345,8 +322,6 @@ def report_for_correlation(result, packets: Tuple[CapturePackets, CapturePackets
 def report_for_analysis(analysis, packets: CapturePackets, specs: Sequence[LogSpec], *,
                         default_tz: Optional[int] = None, fmt: Optional[str] = None) -> LogReport:
     """One capture: every log belongs to its host (`FILE` or `FILE@A`)."""
-    from .applog import LogSpecError
-    from .diagnose import facts_from_analysis
     logs = []
     for spec in specs:
         if spec.side not in (None, "A"):
@@ -358,7 +333,6 @@ def report_for_analysis(analysis, packets: CapturePackets, specs: Sequence[LogSp
 
 
 def _finish(logs, facts, packets, marks, offset) -> LogReport:
-    from .diagnose import diagnose, windows_of
     zone = _display_zone(logs)
     diag = diagnose(facts, logs, zone=zone)
     rows = build_timeline(packets, logs, windows_of(diag, facts), clock_offset_s=offset, marks=marks)

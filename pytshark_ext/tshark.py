@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from . import privileges, progress
+from .installed import installed_state
 from .records import Segment
 
 T = TypeVar("T")
@@ -155,6 +156,17 @@ def tshark_folders(tshark: str, *, as_tcpstall_runs_it: bool = True) -> Dict[str
     return folders
 
 
+PERSONAL_LUA_FOLDER = "Personal Lua Plugins"
+GLOBAL_LUA_FOLDER = "Global Lua Plugins"
+
+
+def lua_plugin_folders(tshark: str, as_tcpstall_runs_it: bool = True) -> Dict[str, Path]:
+    """{"Personal Lua Plugins": path, "Global Lua Plugins": path} as tshark reports them (see
+    tshark_folders)."""
+    folders = tshark_folders(tshark, as_tcpstall_runs_it=as_tcpstall_runs_it)
+    return {name: Path(folders[name]) for name in (PERSONAL_LUA_FOLDER, GLOBAL_LUA_FOLDER) if folders.get(name)}
+
+
 def pref_args(prefs: Optional[Mapping[str, object]]) -> List[str]:
     """`-o name:value` pairs; bare names get the `tcpstall.` prefix, booleans become TRUE/FALSE."""
     args: List[str] = []
@@ -183,8 +195,6 @@ def plugin_args(tshark: str) -> List[str]:
     global Lua plugin folder (`tcpstall install-plugins [--global]`), as this tshark sees them when
     tcpstall runs it: loading it twice would register the protocol twice, and a *different*
     installed copy would silently win, so that is an error with the fix."""
-    from .install import installed_state, lua_plugin_folders   # install.py imports this module
-
     if tshark not in _plugin_args_cache:
         folders = lua_plugin_folders(tshark)        # (raises first when tshark cannot be run so)
         args = ["-X", f"lua_script:{privileges.plugin_script_for()}"]

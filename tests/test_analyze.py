@@ -94,9 +94,11 @@ def test_json_shape(hb_server):
     assert s["retries_stall_s"] is None and s["rwnd_window"] is None
     assert s["rwnd_scale"] == 10 and s["rwnd_scale_inferred"] is False
     f = d["findings"][0]
-    for key in ("kind", "summary", "stream", "frames", "start", "end", "duration_ms",
-                "released_bytes", "max_hold_ms", "first_held_frame", "release_frame"):
-        assert key in f, key
+    # the one finding shape of every --json output (render.json.finding_dict), the plugin's numbers nested
+    assert set(f) == {"id", "kind", "summary", "start", "end", "duration_ms", "evidence", "caused_by",
+                      "frames", "stream", "numbers"}
+    for key in ("released_bytes", "max_hold_ms", "first_held_frame", "release_frame"):
+        assert key in f["numbers"], key
     assert f["kind"] == "hol_blocked"
 
 
@@ -121,7 +123,7 @@ def test_cli_table_and_json():
     assert res.exit_code == 0, res.output
     d = json.loads(res.output)
     [f] = d["findings"]
-    assert f["view"] == "sender" and f["severity"] == "note"   # 20 ms hold < 50 ms threshold
+    assert f["numbers"]["view"] == "sender" and f["numbers"]["severity"] == "note"   # 20 ms hold < 50 ms threshold
 
 
 def test_cli_errors_are_one_line():

@@ -322,7 +322,7 @@ def test_cli_analyze_one_capture_with_its_log():
                                     "--log", str(sample(t["app"]["logs"]["receiver"]))], catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
-    (stall,) = [f for f in doc["findings"] if f["kind"] == "app_stall"]
+    (stall,) = [_flat(f) for f in doc["findings"] if f["kind"] == "app_stall"]
     assert stall["cause"] == "hol" and stall["caused_by"] and all(c.startswith("hol_blocked") for c in stall["caused_by"])
     assert stall["missing_seq_raw"] == fault["seq_raw"] and stall["missing_len"] == fault["len"]
     assert stall["hold_ms"] == pytest.approx(max(h["hold_ms"] for h in fault["held_at_server"]), abs=1)
@@ -342,8 +342,13 @@ def _analyze_with_log(capture: str, log: str, *prefs: str) -> dict:
     return json.loads(res.stdout)
 
 
+def _flat(f: dict) -> dict:
+    """A finding's JSON with its `numbers` beside the fixed keys (which win), for short asserts."""
+    return {**f["numbers"], **f}
+
+
 def _app_findings(doc: dict, kind: str = "app_timeout") -> list:
-    return [f for f in doc["findings"] if f["kind"] == kind]
+    return [_flat(f) for f in doc["findings"] if f["kind"] == kind]
 
 
 @pytest.mark.parametrize("scenario,prefs", [
@@ -393,7 +398,7 @@ def test_rst_answering_a_retransmission_is_cited():
     t = truth("peer-restarts")
     r = t["retries"]
     doc = _analyze_with_log("peer-restarts-client.pcapng", t["app"]["client_log"])
-    (f,) = [f for f in doc["findings"] if f["kind"] in ("app_timeout", "app_stall") and f.get("cause")]
+    (f,) = [_flat(f) for f in doc["findings"] if f["kind"] in ("app_timeout", "app_stall") and f["numbers"].get("cause")]
     assert f["cause"] == "retries" and f["outcome"] == "reset" and f["reset_by"] == "peer"
     assert f["retransmissions"] == len(r["retransmissions"])
     assert f"a RST from the peer answered retransmission #{len(r['retransmissions'])}" in f["summary"]
@@ -435,7 +440,7 @@ def _check_raft_timeouts(found, t):
 def test_raft_log_one_capture_every_timeout_explained():
     t = truth("heartbeat-loss-raftlog")
     doc = _analyze_with_log("heartbeat-loss-raftlog-client.pcapng", t["app"]["sender_log"])
-    found = _raft_timeouts(doc["findings"])
+    found = _raft_timeouts([_flat(f) for f in doc["findings"]])
     _check_raft_timeouts(found, t)
     fault = t["faults"][0]
     for f in found:

@@ -330,21 +330,22 @@ def test_analyze_retries_finding(scenario, prefs, outcome):
     found = [f for f in to_json(res)["findings"] if f["kind"] == "retries"]
     assert len(found) == 1, found
     f = found[0]
-    assert f["outcome"] == outcome
+    n = f["numbers"]
+    assert n["outcome"] == outcome
     assert f["start"] == pytest.approx(tr["first_send"], abs=2e-6)            # the data's first send
-    assert f["count"] == len(tr["retransmissions"])
-    assert f["first_frame"] == tr.get("first_send_frame", f["first_frame"])
+    assert n["count"] == len(tr["retransmissions"])
+    assert n["first_frame"] == tr.get("first_send_frame", n["first_frame"])
     last = tr["retransmissions"][-1]
     if outcome == "capture_ends":
         logged = t["app"]["error_time"] - tr["first_send"]
-        assert abs(f["abort_at_s"] - logged) / logged < 0.01
-        assert f["final_frame"] == f["end_frame"] == last["frame"]
+        assert abs(n["abort_at_s"] - logged) / logged < 0.01
+        assert n["final_frame"] == n["end_frame"] == last["frame"]
         assert f["end"] == pytest.approx(last["time"], abs=2e-6)
         assert "last retransmission before the predicted abort" in f["summary"]
     else:
-        assert f["final_frame"] is None
-        assert f["end"] > last["time"] and f["end_frame"] not in (None, f["first_frame"])
-        assert f["stall_s"] == pytest.approx(f["end"] - tr["first_send"], abs=2e-6)
+        assert n["final_frame"] is None
+        assert f["end"] > last["time"] and n["end_frame"] not in (None, n["first_frame"])
+        assert n["stall_s"] == pytest.approx(f["end"] - tr["first_send"], abs=2e-6)
         assert outcome in f["summary"]
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from pytshark_ext import analyze
 from pytshark_ext import tshark as ts
+from pytshark_ext.render.json import finding_dict
 
 from conftest import sample, truth, tshark_bool
 
@@ -313,17 +314,18 @@ def test_analyze_finding_small_rcvbuf_nohs():
     res = analyze.analyze_capture(cap)
     fs = [f for f in res.findings if f.kind == "rwnd_throttling"]
     assert len(fs) == 1
-    d = analyze.finding_to_dict(fs[0])
-    assert d["window"] == exp.window and d["scale"] == 0 and d["scale_inferred"] is True
-    assert d["start_frame"] == exp.first_data_frame and d["end_frame"] == exp.end_ack_frame
+    d = finding_dict(fs[0])
+    n = d["numbers"]
+    assert n["window"] == exp.window and n["scale"] == 0 and n["scale_inferred"] is True
+    assert n["start_frame"] == exp.first_data_frame and n["end_frame"] == exp.end_ack_frame
     assert abs(d["start"] - exp.first_data_t) < 1e-6
     assert abs(d["end"] - exp.end_ack_t) < 0.001
     assert abs(d["duration_ms"] - exp.limited_ms) <= 0.2
-    assert d["bytes"] == exp.bytes and d["cause"] == "small_rcvbuf" and d["ongoing"] is False
-    assert "SO_RCVBUF" in d["cause_text"] and any("SO_RCVBUF" in e for e in d["evidence"])
+    assert n["bytes"] == exp.bytes and n["cause"] == "small_rcvbuf" and n["ongoing"] is False
+    assert "SO_RCVBUF" in n["cause_text"] and any("SO_RCVBUF" in e for e in d["evidence"])
     s = analyze.to_json(res)["streams"][0]
     assert s["rwnd_scale"] == 0 and s["rwnd_scale_inferred"] is True and s["rwnd_window"] == exp.window
-    assert abs(d["rtt_ms"] - exp.round_ms) <= 0.03 * exp.round_ms
+    assert abs(n["rtt_ms"] - exp.round_ms) <= 0.03 * exp.round_ms
     assert d["summary"].startswith("receiver window throttling: rwnd 562 B")
 
 
@@ -446,10 +448,11 @@ def test_episode_open_at_capture_end(tmp_path, side):
     # tcpstall analyze (two-pass): one finding with those numbers
     res = analyze.analyze_capture(cap)
     (fnd,) = [f for f in res.findings if f.kind == "rwnd_throttling"]
-    d = analyze.finding_to_dict(fnd)
-    assert d["ongoing"] is True and d["ended_by"] == "capture_end" and d["bytes"] == nbytes
+    d = finding_dict(fnd)
+    n = d["numbers"]
+    assert n["ongoing"] is True and n["ended_by"] == "capture_end" and n["bytes"] == nbytes
     assert abs(d["duration_ms"] - (last_t - first_t) * 1000) <= 0.2
-    assert abs(d["predicted_ms"] - predicted) < 1e-6
+    assert abs(n["predicted_ms"] - predicted) < 1e-6
 
 
 @pytest.mark.parametrize("two_pass", PASSES)

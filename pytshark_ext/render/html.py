@@ -36,9 +36,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from lxml import etree
 from lxml.builder import E as H          # HTML elements, no namespace (the page is served as text/html)
 
-from ..diagnose import clock, zone_label
+from ..diagnose import capture_host, clock, zone_label
 from ..records import Finding, LogEvent, Segment
-from ..timeline import LogReport, capture_host, flags_text
+from ..timeline import LogReport, flags_text
 
 SVG_NS = "http://www.w3.org/2000/svg"
 MAX_ARROWS = 60           # per window; the rest is counted in a fold marker

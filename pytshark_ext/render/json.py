@@ -1,4 +1,5 @@
-"""JSON for `tcpstall correlate --json` (a plain dict; the caller dumps it).
+"""JSON for `tcpstall correlate --json` (a plain dict; the caller dumps it), and the findings[]
+shape every --json output shares (`finding_dict`; analyze --json and scan --json use it too).
 
 Schema (stable; times are epoch seconds in capture A's clock unless named otherwise):
 
@@ -65,6 +66,9 @@ def lost_dict(r: LostSegment) -> dict:
 
 
 def finding_dict(f: Finding) -> dict:
+    """The one JSON shape of a Finding, in every command's output (analyze, correlate, scan, and the
+    app findings of --log): the plugin's or the diagnosis's numbers stay under `numbers`, where a
+    number named like a fixed key (retries' `kind`) cannot be lost."""
     return {"id": f.id, "kind": f.kind, "summary": f.summary, "start": _r(f.start), "end": _r(f.end),
             "duration_ms": round(f.duration_ms, 3), "evidence": list(f.evidence), "caused_by": list(f.caused_by),
             "frames": [x for x in f.frames if x is not None], "stream": f.stream,

@@ -28,6 +28,7 @@ from tabulate import tabulate
 
 from ..applog import format_offset
 from ..diagnose import Diagnosis, clock, zone_label
+from .json import finding_dict
 
 
 def timeline_table(rows: Sequence, zone: Optional[int] = None, max_rows: int = 300,
@@ -92,16 +93,11 @@ def diagnosis_json(diagnosis: Diagnosis) -> dict:
             "unexplained": diagnosis.unexplained}
 
 
-def with_logs_json(doc: dict, report, finding_to_dict) -> dict:
-    """A command's JSON document plus the app findings (rendered by that command's own
-    `finding_to_dict`), `diagnosis`, `logs` and `timeline`."""
+def with_logs_json(doc: dict, report) -> dict:
+    """A command's JSON document plus the app findings (in the one finding shape,
+    `render.json.finding_dict`), `diagnosis`, `logs` and `timeline`."""
     doc = dict(doc)
-    added = []
-    for f in report.diagnosis.findings:
-        d = finding_to_dict(f)
-        d.setdefault("caused_by", list(f.caused_by))       # analyze's dicts leave it out
-        d.setdefault("evidence", list(f.evidence))
-        added.append(d)
+    added = [finding_dict(f) for f in report.diagnosis.findings]
     doc["findings"] = list(doc.get("findings", [])) + added
     doc.update(diagnosis=diagnosis_json(report.diagnosis), logs=logs_json(report.logs),
                timeline=timeline_json(report.rows))

@@ -184,7 +184,7 @@ def test_small_rcvbuf_with_handshake(scenario, side, two_pass):
     assert s.columns["rwnd_episodes"] == "1"
     assert abs(float(s.columns["rwnd_limited_ms"]) - exp.limited_ms) <= 0.1
     assert s.columns["rwnd_window"] == str(exp.window)
-    assert s.columns["rwnd_scale"] == str(wscale)
+    assert s.columns["rwnd_scale"] == str(wscale) and s.columns["rwnd_scale_inferred"] == "false"
 
 
 @pytest.mark.parametrize("two_pass", PASSES)
@@ -208,7 +208,7 @@ def test_small_rcvbuf_without_handshake_infers_scale(scenario, side, two_pass):
     assert first_inferred < experts(by_frame)[0][0]
     assert all(sc == str(wscale) for f, sc, inf in scales if f >= first_inferred)
     (s,) = streams
-    assert s.columns["rwnd_scale"] == f"{wscale} inferred"
+    assert s.columns["rwnd_scale"] == str(wscale) and s.columns["rwnd_scale_inferred"] == "true"
     assert s.columns["rwnd_episodes"] == "1"
 
 
@@ -304,6 +304,17 @@ def test_text_table_columns():
         assert title in header
 
 
+def test_text_table_keeps_the_readable_scale():
+    """The human table says "0 inferred" in one column; -z tcpstall,tsv splits it into plain values."""
+    cap = str(sample("small-rcvbuf-nohs-client.pcapng"))
+    wscale = truth("small-rcvbuf-nohs")["lost_handshake"]["server_wscale"]
+    lines = list(ts.run_lines(cap, extra=["-q", "-z", "tcpstall"]))
+    (row,) = [ln for ln in lines if ln.startswith("0 ")]
+    assert f" {wscale} inferred " in row
+    _, streams = run(cap, False)
+    assert (streams[0].columns["rwnd_scale"], streams[0].columns["rwnd_scale_inferred"]) == (str(wscale), "true")
+
+
 # --- tcpstall analyze: one rwnd_throttling finding per episode ---------------------------------
 
 def test_analyze_finding_small_rcvbuf_nohs():
@@ -375,11 +386,12 @@ def test_cut_captures_infer_true_shift_or_say_unknown(tmp_path, capture, cut):
                    capture_output=True)
     by_frame, streams = run(str(dst), False)
     (s,) = streams
-    assert s.columns["rwnd_scale"] in (f"{wscale} inferred", "unknown")
+    scale = (s.columns["rwnd_scale"], s.columns["rwnd_scale_inferred"])
+    assert scale in ((str(wscale), "true"), ("-", "false"))          # inferred, or unknown
     if capture == "clean-rpc-server":
-        assert s.columns["rwnd_scale"] == f"{wscale} inferred" and wscale > 0
+        assert scale == (str(wscale), "true") and wscale > 0
     if scenario.startswith("small-rcvbuf"):
-        assert s.columns["rwnd_scale"] == f"{wscale} inferred" and s.columns["rwnd_episodes"] == "1"
+        assert scale == (str(wscale), "true") and s.columns["rwnd_episodes"] == "1"
     else:
         assert experts(by_frame) == []
     # every shift shown on any frame is one of the two real ones (either direction's receiver)
@@ -528,7 +540,8 @@ def test_large_small_window(scenario, side, two_pass):
     assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
     (s,) = streams
     assert s.columns["rwnd_window"] == str(window) and s.columns["rwnd_episodes"] == "1"
-    assert s.columns["rwnd_scale"] == (f"{wscale} inferred" if nohs else str(wscale))
+    assert s.columns["rwnd_scale"] == str(wscale)
+    assert s.columns["rwnd_scale_inferred"] == ("true" if nohs else "false")
 
 
 # --- offload super-segments: the MSS of the "N×MSS" wording (issue 14.8) -------------------------
@@ -581,7 +594,7 @@ def test_super_segments_mss_is_not_the_largest_length(tmp_path, capture, every):
     for _, r in eb:
         (msg,) = [m for m in r["_ws.expert.message"] if m.startswith("receiver window throttling")]
         assert f" B ({window // mss}×MSS {mss}" in msg, msg
-    cols = ("rwnd_episodes", "rwnd_window", "rwnd_scale")
+    cols = ("rwnd_episodes", "rwnd_window", "rwnd_scale", "rwnd_scale_inferred")
     assert [b_streams[0].columns[c] for c in cols] == [a_streams[0].columns[c] for c in cols]
 
 

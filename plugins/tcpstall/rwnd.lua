@@ -857,13 +857,20 @@ M.columns = {
         local _, s = episodes_of(st) return format("%.1f", s * 1000) end },
     { key = "rwnd_window", title = "RWND window", get = function(st)
         local _, _, w = episodes_of(st) return w and tostring(floor(w)) or "-" end },
-    { key = "rwnd_scale", title = "RWND scale", get = function(st)
+    -- the text table shows "10", "10 inferred" or "unknown"; -z tcpstall,tsv two plain values:
+    -- rwnd_scale=10 (- when unknown or no data) and rwnd_scale_inferred=true|false
+    { keys = { "rwnd_scale", "rwnd_scale_inferred" }, title = "RWND scale", get = function(st)
         local d = bulk_dir(st)
         local A = d and d.a.rwnd
         if A == nil then return "-" end
         if A.src == nil then return "unknown" end
         if A.src == "inferred" then return tostring(A.k) .. " inferred" end
         return tostring(A.k)
+    end, tsv = function(st)
+        local d = bulk_dir(st)
+        local A = d and d.a.rwnd
+        if A == nil or A.src == nil then return "-", false end
+        return A.k, A.src == "inferred"
     end },
 }
 

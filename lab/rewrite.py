@@ -25,6 +25,12 @@ IN, 1-based as tshark shows them; prints one line per change):
     python3 lab/rewrite.py edit IN OUT --zero-ip-id  IPv4 ID 0 in every Ethernet/IPv4 frame (checksum
                            fixed): a stack that sends ID 0 on unfragmentable packets (RFC 6864), or a
                            middlebox that rewrites IDs
+    python3 lab/rewrite.py edit IN OUT --merge-data N  offload super-segments: every Nth data segment
+                           of each sender (counting the segments left after merging) absorbs the sender's
+                           next data segment when it is the contiguous one (1: every pair), as GRO at
+                           a receiver shows them to the capture: at the second segment's time and place,
+                           with the first segment's headers (PSH of either), the IP length the sum, the
+                           IPv4 checksum redone (the TCP checksum too when both payloads were captured)
 """
 from __future__ import annotations
 
@@ -246,8 +252,92 @@ def zero_ip_id(b: bytes, endian: str) -> bytes:
     return b[:28] + bytes(pkt) + b[28 + caplen:]
 
 
+def _tcp_of(pkt: bytes):
+    """(ip offset, ihl, tcp offset, doff, ip total length, direction key, seq, flags, payload length) of an
+    Ethernet/IPv4/TCP frame whose headers were captured, else None."""
+    if len(pkt) < 34 or pkt[12:14] != b"\x08\x00" or pkt[14] >> 4 != 4 or pkt[23] != 6:
+        return None
+    ip, ihl = 14, (pkt[14] & 15) * 4
+    tcp = ip + ihl
+    if len(pkt) < tcp + 20:
+        return None
+    doff = (pkt[tcp + 12] >> 4) * 4
+    total = struct.unpack_from("!H", pkt, ip + 2)[0]
+    key = bytes(pkt[ip + 12:ip + 20]) + bytes(pkt[tcp:tcp + 4])
+    seq = struct.unpack_from("!I", pkt, tcp + 4)[0]
+    return ip, ihl, tcp, doff, total, key, seq, pkt[tcp + 13], total - ihl - doff
+
+
+def _epb(b: bytes, endian: str, pkt: bytes, orig: int) -> bytes:
+    """EPB b with packet data `pkt` (original length `orig`), its options kept."""
+    caplen = struct.unpack_from(endian + "I", b, 20)[0]
+    opts = b[28 + caplen + (-caplen % 4):-4]
+    body = b[8:20] + struct.pack(endian + "II", len(pkt), orig) + pkt + b"\0" * (-len(pkt) % 4) + opts
+    n = len(body) + 12
+    return struct.pack(endian + "II", EPB, n) + body + struct.pack(endian + "I", n)
+
+
+def _absorb(b: bytes, nb: bytes, endian: str) -> bytes:
+    """EPB b (a data segment) with the next contiguous segment nb merged into it: one super-segment."""
+    caplen, orig = struct.unpack_from(endian + "II", b, 20)
+    ncaplen, norig = struct.unpack_from(endian + "II", nb, 20)
+    pkt, npkt = bytearray(b[28:28 + caplen]), nb[28:28 + ncaplen]
+    ip, ihl, tcp, doff, total, _, _, _, plen = _tcp_of(pkt)
+    nip, nihl, ntcp, ndoff, ntotal, _, _, nflags, nplen = _tcp_of(npkt)
+    whole = caplen == orig and ncaplen == norig            # both payloads captured: keep them
+    if whole:
+        pkt += npkt[ntcp + ndoff:nip + ntotal]
+    struct.pack_into("!H", pkt, ip + 2, total + nplen)
+    pkt[tcp + 13] |= nflags & 0x08                          # PSH of either
+    pkt[ip + 10:ip + 12] = b"\0\0"
+    pkt[ip + 10:ip + 12] = struct.pack("!H", _csum(bytes(pkt[ip:ip + ihl])))
+    if whole:
+        seg = bytearray(pkt[tcp:ip + total + nplen])
+        seg[16:18] = b"\0\0"
+        pseudo = bytes(pkt[ip + 12:ip + 20]) + struct.pack("!BBH", 0, 6, len(seg))
+        pkt[tcp + 16:tcp + 18] = struct.pack("!H", _csum(pseudo + bytes(seg)))
+    return _epb(b, endian, bytes(pkt), orig + nplen)
+
+
+def merge_data(blocks_: list, every: int, log: list[str]) -> list:
+    """The EPBs of `blocks_` ((type, bytes, endian) in file order) with super-segments (see --merge-data)."""
+    out: list = []
+    count: dict[bytes, int] = {}                       # data segments per sender, after merging
+    open_: dict[bytes, tuple[int, int, int]] = {}      # sender -> (index in out, next seq, frame) to absorb into
+    frame = 0
+    for btype, b, endian in blocks_:
+        if btype != EPB:
+            out.append((btype, b, endian))
+            continue
+        frame += 1
+        caplen = struct.unpack_from(endian + "I", b, 20)[0]
+        t = _tcp_of(b[28:28 + caplen])
+        if t is None:
+            out.append((btype, b, endian))
+            continue
+        key, seq, flags, plen = t[5], t[6], t[7], t[8]
+        data = plen > 0 and not flags & 0x07              # no SYN/FIN/RST
+        cand = open_.pop(key, None)
+        if data and cand is not None and cand[1] == seq:
+            # the super-segment is seen where and when its last part was (GRO hands it up then; a
+            # super-segment at its first part's time would end beyond the window the sender knew then)
+            i = cand[0]
+            first = out[i][1]
+            out[i] = None
+            out.append((EPB, with_ts(_absorb(first, b, endian), endian, epb_ts(b, endian)), endian))
+            log.append(f"frame {frame}: frame {cand[2]} merged into it")
+            continue
+        out.append((btype, b, endian))
+        if data:
+            n = count.get(key, 0) + 1
+            count[key] = n
+            if n % every == 0:
+                open_[key] = (len(out) - 1, (seq + plen) % (1 << 32), frame)
+    return [x for x in out if x is not None]
+
+
 def edit(src: Path, dst: Path, copies: dict[int, list[float]], shifts: dict[int, float],
-            zero_ids: bool = False) -> list[str]:
+            zero_ids: bool = False, merge_every: int = 0) -> list[str]:
     data = src.read_bytes()
     out, log = [], []
     resol: list[float] = []
@@ -284,6 +374,10 @@ def edit(src: Path, dst: Path, copies: dict[int, list[float]], shifts: dict[int,
     missing = sorted((set(copies) | set(shifts)) - set(range(1, frame + 1)))
     if missing:
         raise ValueError(f"{src}: no frame {missing[0]} (the capture has {frame})")
+    if merge_every > 0:
+        # after the other edits (their frame numbers are IN's): a second walk over the result
+        merged = merge_data(list(blocks(b"".join(out))), merge_every, log)
+        out = [b for _, b, _ in merged]
     dst.write_bytes(b"".join(out))
     return log
 
@@ -312,13 +406,17 @@ def main(argv=None) -> int:
     p.add_argument("--copy", nargs="*", default=[], metavar="FRAME:US")
     p.add_argument("--shift", nargs="*", default=[], metavar="FRAME:MS")
     p.add_argument("--zero-ip-id", action="store_true")
+    p.add_argument("--merge-data", type=int, default=0, metavar="N")
     args = ap.parse_args(argv)
     try:
         if args.command in SHAPES:
             print(json.dumps(rewrite(args.command, args.src, args.dst), indent=2))
         else:
             shifts = {f: v[0] for f, v in pairs(args.shift, "--shift").items()}
-            for line in edit(args.src, args.dst, pairs(args.copy, "--copy"), shifts, args.zero_ip_id):
+            if args.merge_data < 0:
+                raise ValueError("--merge-data wants N >= 1")
+            for line in edit(args.src, args.dst, pairs(args.copy, "--copy"), shifts, args.zero_ip_id,
+                             args.merge_data):
                 print(line)
     except (OSError, ValueError, subprocess.CalledProcessError) as e:
         print(f"lab/rewrite.py: {e}", file=sys.stderr)

@@ -763,9 +763,14 @@ function core.stat_tsv()
         for _, a in ipairs(analyzers) do
             if a.columns and settings[a.name .. "_enabled"] ~= false then
                 for _, col in ipairs(a.columns) do
-                    if col.key ~= nil then
-                        local ok, v = pcall(col.get, st)
-                        if ok and v ~= nil then parts[#parts + 1] = col.key .. "=" .. tostring(v):gsub("[\t\n]", " ") end
+                    -- `keys` + `tsv`: one column of the text table, several plain values here
+                    local keys = col.keys or (col.key ~= nil and { col.key }) or nil
+                    if keys ~= nil then
+                        local r = { pcall(col.tsv or col.get, st) }
+                        for i = 1, r[1] and #keys or 0 do
+                            local v = r[i + 1]
+                            if v ~= nil then parts[#parts + 1] = keys[i] .. "=" .. tostring(v):gsub("[\t\n]", " ") end
+                        end
                     end
                 end
             end

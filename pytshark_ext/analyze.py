@@ -506,7 +506,16 @@ def result_from_lines(capture: str, lines: Iterable[str], run) -> AnalysisResult
 
 # --- rendering ---------------------------------------------------------------------------------
 
+_BOOLS = {"true": True, "false": False}
+
+
 def _col_value(v: str):
+    """A -z tcpstall,tsv value with its JSON type: the plugin prints plain numbers, true/false, a word
+    (retries_outcome) or "-" (nothing to report: null)."""
+    if v in ("-", ""):
+        return None
+    if v in _BOOLS:
+        return _BOOLS[v]
     try:
         return int(v)
     except ValueError:
@@ -517,17 +526,7 @@ def _col_value(v: str):
 
 
 def _json_columns(columns: Mapping[str, str]) -> dict:
-    """The -z columns with JSON types: "-" (nothing to report) is null, and a window scale shown as
-    "10 inferred" is the number plus `<key>_inferred` (true/false; "unknown" is a null scale)."""
-    out = {}
-    for k, v in columns.items():
-        if k.endswith("_scale"):
-            num, _, flag = v.partition(" ")
-            out[k] = int(num) if num.isdigit() else None
-            out[k + "_inferred"] = flag == "inferred"
-        else:
-            out[k] = None if v in ("-", "") else _col_value(v)
-    return out
+    return {k: _col_value(v) for k, v in columns.items()}
 
 
 def to_json(result: AnalysisResult) -> dict:

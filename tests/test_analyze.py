@@ -102,6 +102,16 @@ def test_json_shape(hb_server):
     assert f["kind"] == "hol_blocked"
 
 
+def test_json_columns_carry_the_plain_values():
+    """Pure: -z tcpstall,tsv values are plain, JSON carries them typed and splits nothing (issue 16:
+    the window scale was one "10 inferred" value, split here)."""
+    cols = {"rwnd_scale": "10", "rwnd_scale_inferred": "true", "rwnd_window": "-", "rwnd_limited_ms": "1618.0",
+            "retries_linux_like": "false", "retries_outcome": "capture_ends", "hol_episodes": "0"}
+    assert an._json_columns(cols) == {"rwnd_scale": 10, "rwnd_scale_inferred": True, "rwnd_window": None,
+                                      "rwnd_limited_ms": 1618.0, "retries_linux_like": False,
+                                      "retries_outcome": "capture_ends", "hol_episodes": 0}
+
+
 def test_table_render(hb_server):
     text = an.render_table(hb_server)
     assert "HOL episodes" in text and "hol_blocked" in text and "HOL-blocked delivery" in text

@@ -2,6 +2,7 @@
 `-z tcpstall`, robustness on odd input, passes, retransmission triggers."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -141,11 +142,21 @@ def test_one_pass_and_two_pass_agree():
     assert one["streams"] == two["streams"]
 
 
+# -z tcpstall,tsv values are plain (issue 16): a number, true/false, "-" (nothing to report) or, for the
+# outcome, one word of its documented set; never a number with words ("10 inferred" was rwnd_scale's)
+PLAIN = re.compile(r"-?\d+(\.\d+)?|true|false|-")
+WORDS = {"retries_outcome": {"recovered", "reset", "aborted", "capture_ends"}}
+
+
 @pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng")))
 def test_no_internal_errors_on_lab_captures(capture):
     z = z_tsv(sample(capture))
     assert z["end"]["errors"] == "0", z["end"]
     assert z["streams"], "every lab capture has a TCP stream"
+    for s in z["streams"].values():
+        for k, v in s.items():
+            if k not in ("src", "dst"):                 # the addresses
+                assert PLAIN.fullmatch(v) or v in WORDS.get(k, ()), (k, v)
 
 
 def test_truncated_frames_do_not_break_the_plugin(tmp_path):

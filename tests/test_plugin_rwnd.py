@@ -185,7 +185,7 @@ def test_small_rcvbuf_with_handshake(scenario, side, two_pass):
     assert s.columns["rwnd_episodes"] == "1"
     assert abs(float(s.columns["rwnd_limited_ms"]) - exp.limited_ms) <= 0.1
     assert s.columns["rwnd_window"] == str(exp.window)
-    assert s.columns["rwnd_scale"] == str(wscale)
+    assert s.columns["rwnd_scale"] == str(wscale) and s.columns["rwnd_scale_inferred"] == "false"
 
 
 @pytest.mark.parametrize("two_pass", PASSES)
@@ -209,7 +209,7 @@ def test_small_rcvbuf_without_handshake_infers_scale(scenario, side, two_pass):
     assert first_inferred < experts(by_frame)[0][0]
     assert all(sc == str(wscale) for f, sc, inf in scales if f >= first_inferred)
     (s,) = streams
-    assert s.columns["rwnd_scale"] == f"{wscale} inferred"
+    assert s.columns["rwnd_scale"] == str(wscale) and s.columns["rwnd_scale_inferred"] == "true"
     assert s.columns["rwnd_episodes"] == "1"
 
 
@@ -305,6 +305,17 @@ def test_text_table_columns():
         assert title in header
 
 
+def test_text_table_keeps_the_readable_scale():
+    """The human table says "0 inferred" in one column; -z tcpstall,tsv splits it into plain values."""
+    cap = str(sample("small-rcvbuf-nohs-client.pcapng"))
+    wscale = truth("small-rcvbuf-nohs")["lost_handshake"]["server_wscale"]
+    lines = list(ts.run_lines(cap, extra=["-q", "-z", "tcpstall"]))
+    (row,) = [ln for ln in lines if ln.startswith("0 ")]
+    assert f" {wscale} inferred " in row
+    _, streams = run(cap, False)
+    assert (streams[0].columns["rwnd_scale"], streams[0].columns["rwnd_scale_inferred"]) == (str(wscale), "true")
+
+
 # --- tcpstall analyze: one rwnd_throttling finding per episode ---------------------------------
 
 def test_analyze_finding_small_rcvbuf_nohs():
@@ -377,11 +388,12 @@ def test_cut_captures_infer_true_shift_or_say_unknown(tmp_path, capture, cut):
                    capture_output=True)
     by_frame, streams = run(str(dst), False)
     (s,) = streams
-    assert s.columns["rwnd_scale"] in (f"{wscale} inferred", "unknown")
+    scale = (s.columns["rwnd_scale"], s.columns["rwnd_scale_inferred"])
+    assert scale in ((str(wscale), "true"), ("-", "false"))          # inferred, or unknown
     if capture == "clean-rpc-server":
-        assert s.columns["rwnd_scale"] == f"{wscale} inferred" and wscale > 0
+        assert scale == (str(wscale), "true") and wscale > 0
     if scenario.startswith("small-rcvbuf"):
-        assert s.columns["rwnd_scale"] == f"{wscale} inferred" and s.columns["rwnd_episodes"] == "1"
+        assert scale == (str(wscale), "true") and s.columns["rwnd_episodes"] == "1"
     else:
         assert experts(by_frame) == []
     # every shift shown on any frame is one of the two real ones (either direction's receiver)
@@ -531,7 +543,62 @@ def test_large_small_window(scenario, side, two_pass):
     assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
     (s,) = streams
     assert s.columns["rwnd_window"] == str(window) and s.columns["rwnd_episodes"] == "1"
-    assert s.columns["rwnd_scale"] == (f"{wscale} inferred" if nohs else str(wscale))
+    assert s.columns["rwnd_scale"] == str(wscale)
+    assert s.columns["rwnd_scale_inferred"] == ("true" if nohs else "false")
+
+
+# --- offload super-segments: the MSS of the "N×MSS" wording (issue 14.8) -------------------------
+
+def _super_segments(tmp_path, capture: str, every: int) -> str:
+    """The capture with GRO-style super-segments (lab/rewrite.py edit --merge-data: every `every`-th
+    data segment absorbs the next one, seen when its last part arrived). A rewritten capture."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    dst = tmp_path / f"{capture}-merge{every}.pcapng"
+    subprocess.run([sys.executable, str(ROOT / "lab" / "rewrite.py"), "edit", str(sample(f"{capture}.pcapng")),
+                    str(dst), "--merge-data", str(every)], check=True, capture_output=True)
+    return str(dst)
+
+
+def _client_lengths(cap: str):
+    import collections
+    f = ("ip.src", "tcp.len")
+    return collections.Counter(int(n) for src, n in ((r[0][0], r[1][0]) for r in ts.iter_fields(cap, f, with_plugin=False))
+                               if src == CLIENT and int(n) > 0)
+
+
+@pytest.mark.parametrize("capture,every", [
+    ("small-rcvbuf-16k-server", 1),        # handshake: the negotiated MSS; every segment a super-segment
+    ("small-rcvbuf-16k-nohs-server", 3),   # no handshake: the most common full-size length
+])
+def test_super_segments_mss_is_not_the_largest_length(tmp_path, capture, every):
+    """A receiver-side capture with GRO: 2896-byte "segments" where the handshake said MSS 1460 (1448
+    with timestamps). The window is stated in segments of the real MSS ("13×MSS 1448", was "6.5×MSS
+    2896"), and the verdict (window, shift, cause, one episode) is that of the capture as captured."""
+    scenario = capture.rsplit("-", 1)[0]
+    tr = truth(scenario)
+    mss = tr["handshake"]["server_mss"] - 12          # timestamps on: TCPOLEN_TSTAMP_ALIGNED
+    assert mss == tr["app"]["transfer"]["max_segment_len"]
+    orig = str(sample(f"{capture}.pcapng"))
+    merged = _super_segments(tmp_path, capture, every)
+    lens = _client_lengths(merged)
+    # the premise: the largest length is a super-segment; with every pair merged also the most common
+    assert max(lens) == 2 * mss and max(_client_lengths(orig)) == mss
+    assert lens.most_common(1)[0][0] == (2 * mss if every == 1 else mss)
+    a, a_streams = run(orig, True)
+    b, b_streams = run(merged, True)
+    ea, eb = experts(a), experts(b)
+    assert len(ea) == len(eb) == 2
+    keys = ("tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred", "tcpstall.rwnd.cause")
+    assert [[one(r, k) for k in keys] for _, r in eb] == [[one(r, k) for k in keys] for _, r in ea]
+    window = int(one(eb[-1][1], "tcpstall.rwnd.window"))
+    assert window == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"] and window % mss == 0
+    for _, r in eb:
+        (msg,) = [m for m in r["_ws.expert.message"] if m.startswith("receiver window throttling")]
+        assert f" B ({window // mss}×MSS {mss}" in msg, msg
+    cols = ("rwnd_episodes", "rwnd_window", "rwnd_scale", "rwnd_scale_inferred")
+    assert [b_streams[0].columns[c] for c in cols] == [a_streams[0].columns[c] for c in cols]
 
 
 # --- a zero window that stays closed: the app stopped reading (issue 15.4) -----------------------

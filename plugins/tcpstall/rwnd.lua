@@ -106,6 +106,62 @@ end
 local function round3(x) return floor(x * 1000 + 0.5) / 1000 end
 
 ---------------------------------------------------------------------------------------------------
+-- the MSS of the "N×MSS" wording (issue 14.8). The largest segment seen is not it when the
+-- capture has offload super-segments (GRO at the receiver, TSO/GSO at the sender: one 2896-byte
+-- "segment" where the handshake said 1460), so:
+-- * handshake in the capture: the MSS R announced in its SYN (what S may send), or S's own when it
+--   is smaller (S's MTU), less the 12 bytes of the timestamp option when S sends timestamps
+--   (TCPOLEN_TSTAMP_ALIGNED: Linux's mss_cache; 1460 -> 1448 on every lab capture);
+-- * else the most common length among the large ones (the full-size segments of a bulk transfer;
+--   super-segments of merged pairs, tails and small writes are rarer).
+-- The largest length (A.mss) still sets the "within one segment" tolerances of the detection.
+
+local LENS_MAX = 16            -- distinct lengths counted per direction (a small table, no GC load)
+
+-- one new-data segment without a handshake: count its length when it is at least half the largest
+-- seen (the candidates for full size); per packet one table read and write
+local function count_len(A, len)
+    if 2 * len < A.mss then return end
+    local lens = A.lens
+    if lens == nil then
+        lens = {}
+        A.lens, A.nlens = lens, 0
+    end
+    local c = lens[len]
+    if c ~= nil then lens[len] = c + 1 return end
+    if A.nlens >= LENS_MAX then
+        -- full: drop the lengths that are no longer candidates (below half the largest, which
+        -- has grown since), at most once per new largest length
+        if A.lens_pruned == A.mss then return end
+        A.lens_pruned = A.mss
+        local n = 0
+        for l in pairs(lens) do
+            if 2 * l < A.mss then lens[l] = nil else n = n + 1 end
+        end
+        A.nlens = n
+        if n >= LENS_MAX then return end
+    end
+    lens[len] = 1
+    A.nlens = A.nlens + 1
+end
+
+local function seg_size(A, S)
+    local m = S.peer.mss
+    if m ~= nil and m > 0 then
+        if S.mss ~= nil and S.mss > 0 and S.mss < m then m = S.mss end
+        if not S.no_ts and m > 12 then m = m - 12 end
+        return m
+    end
+    local best, best_n = A.mss, 0
+    if A.lens ~= nil then
+        for l, c in pairs(A.lens) do
+            if 2 * l >= A.mss and (c > best_n or (c == best_n and l > best)) then best, best_n = l, c end
+        end
+    end
+    return best
+end
+
+---------------------------------------------------------------------------------------------------
 -- per sender-direction state: S.a.rwnd
 
 local function state(S)
@@ -294,7 +350,7 @@ end
 local function report(A, S, ep, final)
     local rtt = rtt_of(S, ep)
     local w = final and typical_w(ep) or ep.w_last
-    local mss = A.mss > 0 and A.mss or (S.mss or 0)
+    local mss = seg_size(A, S)
     local path = stream.rtt_min(S)
     if path ~= nil and path <= 0 then path = nil end
     local cause, cause_short, cause_txt = cause_of(ep, rtt, path, mss)
@@ -417,6 +473,7 @@ local function on_data(A, S, pkt, out, st)
     local de = pkt.de
     local len = pkt.len
     if len > A.mss then A.mss = len end
+    if S.peer.mss == nil then count_len(A, len) end     -- no handshake: the MSS from the lengths
     if A.first == nil then A.first = pkt.ds end
     if A.high == nil or de > A.high then A.high = de end
     if A.kack == nil then return end                -- no ACK from R known yet
@@ -800,13 +857,20 @@ M.columns = {
         local _, s = episodes_of(st) return format("%.1f", s * 1000) end },
     { key = "rwnd_window", title = "RWND window", get = function(st)
         local _, _, w = episodes_of(st) return w and tostring(floor(w)) or "-" end },
-    { key = "rwnd_scale", title = "RWND scale", get = function(st)
+    -- the text table shows "10", "10 inferred" or "unknown"; -z tcpstall,tsv two plain values:
+    -- rwnd_scale=10 (- when unknown or no data) and rwnd_scale_inferred=true|false
+    { keys = { "rwnd_scale", "rwnd_scale_inferred" }, title = "RWND scale", get = function(st)
         local d = bulk_dir(st)
         local A = d and d.a.rwnd
         if A == nil then return "-" end
         if A.src == nil then return "unknown" end
         if A.src == "inferred" then return tostring(A.k) .. " inferred" end
         return tostring(A.k)
+    end, tsv = function(st)
+        local d = bulk_dir(st)
+        local A = d and d.a.rwnd
+        if A == nil or A.src == nil then return "-", false end
+        return A.k, A.src == "inferred"
     end },
 }
 

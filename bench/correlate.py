@@ -7,6 +7,10 @@ Prints, measured in the same run on the same machine:
     (capture A alone), and both captures extracted in parallel (what correlate has to wait for);
   * `tcpstall correlate --no-plugin --json` end to end (CLI subprocess) and the ratio to the
     single bare extraction (target <= 1.3);
+  * the default command, `tcpstall correlate --json` (plugin on: one tshark per capture gives the
+    rows and the plugin's findings, pytshark_ext/pipeline.py), against one bare `tshark -T fields`
+    pass over A of the ten fields matching needs, default preferences, no plugin (TEN_FIELDS):
+    target <= 1.3 in wall time (issue 19);
   * peak memory of the Python side (RSS of the correlating process itself, not tshark's) per
     packet of both captures (target < 300 B), and tshark's own peak RSS for context;
   * a pyshark loop reading the same fields over the first N packets, per packet, against
@@ -80,10 +84,20 @@ def bare_commands(a: str, b: str):
     return build_command(tshark, a, **kw), build_command(tshark, b, **kw)
 
 
+# issue 19's yardstick: one bare pass of the ten fields matching needs, default preferences, no plugin
+TEN_FIELDS = ("frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw",
+              "tcp.len", "tcp.options.timestamp.tsval", "ip.id")
+
+
+def ten_field_command(a: str):
+    from pytshark_ext.tshark import build_command, find_tshark
+    return build_command(find_tshark(), a, fields=TEN_FIELDS, with_plugin=False)
+
+
 def child(a: str, b: str) -> None:
     """In a fresh process: correlate, then report the Python side's own peak RSS."""
     sys.path.insert(0, str(ROOT))
-    from pytshark_ext.correlate import correlate_captures
+    from pytshark_ext.pipeline import correlate_captures
     t = time.perf_counter()
     r = correlate_captures(a, b)
     dt = time.perf_counter() - t
@@ -147,8 +161,11 @@ def main(argv=None) -> int:
     # 1. bare extraction (one capture), both in parallel, and the CLI end to end, interleaved
     #    rounds on a shared machine: the minimum of each is the least disturbed run
     tcpstall = shutil.which("tcpstall", path=str(Path(PY).parent)) or "tcpstall"
-    runs = {"bare": [], "par": [], "cli": []}
+    cmd_ten = ten_field_command(a)
+    runs = {"bare": [], "par": [], "cli": [], "ten": [], "default": []}
     for _ in range(max(1, args.repeat)):
+        runs["ten"].append(_wait_rss(cmd_ten))
+        runs["default"].append(_wait_rss([tcpstall, "correlate", "--json", a, b]))
         runs["bare"].append(_wait_rss(cmd_a))
         t0 = time.perf_counter()
         procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in (cmd_a, cmd_b)]
@@ -159,6 +176,8 @@ def main(argv=None) -> int:
     t_bare, rss_bare, cpu_bare = min(runs["bare"])
     t_par = min(runs["par"])[0]
     t_cli, _, cpu_cli = min(runs["cli"])
+    t_ten, _, cpu_ten = min(runs["ten"])
+    t_default, _, cpu_default = min(runs["default"])
     print(f"rounds:       {len(runs['cli'])} (wall s, bare/parallel/correlate): "
           + "; ".join(f"{x[0]:.1f}/{y[0]:.1f}/{z[0]:.1f}" for x, y, z in zip(runs["bare"], runs["par"], runs["cli"])))
     # 3. memory, in a fresh process
@@ -173,6 +192,11 @@ def main(argv=None) -> int:
         ("ratio correlate / one bare extraction", f"{t_cli / t_bare:.2f}  (target <= 1.3; needs 2 idle cores: "
                                                   f"two tsharks run in parallel)"),
         ("ratio correlate / both bare in parallel", f"{t_cli / t_par:.2f}"),
+        ("bare tshark, the ten matching fields, A", f"{t_ten:.2f} s wall, {cpu_ten:.2f} s CPU (default prefs, no plugin)"),
+        ("tcpstall correlate --json (default: plugin)", f"{t_default:.2f} s wall, {cpu_default:.2f} s CPU"),
+        ("ratio default correlate / ten-field pass", f"{t_default / t_ten:.2f}  (target <= 1.3: "
+                                                     f"{'met' if t_default / t_ten <= 1.3 else 'NOT met'}; wall, "
+                                                     f"2 tsharks in parallel)"),
         ("CPU: correlate / one bare extraction", f"{cpu_cli / cpu_bare:.2f}  (2 tsharks + Python; on 2 idle cores "
                                                  f"the wall ratio tends to half of this)"),
         ("Python-side CPU per packet", f"{m['self_cpu'] / n * 1e6:.1f} us (tshark: "

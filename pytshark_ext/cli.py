@@ -275,23 +275,26 @@ def install_plugins(folder, global_, uninstall, tshark):
 @friendly_errors
 def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark):
     """What stalled in one capture: per stream HOL episodes (and the other analyzers' columns),
-    then one line per finding. Runs tshark two-pass with the tcpstall plugin.
+    then one line per finding. Runs tshark once, one pass, with the tcpstall plugin.
 
     With --log, the app's stalls and timeouts are explained by the capture's findings."""
     import json as _json
 
     from .analyze import analyze_capture, render_table, to_json
     _check_inputs(logs, [html_out])
-    result = analyze_capture(capture, tshark=tshark, prefs=prefs)
+    if logs or html_out:                 # the timeline's packets from the same (one) tshark run
+        from .pipeline import read_capture
+        result, packets = read_capture(capture, tshark=tshark, prefs=prefs)
+    else:
+        result = analyze_capture(capture, tshark=tshark, prefs=prefs)
     _warn(result.warnings)
     if not (logs or html_out):
         click.echo(_json.dumps(to_json(result), indent=2) if as_json else render_table(result))
         return
     from .render.timeline import diagnosis_text, timeline_table, with_logs_json
-    from .timeline import load_packets, report_for_analysis
+    from .timeline import report_for_analysis
 
-    report = report_for_analysis(result, load_packets(capture, "A", tshark=tshark), logs,
-                                 default_tz=log_tz, fmt=log_format)
+    report = report_for_analysis(result, packets, logs, default_tz=log_tz, fmt=log_format)
     _warn(report.warnings)
     if html_out:
         from .render.html import render_html, write_html
@@ -336,7 +339,7 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
     """
     import json as _json
 
-    from .correlate import analyze_both, correlate_captures, with_plugin_findings
+    from .pipeline import read_pair
     from .render.json import correlate_json
 
     for spec in logs:
@@ -344,14 +347,14 @@ def correlate(capture_a, capture_b, as_json, annotate, display_filter, plugin, p
             raise click.BadParameter(f"{spec.path}: say which capture's host wrote it: {spec.path}@A or "
                                      f"{spec.path}@B", param_hint="--log")
     _check_inputs(logs, [html_out, annotate])
-    result = correlate_captures(capture_a, capture_b, tshark=tshark, display_filter=display_filter)
-    if plugin:
-        result = with_plugin_findings(result, *analyze_both(capture_a, capture_b, tshark=tshark, prefs=prefs))
+    # one tshark per capture: the rows to match, the plugin's findings, the timeline's packets
+    read = read_pair(capture_a, capture_b, tshark=tshark, display_filter=display_filter, prefs=prefs,
+                     plugin=plugin, packets=bool(logs or html_out))
+    result = read.result
     report = None
     if logs or html_out:
-        from .timeline import load_packets_both, report_for_correlation
-        packets = load_packets_both(capture_a, capture_b, tshark=tshark, display_filter=display_filter)
-        report = report_for_correlation(result, packets, logs, default_tz=log_tz, fmt=log_format)
+        from .timeline import report_for_correlation
+        report = report_for_correlation(result, read.packets, logs, default_tz=log_tz, fmt=log_format)
         _warn(report.warnings)
     if annotate:
         from .render.pcapng import correlate_comments, write_annotated

@@ -1,7 +1,7 @@
 """`tcpstall scan`: many captures -> one ranked table of the worst stalls across all of them.
 
 One task per unit (fleet.Unit: a capture, or a pair): `scan_unit` runs `analyze.analyze_capture`
-on each file once and, for a pair, `correlate.correlate_captures` to link the two sides' findings
+on each file once and, for a pair, `pipeline.correlate_captures` to link the two sides' findings
 to the segments lost between the capture points (as `tcpstall correlate` does). The same task
 function runs in a local process pool (`run_local`) or on an existing Dask distributed cluster
 (`run_dask`: the scheduler and workers are the user's; workers need tcpstall, tshark and the
@@ -93,7 +93,8 @@ def scan_unit(unit: Unit, tshark: Optional[str] = None,
         if problem:
             return UnitResult((CaptureScan(unit.files[0], error=problem),))
         return UnitResult((CaptureScan(unit.files[0], tuple(result.findings)),), warnings=_warnings_of(result))
-    from .correlate import correlate_captures, with_plugin_findings
+    from .correlate import with_plugin_findings
+    from .pipeline import correlate_captures
     from .tshark import on_both
 
     a, b = unit.files

@@ -1,12 +1,13 @@
 """Packets and application logs on one clock (capture A's).
 
-The job of this module: read the packets a diagnosis and a ladder diagram need from each capture
-(one plain tshark pass per capture, no plugin), attach each `--log` to the host of its capture
+The job of this module: keep the packets a diagnosis and a ladder diagram need from each capture
+(`packets_from_segments`; pipeline.py reads them in the capture's one tshark run), attach each
+`--log` to the host of its capture
 (time zone given, stated in the lines, or inferred from packet activity; B's host clock moved to
 A's with the measured clock offset), and build the merged timeline rows (key packets of both
 captures + log events, marked by source) that the table and HTML renderers print.
 
-`load_packets` runs tshark; everything else is pure.
+Pure: no tshark here.
 """
 from __future__ import annotations
 
@@ -60,21 +61,6 @@ def packets_from_segments(side: str, path: str, segments: Iterable[Segment],
             kept.append(s)
     activity.sort()
     return CapturePackets(side, path, tuple(kept), tuple(activity), first, last, total, total > max_keep)
-
-
-def load_packets(path: str, side: str, *, tshark: Optional[str] = None,
-                 display_filter: Optional[str] = None, max_keep: int = MAX_PACKETS) -> CapturePackets:
-    """One tshark pass (SEGMENT_FIELDS, no plugin) over a capture."""
-    from .tshark import iter_segments
-    return packets_from_segments(side, str(path), iter_segments(str(path), tshark=tshark,
-                                                                display_filter=display_filter), max_keep)
-
-
-def load_packets_both(path_a: str, path_b: str, **kw) -> Tuple[CapturePackets, CapturePackets]:
-    """`load_packets` over both captures in parallel (errors re-raised in the caller's thread)."""
-    from .tshark import on_both
-    paths = {"A": path_a, "B": path_b}
-    return on_both(lambda side: load_packets(paths[side], side, **kw), "A", "B")
 
 
 # --- logs --------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from conftest import sample, truth
 from pytshark_ext.cli import main
-from pytshark_ext.correlate import (CorrelateError, correlate, correlate_captures, link_side_findings,
-                                    with_plugin_findings, analyze_both)
+from pytshark_ext.correlate import CorrelateError, correlate, link_side_findings, with_plugin_findings
+from pytshark_ext.pipeline import correlate_captures, read_pair
 from pytshark_ext.records import Finding
 from pytshark_ext.render.json import correlate_json
 from pytshark_ext.render.pcapng import correlate_comments, write_annotated
@@ -283,7 +283,7 @@ def test_cli_json_schema(hb_truth):
 
 def test_hol_hold_on_receiver_side_matches_truth(hb, hb_truth):
     a, b = pair("heartbeat-loss")
-    r = with_plugin_findings(hb, *analyze_both(a, b))
+    r = with_plugin_findings(hb, *read_pair(a, b).analyses)
     (hol_b,) = [f for f in r.findings if f.kind == "hol_blocked" and f.numbers["side"] == "B"]
     held = hb_truth["faults"][0]["held_at_server"][0]
     assert hol_b.numbers["max_hold_ms"] == pytest.approx(held["hold_ms"], abs=0.1)

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from conftest import sample, truth
 from pytshark_ext.applog import LogSpec, format_offset, parse_log_spec
 from pytshark_ext.cli import main
-from pytshark_ext.correlate import analyze_both, correlate_captures, with_plugin_findings
+from pytshark_ext.pipeline import read_pair
 from pytshark_ext.diagnose import TcpFacts, diagnose, find_incidents
 from pytshark_ext.records import LogEvent
-from pytshark_ext.timeline import SideLog, load_packets_both, report_for_correlation
+from pytshark_ext.timeline import SideLog, report_for_correlation
 
 
 def pair(scenario: str):
@@ -28,9 +28,8 @@ def pair(scenario: str):
 
 def correlated(scenario: str):
     a, b = pair(scenario)
-    result = correlate_captures(a, b)
-    result = with_plugin_findings(result, *analyze_both(a, b))
-    return result, load_packets_both(a, b)
+    read = read_pair(a, b, packets=True)
+    return read.result, read.packets
 
 
 def logs_of(scenario: str, t: dict):

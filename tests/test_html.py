@@ -18,9 +18,9 @@ from lxml import etree
 from conftest import sample, truth
 from pytshark_ext.applog import parse_log_spec
 from pytshark_ext.cli import main
-from pytshark_ext.correlate import analyze_both, correlate_captures, with_plugin_findings
+from pytshark_ext.pipeline import read_pair
 from pytshark_ext.render.html import render_html, write_html
-from pytshark_ext.timeline import load_packets_both, report_for_correlation
+from pytshark_ext.timeline import report_for_correlation
 
 CHROMIUM = "/usr/bin/chromium"
 # wide characters first: the ladder cuts log lines to their column, measured with these at a full em
@@ -49,8 +49,9 @@ def page(tmp_path_factory):
     receiver = tmp / "receiver.log"
     receiver.write_text("\n".join(lines) + "\n")
     a, b = str(sample("heartbeat-loss-client.pcapng")), str(sample("heartbeat-loss-server.pcapng"))
-    result = with_plugin_findings(correlate_captures(a, b), *analyze_both(a, b))
-    report = report_for_correlation(result, load_packets_both(a, b), [
+    read = read_pair(a, b, packets=True)
+    result = read.result
+    report = report_for_correlation(result, read.packets, [
         parse_log_spec(f"{sample(t['app']['logs']['sender'])}@A"), parse_log_spec(f"{receiver}@B")])
     out = tmp / "page.html"
     write_html(str(out), render_html(report, title="tcpstall <test> & co", tcp_findings=result.findings))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from itertools import chain
-from typing import Iterable, Iterator, List, Optional
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ..records import Segment
 from ..tshark import FIELD_SEP, SEGMENT_FILTER, SEGMENT_PREFS, TsharkFailed
@@ -80,17 +80,25 @@ def _either(v4: List[str], v6: List[str]) -> List[str]:
     return v4 if all(v4) else [a or b for a, b in zip(v4, v6)]
 
 
-def rows_from_blocks(blocks: Iterable[str], capture: str = "") -> Iterator[Row]:
-    """Rows from blocks of CORRELATE_FIELDS lines (`TsharkRun.blocks()`: whole lines, joined by
-    newlines): one iterator for the whole stream. A block is split at once and converted column
-    by column; one with anything unusual (a truncated frame, a field that is not a number) goes
-    through the row-by-row path, which skips such rows."""
-    n = len(CORRELATE_FIELDS)
+def rows_from_blocks(blocks: Iterable[str], capture: str = "", *, fields: Sequence[str] = CORRELATE_FIELDS,
+                     tee: Optional[Callable[[List[str], int], None]] = None) -> Iterator[Row]:
+    """Rows from blocks of `fields` lines (`TsharkRun.blocks()`: whole lines, joined by newlines):
+    one iterator for the whole stream. `fields` starts with CORRELATE_FIELDS; `tee`, when given,
+    is handed each piece's texts (a flat list, len(fields) per row) before they become rows, for
+    the fields after those (pipeline: the timeline's packets). A block is split at once and
+    converted column by column; one with anything unusual (a truncated frame, a field that is not
+    a number) goes through the row-by-row path, which skips such rows."""
+    n = len(fields)
+    assert tuple(fields[:len(CORRELATE_FIELDS)]) == CORRELATE_FIELDS
     flag_bits, lengths = _Parsed(16), _Parsed(10)
 
     def block_rows(block: str) -> Iterable[Row]:
         c = block.replace("\n", FIELD_SEP).split(FIELD_SEP)
+        teed = tee
         if len(c) == n * (block.count("\n") + 1):          # (else some row is malformed)
+            if tee is not None:
+                tee(c, n)
+                teed = None
             frame, t, sport, seq = c[0::n], c[1::n], c[6::n], c[8::n]
             if all(seq) and all(sport) and all(t) and all(frame) and "".join(frame).isdecimal():
                 try:
@@ -103,7 +111,7 @@ def rows_from_blocks(blocks: Iterable[str], capture: str = "") -> Iterator[Row]:
                                c[15::n], list(map(hash, zip(seq, ack, ln))))
                 except ValueError:
                     pass
-        return list(_rows_one_by_one(block.split("\n"), n, flag_bits, capture))
+        return list(_rows_one_by_one(block.split("\n"), n, flag_bits, capture, teed))
 
     # in pieces of ~PIECE characters: a whole block's field texts would not stay in the CPU cache
     return chain.from_iterable(map(block_rows, chain.from_iterable(map(_pieces, blocks))))
@@ -124,12 +132,15 @@ def _pieces(block: str) -> Iterator[str]:
         start = cut + 1
 
 
-def _rows_one_by_one(lines: List[str], n: int, flag_bits: _Parsed, capture: str) -> Iterator[Row]:
+def _rows_one_by_one(lines: List[str], n: int, flag_bits: _Parsed, capture: str,
+                     tee: Optional[Callable[[List[str], int], None]] = None) -> Iterator[Row]:
     for line in lines:
         c = line.split(FIELD_SEP)
         if len(c) != n:
             raise TsharkFailed(f"{capture}: tshark printed a row with {len(c)} columns, expected {n}")
-        frame, t, src, dst, src6, dst6, sp, dp, seq, ack, ln, fl, tsv, tse, ipid, stream = c
+        if tee is not None:
+            tee(c, n)
+        frame, t, src, dst, src6, dst6, sp, dp, seq, ack, ln, fl, tsv, tse, ipid, stream = c[:16]
         if not seq or not sp or not t:
             continue                    # truncated frame
         try:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List
 
 from ..records import Finding
-from ..tshark import on_both
 from .result import CorrelationResult
 
 
@@ -58,14 +57,6 @@ def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[
                                       "flow": ",".join(sorted(flows)) if flows else None}))
     merged = sorted(list(result.findings) + added, key=lambda x: (x.start, x.kind))
     return replace(result, findings=tuple(merged))
-
-
-def analyze_both(path_a: str, path_b: str, *, tshark: Optional[str] = None,
-                 prefs=None) -> Tuple[object, object]:
-    """Run the tcpstall plugin (`analyze.analyze_capture`) over both captures, in parallel."""
-    from ..analyze import analyze_capture
-
-    return on_both(lambda path: analyze_capture(path, tshark=tshark, prefs=prefs), path_a, path_b)
 
 
 def with_plugin_findings(result: CorrelationResult, analysis_a, analysis_b) -> CorrelationResult:

@@ -1,0 +1,71 @@
+"""pipeline.py: one tshark per capture gives the rows to match, the plugin's findings and the
+timeline's packets — the same as the separate reads they replace."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from pytshark_ext import tshark as ts
+from pytshark_ext.analyze import analyze_capture, to_json
+from pytshark_ext.cli import main
+from pytshark_ext.pipeline import read_capture, read_pair
+from pytshark_ext.timeline import packets_from_segments
+
+from conftest import sample
+
+PAIRS = ["heartbeat-loss", "small-rcvbuf-nohs", "peer-vanishes"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
+    yield
+
+
+def pair(name):
+    return str(sample(f"{name}-client.pcapng")), str(sample(f"{name}-server.pcapng"))
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_the_plugin_findings_of_the_one_read_are_analyze_s(name):
+    """Correlate's read (raw sequence numbers, -T fields rows, the display filter on the rows) changes
+    nothing the plugin reports: findings and stream summaries as `tcpstall analyze` gives them."""
+    a, b = pair(name)
+    read = read_pair(a, b)
+    for path, analysis in zip((a, b), read.analyses):
+        assert to_json(analysis) == to_json(analyze_capture(path))
+    linked = [f for f in read.result.findings if "side" in (f.numbers or {})]
+    assert len(linked) == sum(len(an.findings) for an in read.analyses) > 0
+
+
+def test_timeline_packets_of_the_one_read_are_the_plain_pass_s():
+    """The packets the timeline keeps (window and SACK blocks included) are those of a plain
+    SEGMENT_FIELDS pass over the capture."""
+    a, b = pair("heartbeat-loss")
+    read = read_pair(a, b, packets=True)
+    for path, packets in zip((a, b), read.packets):
+        want = packets_from_segments(packets.side, path, ts.iter_segments(path))
+        assert packets == want
+        assert any(s.sack for s in packets.segments)      # (the heartbeat loss is SACKed)
+    analysis, packets = read_capture(b)
+    assert to_json(analysis) == to_json(analyze_capture(b))
+    assert packets.segments == read.packets[1].segments
+
+
+def test_correlate_with_logs_and_html_starts_one_tshark_per_capture(tmp_path, monkeypatch):
+    """`tcpstall correlate A B --log …@A --log …@B --html OUT`: one tshark run reads each capture
+    (`tshark -G folders`, the plugin-folder probe, aside)."""
+    started = []
+    real_init = ts.TsharkRun.__init__
+
+    def counting(self, cmd, capture, *args, **kwargs):
+        started.append(capture)
+        real_init(self, cmd, capture, *args, **kwargs)
+
+    monkeypatch.setattr(ts.TsharkRun, "__init__", counting)
+    a, b = pair("heartbeat-loss")
+    out = tmp_path / "page.html"
+    res = CliRunner().invoke(main, ["correlate", a, b, "--log", f"{sample('heartbeat-loss-sender.log')}@A",
+                                    "--log", f"{sample('heartbeat-loss-receiver.log')}@B", "--html", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(started) == sorted([a, b])
+    assert out.stat().st_size > 0

@@ -288,7 +288,9 @@ function M.render(tree, r, number)
         else
             tree:add(F.hol_hole_bytes, hole[k])
         end
-        if v ~= 0 then
+        if core.texts_unread then            -- (-z tcpstall,records: every frame of a lossy bulk capture)
+            txt = ""
+        elseif v ~= 0 then
             txt = string.format("HOL-blocked delivery: %d bytes %s, held at the receiver %s ms until frame %d",
                 bytes, v == 2 and "reported by a dupACK" or "SACKed", fmt_ms(held_ms), release_frame)
         else

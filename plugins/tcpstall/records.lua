@@ -65,7 +65,7 @@ local TEXT = {
     end,
     bool = function(v) return v and "1" or "0" end,
     string = function(v) return (tostring(v):gsub("%c", " ")) end,
-    expert = function() return "1" end,
+    expert = function() return "1" end,   -- (an expert's value slot is unused)
 }
 
 local HELD_FRAMES = "tcpstall.hol.held_frames"
@@ -105,6 +105,7 @@ function M.draw()
     local HELD = held_set()
     local F_RELEASE = core.F.hol_release_frame
     local line, n, shown, other, release = {}, 3, false, false, nil
+    local added, values = {}, {}   -- field/expert and value of each add, turned into text only for a row
     local held_of = {}           -- release frame -> held-only frames waiting for its row
     -- the tree and subtree stand-in: the analyzers' render calls only these
     local item = { append_text = function() end }   -- an item's text is for people
@@ -116,13 +117,13 @@ function M.draw()
         end
         if not HELD[f] then other = true elseif f == F_RELEASE then release = v end
         n = n + 1
-        line[n] = prefix_of[f] .. text_of[f](v)
+        added[n], values[n] = f, v
         return item
     end
     function sink.add_proto_expert_info(self, ei)
         if not HELD[ei] then other = true end
         n = n + 1
-        line[n] = prefix_of[ei] .. "1"
+        added[n] = ei
     end
 
     local state, render = core.state, core.render
@@ -131,6 +132,10 @@ function M.draw()
     local rows = 0
     local function emit(number)
         line[1], line[2], line[3] = number, time_text(number), streams[number] or ""
+        for i = 4, n do
+            local f = added[i]
+            line[i] = prefix_of[f] .. text_of[f](values[i])
+        end
         local held = held_of[number]
         if held ~= nil then
             n = n + 1
@@ -145,6 +150,7 @@ function M.draw()
         end
     end
     core.first_visit = false
+    core.texts_unread = true             -- analyzers may skip composing expert texts (hol: held frames)
     for number = 1, state.last_frame do
         shown, other, release = false, false, nil
         local ok, err = pcall(render, sink, results[number], number)
@@ -166,7 +172,11 @@ function M.draw()
     local left = {}
     for number in pairs(held_of) do left[#left + 1] = number end
     table.sort(left)
-    for _, number in ipairs(left) do emit(number) end
+    for _, number in ipairs(left) do
+        n = 3
+        emit(number)
+    end
+    core.texts_unread = false
     out[#out + 1] = "TCPSTALL_RECORDS_END\trows=" .. rows
     print(concat(out, "\n"))
 end

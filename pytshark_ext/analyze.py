@@ -79,6 +79,9 @@ class AnalysisResult:
     plugin_errors: int = 0
     first_plugin_error: Optional[str] = None
     warnings: Tuple[str, ...] = ()
+    # frames the plugin classified as retransmissions (tcpstall.retrans.trigger: not capture
+    # duplicates, not late originals), for the timeline's marks
+    retransmissions: Tuple[int, ...] = ()
 
     @property
     def start(self) -> Optional[float]:
@@ -499,9 +502,11 @@ def result_from_lines(capture: str, lines: Iterable[str], run) -> AnalysisResult
     (a TsharkRun, read to its end) tells whether the capture was cut short."""
     rows, streams, errors, first_error = parse_output(lines)
     warnings = (f"{run.truncated} (analysed the packets before the cut)",) if run.truncated else ()
+    retransmissions = tuple(_i(r, "frame.number") for r in rows if _has(r, "tcpstall.retrans.trigger"))
     return AnalysisResult(capture=capture, streams=tuple(streams),
                           findings=tuple(findings_from_rows(rows)),
-                          plugin_errors=errors, first_plugin_error=first_error, warnings=warnings)
+                          plugin_errors=errors, first_plugin_error=first_error, warnings=warnings,
+                          retransmissions=retransmissions)
 
 
 # --- rendering ---------------------------------------------------------------------------------

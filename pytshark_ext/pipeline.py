@@ -96,10 +96,12 @@ class CaptureRead:
             return None
         return result_from_lines(self.path, "\n".join(self._tail).split("\n"), self.run)
 
-    def packets(self) -> Optional[CapturePackets]:
+    def packets(self, analysis: Optional[AnalysisResult] = None) -> Optional[CapturePackets]:
+        """The timeline's packets, with the plugin's retransmissions when `analysis` is given."""
         if self._segments is None:
             return None
-        return packets_from_segments(self.side, self.path, self._segments)
+        packets = packets_from_segments(self.side, self.path, self._segments)
+        return replace(packets, retransmissions=analysis.retransmissions) if analysis else packets
 
     def close(self) -> None:
         """Stop the tshark run if it is still going (after an error elsewhere)."""
@@ -133,7 +135,9 @@ def read_pair(path_a: str, path_b: str, *, tshark: Optional[str] = None, display
         if plugin:
             analyses = (read_a.analysis(), read_b.analysis())
             result = with_plugin_findings(result, *analyses)
-        both = (read_a.packets(), read_b.packets()) if packets else None
+        both = None
+        if packets:
+            both = (read_a.packets(analyses and analyses[0]), read_b.packets(analyses and analyses[1]))
         return PairRead(result=result, analyses=analyses, packets=both)
     finally:
         read_a.close()
@@ -155,7 +159,8 @@ def read_capture(path: str, *, tshark: Optional[str] = None, prefs: Optional[Map
     try:
         for _ in read.rows():
             pass
-        return read.analysis(), read.packets()
+        analysis = read.analysis()
+        return analysis, read.packets(analysis)
     finally:
         read.close()
 

@@ -35,6 +35,9 @@ class CapturePackets:
     last: Optional[float] = None
     total: int = 0
     truncated: bool = False                 # more than MAX_PACKETS: later packets not kept
+    # the frames the plugin classified as retransmissions (AnalysisResult.retransmissions); None
+    # when it did not run (--no-plugin): then they are told by sequence numbers alone
+    retransmissions: Optional[Tuple[int, ...]] = None
 
     @property
     def span(self) -> Optional[Tuple[float, float]]:
@@ -201,7 +204,8 @@ def build_timeline(packets: Mapping[str, CapturePackets], logs: Sequence[SideLog
     the log events of each window (non-"line" events first, at most `max_log_rows` per window)."""
     marks = dict(marks or {})
     for side, cp in packets.items():
-        for frame in retransmitted_frames(cp.segments):
+        frames = cp.retransmissions if cp.retransmissions is not None else retransmitted_frames(cp.segments)
+        for frame in frames:
             if not any("retransmission" in m for m in marks.get((side, frame), ())):
                 marks[(side, frame)] = tuple(marks.get((side, frame), ())) + ("retransmission",)
     rows: List[TimelineRow] = []
@@ -241,7 +245,8 @@ def build_timeline(packets: Mapping[str, CapturePackets], logs: Sequence[SideLog
 
 def retransmitted_frames(segments: Sequence[Segment]) -> List[int]:
     """Frames whose payload starts below the highest sequence number already sent in that
-    direction (retransmissions, or reordering at this capture point)."""
+    direction (retransmissions, or reordering at this capture point): only when the plugin did
+    not run, which tells retransmissions from late originals and capture duplicates."""
     high: Dict[tuple, int] = {}
     out = []
     for s in segments:

@@ -208,7 +208,7 @@ def _lost_window(r: LostSegment) -> Tuple[float, float]:
 
 @dataclass
 class _Cause:
-    kind: str                       # hol / rwnd / retries
+    kind: str                       # hol / rwnd / retries / delay
     score: float
     lost: Optional[LostSegment] = None
     finding: Optional[Finding] = None
@@ -269,6 +269,18 @@ def _candidates(inc: Incident, facts: TcpFacts, opt: DiagnoseOptions) -> List[_C
             continue                # a short window-limited stretch does not explain a long stall
         related = [by_id for by_id in facts.lost if by_id.id in f.caused_by] if kind == "retries" else []
         out.append(_Cause(kind, base + frac + same, finding=f, lost_related=related))
+    # a one-way delay spike between the two capture points (correlate): the packets were late in
+    # the network (or a capture host stalled), not held by TCP; the weakest explanation, only
+    # when nothing of TCP's own overlaps. Its time is the worst sample's at A: the segment was
+    # between the points for peak_ms around it.
+    for f in facts.findings:
+        if f.kind != "delay_spike":
+            continue
+        peak_s = ((f.numbers or {}).get("peak_ms") or 0.0) / 1000.0
+        ov = _overlap(w0, w1, f.start - peak_s, f.end + peak_s)
+        if ov >= 0:
+            # (the larger delay wins among spikes that cover the incident alike)
+            out.append(_Cause("delay", 0.5 + min(ov / span, 1.0) + peak_s, finding=f))
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -535,6 +547,19 @@ _CONTROL_WHAT = {"keepalive": "keepalive probes", "zero_window": "zero-window pr
 _ABORT_MATCH = 0.03
 
 
+def _delay_chain(c: _Cause) -> Tuple[List[str], dict]:
+    """A one-way delay spike correlate measured between the capture points."""
+    f = c.finding
+    n = f.numbers or {}
+    frame = f.frames[0] if f.frames else None
+    steps = [f"a segment {n.get('direction')} (A frame {frame}) was {n.get('peak_ms'):.1f} ms between the "
+             f"capture points where the median is {n.get('median_ms'):.1f} ms ({f.id}): delayed in the network "
+             "between them (or a capture host stalled), with no loss, retransmission, window limit or "
+             "retries episode: not TCP"]
+    return steps, {"cause": "delay_spike", "spike_id": f.id, "delay_ms": n.get("peak_ms"),
+                   "median_ms": n.get("median_ms"), "frame_a": frame}
+
+
 def _retries_chain(inc: Incident, c: _Cause, facts: TcpFacts, zone) -> Tuple[List[str], dict]:
     """The retries episode as the plugin measured it: counts, first send, outcome, who reset,
     and its Linux abort prediction (abort_at_s, budget_s, the settings it assumed), set against
@@ -659,8 +684,10 @@ def diagnose(facts: TcpFacts, logs: Sequence, *, zone: Optional[int] = None,
                 steps, extra = _hol_chain(inc, c, facts, zone)
             elif c.kind == "rwnd":
                 steps, extra = _rwnd_chain(inc, c, facts, logs, zone)
-            else:
+            elif c.kind == "retries":
                 steps, extra = _retries_chain(inc, c, facts, zone)
+            else:
+                steps, extra = _delay_chain(c)
             also = [chosen[j][0] for j in by_root.get(c.ids[0], []) if j != i]
             if also:
                 groups: Dict[str, List[Incident]] = {}

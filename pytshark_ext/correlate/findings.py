@@ -84,7 +84,7 @@ def correlation_findings(lost, unseen, spikes, reorders, not_captured=(), *,
             kind="delay_spike", id=f"spike-{i}", start=s.start, end=s.end,
             summary=(f"one-way delay {s.direction} peaked at {s.peak_ms:.1f} ms (median {s.baseline_ms:.1f} ms)"),
             frames=(s.frame_a,), evidence=(f"A frame {s.frame_a}: {s.peak_ms:.1f} ms between the capture points",),
-            numbers={"peak_ms": s.peak_ms, "median_ms": s.baseline_ms, "flow": s.flow}))
+            numbers={"peak_ms": s.peak_ms, "median_ms": s.baseline_ms, "flow": s.flow, "direction": s.direction}))
     for i, r in enumerate(reorders, 1):
         t0 = min(x[2] for x in r.examples) if r.examples else 0.0
         t1 = max(x[2] for x in r.examples) if r.examples else 0.0

@@ -586,19 +586,20 @@ def test_super_segments_mss_is_not_the_largest_length(tmp_path, capture, every):
     # the premise: the largest length is a super-segment; with every pair merged also the most common
     assert max(lens) == 2 * mss and max(_client_lengths(orig)) == mss
     assert lens.most_common(1)[0][0] == (2 * mss if every == 1 else mss)
-    a, a_streams = run(orig, True)
-    b, b_streams = run(merged, True)
-    ea, eb = experts(a), experts(b)
-    assert len(ea) == len(eb) == 2
-    keys = ("tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred", "tcpstall.rwnd.cause")
-    assert [[one(r, k) for k in keys] for _, r in eb] == [[one(r, k) for k in keys] for _, r in ea]
-    window = int(one(eb[-1][1], "tcpstall.rwnd.window"))
-    assert window == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"] and window % mss == 0
-    for _, r in eb:
-        (msg,) = [m for m in r["_ws.expert.message"] if m.startswith("receiver window throttling")]
-        assert f" B ({window // mss}×MSS {mss}" in msg, msg
-    cols = ("rwnd_episodes", "rwnd_window", "rwnd_scale", "rwnd_scale_inferred")
-    assert [b_streams[0].columns[c] for c in cols] == [a_streams[0].columns[c] for c in cols]
+    for two_pass in (False, True):
+        a, a_streams = run(orig, two_pass)
+        b, b_streams = run(merged, two_pass)
+        ea, eb = experts(a), experts(b)
+        assert len(ea) == len(eb) == (2 if two_pass else len(ea)) and eb
+        keys = ("tcpstall.rwnd.window", "tcpstall.rwnd.scale", "tcpstall.rwnd.scale_inferred", "tcpstall.rwnd.cause")
+        assert [[one(r, k) for k in keys] for _, r in eb] == [[one(r, k) for k in keys] for _, r in ea]
+        window = int(one(eb[-1][1], "tcpstall.rwnd.window"))
+        assert window == tr["app"]["transfer"]["server_advertised_window_bytes"]["median"] and window % mss == 0
+        for _, r in eb:
+            (msg,) = [m for m in r["_ws.expert.message"] if m.startswith("receiver window throttling")]
+            assert f" B ({window // mss}×MSS {mss}" in msg, msg
+        cols = ("rwnd_episodes", "rwnd_window", "rwnd_scale", "rwnd_scale_inferred")
+        assert [b_streams[0].columns[c] for c in cols] == [a_streams[0].columns[c] for c in cols]
 
 
 # --- a zero window that stays closed: the app stopped reading (issue 15.4) -----------------------

@@ -182,3 +182,22 @@ def test_chromium_layout_no_ladder_text_overlaps_or_leaves_the_viewport(page, an
     assert found["overlaps"] == []
     assert found["outside"] == []
     assert found["scroll_width"] <= found["width"]              # nothing on the page scrolls sideways
+
+
+def test_ladder_draws_what_correlate_matched_without_timestamps(tmp_path):
+    """heartbeat-loss-nots (no TCP timestamps): the lost original (A frame 66, truth) and its
+    retransmission carry the same sequence number, ACK and length; only the IP ID tells them apart.
+    The ladder pairs packets with correlate's engine, so the original is drawn lost (✕, "LOST before
+    B") and the retransmission reaches B — not the original paired with the retransmission's copy."""
+    t = truth("heartbeat-loss-nots")
+    fault = t["faults"][0]
+    a, b = str(sample("heartbeat-loss-nots-client.pcapng")), str(sample("heartbeat-loss-nots-server.pcapng"))
+    read = read_pair(a, b, packets=True)
+    report = report_for_correlation(read.result, read.packets, [
+        parse_log_spec(f"{sample(t['app']['sender_log'])}@A"), parse_log_spec(f"{sample(t['app']['receiver_log'])}@B")])
+    out = tmp_path / "nots.html"
+    write_html(str(out), render_html(report, title="nots", tcp_findings=read.result.findings))
+    texts = [x.strip() for x in lxml.html.parse(str(out)).getroot().xpath("//svg//text/text()")]
+    label = f"ACK,PSH seq={fault['seq_raw']} len={fault['len']}"
+    assert f"{label} — LOST before B (lost-1)" in texts
+    assert fault["client_frame"] == 66 and fault["retransmissions"][0]["frame"] == 69

@@ -17,7 +17,7 @@ plugin's findings of each capture, linked to the losses. The stages, one module 
 from __future__ import annotations
 
 import gc
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from ..records import Segment
 from .builder import Builder
@@ -28,7 +28,7 @@ from .matching import CorrelateOptions, Engine
 from .result import CaptureSpan, CorrelateError, CorrelationResult, DelaySpike, Reordering
 
 __all__ = [
-    "correlate", "correlate_rows", "CorrelateOptions", "CorrelateError",
+    "correlate", "correlate_rows", "match_frames", "CorrelateOptions", "CorrelateError",
     "CorrelationResult", "CaptureSpan", "DelaySpike", "Reordering", "link_side_findings",
     "with_plugin_findings", "capture_span", "CORRELATE_FIELDS", "correlate_command_kwargs",
     "rows_from_blocks", "rows_from_segments",
@@ -45,6 +45,17 @@ def correlate(segments_a: Iterable[Segment], segments_b: Iterable[Segment], *, n
     capture was running, if known beyond its packets (see `capture_span`)."""
     return correlate_rows(rows_from_segments(segments_a), rows_from_segments(segments_b),
                           name_a=name_a, name_b=name_b, options=options, span_a=span_a, span_b=span_b)
+
+
+def match_frames(segments_a: Iterable[Segment], segments_b: Iterable[Segment],
+                 options: Optional[CorrelateOptions] = None) -> Dict[int, int]:
+    """A frame -> B frame of every transmission the engine matches across the two (e.g. the
+    packets of one ladder window: the HTML page draws what correlate matched, by its rules)."""
+    eng = Engine(options or CorrelateOptions())
+    pairs: Dict[int, int] = {}
+    eng.on_match = lambda fa, fb: pairs.__setitem__(int(fa), int(fb))
+    eng.run(rows_from_segments(segments_a), rows_from_segments(segments_b))
+    return pairs
 
 
 def correlate_rows(rows_a: Iterable[Row], rows_b: Iterable[Row], *, name_a: str = "A", name_b: str = "B",

@@ -136,6 +136,7 @@ class Engine:
         self.hi = -math.inf
         self.matches = 0
         self._since_evict = 0
+        self.on_match = None    # called (A frame, B frame) per match, when set (match_frames)
 
     # -- per row ---------------------------------------------------------------------------
     def ingest(self, side: Side, other: Side, row: Row, rows: Iterator[Row], lim: float,
@@ -154,6 +155,7 @@ class Engine:
         other_done = other.done
         since = self._since_evict
         t = side.last
+        on_match = self.on_match
         for row in chain((row,), rows):
             if row[1] - theta >= lim:
                 break
@@ -232,6 +234,8 @@ class Engine:
                     da, db, ta, tb, fa, fb = d, cd, t, ct, frame, cf
                 else:
                     da, db, ta, tb, fa, fb = cd, d, ct, t, cf, frame
+                if on_match is not None:
+                    on_match(fa, fb)
                 peer = da.peer
                 if peer is None and db.peer is None:
                     da.peer = peer = db

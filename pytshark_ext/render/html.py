@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from lxml import etree
 from lxml.builder import E as H          # HTML elements, no namespace (the page is served as text/html)
 
+from ..correlate import match_frames
 from ..diagnose import capture_host, clock, zone_label
 from ..records import Finding, LogEvent, Segment
 from ..timeline import LogReport, flags_text
@@ -83,10 +84,6 @@ class _Arrow:
     marks: Tuple[str, ...] = ()
 
 
-def _key(s: Segment):
-    return (s.seq_raw, s.ack_raw, s.length, s.tsval, s.tsecr, s.flags & 0x17)
-
-
 def _window_arrows(report: LogReport, lo: float, hi: float) -> Tuple[List[_Arrow], int]:
     """Arrows (A's clock) for packets in [lo, hi] of both captures; returns (arrows, not drawn)."""
     pk = report.packets
@@ -105,15 +102,14 @@ def _window_arrows(report: LogReport, lo: float, hi: float) -> Tuple[List[_Arrow
             arrows.append(_Arrow(s.time, s.time, s.src == host, _label(s), _kind(s),
                                  marks.get(("A", s.frame), ())))
         return _thin(arrows)
-    pending: Dict[tuple, List[Segment]] = {}
-    for s in b:
-        pending.setdefault(_key(s), []).append(s)
+    # the pairs correlate's engine makes of these packets (content, TCP timestamps, IP IDs)
+    pairs = match_frames(a, b)
+    pending = {s.frame: s for s in b}
     a_dir_from_a: Dict[tuple, bool] = {}
     unmatched_a = []
     for s in a:
-        lst = pending.get(_key(s))
-        if lst:
-            m = lst.pop(0)
+        m = pending.pop(pairs.get(s.frame), None)
+        if m is not None:
             tb = m.time - off
             from_a = s.time <= tb
             a_dir_from_a[(s.src, s.sport)] = from_a
@@ -130,13 +126,12 @@ def _window_arrows(report: LogReport, lo: float, hi: float) -> Tuple[List[_Arrow
             arrows.append(_Arrow(s.time, None, True, _label(s), "unseen", mk + ("not in B's capture",)))
         else:
             arrows.append(_Arrow(s.time, None if from_a else s.time, from_a, _label(s), "edge", mk))
-    for lst in pending.values():
-        for m in lst:
-            mk = marks.get(("B", m.frame), ())
-            if ("B", m.frame) in lost_frames:
-                arrows.append(_Arrow(m.time - off, None, False, _label(m), "lost", mk))
-            else:
-                arrows.append(_Arrow(m.time - off, m.time - off, False, _label(m), "edge", mk))
+    for m in pending.values():
+        mk = marks.get(("B", m.frame), ())
+        if ("B", m.frame) in lost_frames:
+            arrows.append(_Arrow(m.time - off, None, False, _label(m), "lost", mk))
+        else:
+            arrows.append(_Arrow(m.time - off, m.time - off, False, _label(m), "edge", mk))
     arrows.sort(key=lambda x: x.t0)
     return _thin(arrows)
 

@@ -645,3 +645,36 @@ def test_zero_window_app_not_reading(scenario, side, two_pass):
     if scenario == "zero-window-probes":
         stall = truth(scenario)["app"]["stall_ms"]
         assert 0.95 * stall <= closed_ms <= stall
+
+
+# --- the incident's own shape without timestamps, at both ends, with and without the handshake ----
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", ["small-rcvbuf-2048-nots", "small-rcvbuf-2048-nots-nohs"])
+def test_small_rcvbuf_2048_without_timestamps(scenario, side, two_pass):
+    """SO_RCVBUF 2048 at the server: a 1722-byte window (3×MSS 574), no TCP timestamps, 2 079 208 B.
+    The receiver-side copy without the handshake said nothing (the sender's turn came out 0: data
+    in flight right after an ACK, one frame even recorded before it, was taken for the answer to it).
+    Every variant: the window exactly, shift 0 (inferred without the handshake), the cap within 5 %
+    of window / handshake RTT, the episode's bytes and duration as the segments show them; and a
+    momentary zero window (0.1 ms of 2 s) is not "app not reading"."""
+    tr = truth(scenario)
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    exp = expected(cap, 0)
+    by_frame, streams = run(cap, two_pass)
+    end = experts(by_frame)[-1][1]
+    window = tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    assert window == 3 * tr["app"]["transfer"]["max_segment_len"] == 1722
+    assert int(one(end, "tcpstall.rwnd.window")) == window
+    assert int(one(end, "tcpstall.rwnd.scale")) == 0
+    assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is scenario.endswith("nohs")
+    path_cap = window * 8 / (tr["topology"]["one_way_delay_ms"]["measured_handshake_rtt_ms"] / 1000) / 1e6
+    assert abs(float(one(end, "tcpstall.rwnd.cap_mbps")) - path_cap) <= 0.05 * path_cap
+    if two_pass:            # (one pass: the last report is from before the end)
+        # (cut mid-transfer: the first flight, before any ACK in the capture, cannot be told limited)
+        assert exp.bytes - (window if scenario.endswith("nohs") else 0) <= int(one(end, "tcpstall.rwnd.bytes")) <= exp.bytes
+        assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - exp.limited_ms) <= 10 * exp.round_ms
+    assert one(end, "tcpstall.rwnd.cause") in ("small_rcvbuf", "window_limited")
+    (s,) = streams
+    assert s.columns["rwnd_episodes"] == "1" and s.columns["rwnd_window"] == str(window)

@@ -319,11 +319,12 @@ local function slow_rounds(rtt, path)
     return rtt ~= nil and path ~= nil and rtt > 2 * path + 0.005
 end
 
-local function cause_of(ep, rtt, path, mss)
+-- `closed`: the window stayed closed long enough that the reader set the pace (reader_stalled)
+local function cause_of(ep, rtt, path, mss, closed)
     local w = typical_w(ep)
     local rounds = w > 0 and ep.bytes_now / w or 0
     local per_round = rounds >= 1 and ep.dur / rounds or nil
-    if ep.zero then
+    if closed then
         return "app_not_reading", "likely: app not reading",
             "the window closed (zero window) as the receive buffer filled: the receiving application did not read for a while (busy, blocked, or reading too slowly); Wireshark flags the zero windows and probes"
     end
@@ -346,6 +347,15 @@ local function cause_of(ep, rtt, path, mss)
         format("the receiver's window (%s..%s B) limits the sender", fmt_int(ep.w_min), fmt_int(ep.w_max))
 end
 
+-- Did the receiving application stop reading? A zero window that lasted rwnd_min_episode_ms, or a
+-- tenth of the episode. A tiny buffer also closes its window for a moment now and then as it
+-- fills (small-rcvbuf-2048-nots: 0.1 ms of zero window in a 2 s window-limited transfer, the app
+-- reading all along): then window / RTT, not the reader, set the pace.
+local function reader_stalled(ep, zero_s)
+    if not ep.zero then return false end
+    return zero_s >= (core.settings.rwnd_min_episode_ms or 100) / 1000 or (ep.dur > 0 and zero_s >= 0.1 * ep.dur)
+end
+
 -- snapshot of an episode for rendering (start report or end report)
 local function report(A, S, ep, final)
     local rtt = rtt_of(S, ep)
@@ -353,7 +363,9 @@ local function report(A, S, ep, final)
     local mss = seg_size(A, S)
     local path = stream.rtt_min(S)
     if path ~= nil and path <= 0 then path = nil end
-    local cause, cause_short, cause_txt = cause_of(ep, rtt, path, mss)
+    local zero_s = ep.zero_s + ((not final and A.zero_t ~= nil) and ep.last_t - A.zero_t or 0)
+    local closed = reader_stalled(ep, zero_s)
+    local cause, cause_short, cause_txt = cause_of(ep, rtt, path, mss, closed)
     return {
         final = final,
         w = w, w_min = ep.w_min, w_max = ep.w_max, k = A.k, inf = A.src == "inferred", src = A.src,
@@ -361,11 +373,11 @@ local function report(A, S, ep, final)
         dur = ep.dur, bytes = ep.bytes_now, start_f = ep.start_f, start_t = ep.start_t,
         end_f = final and ep.end_f or nil, hits = ep.hits,
         open_frac = ep.dur > 0 and ep.open_total / ep.dur or 0,
-        cause = cause, cause_short = cause_short, cause_txt = cause_txt, zero = ep.zero,
+        cause = cause, cause_short = cause_short, cause_txt = cause_txt, zero = closed,
         -- at one window per round trip these bytes take bytes / window x RTT
-        -- (not when the window closed: then the reader, not window / RTT, set the pace)
-        predicted = (rtt ~= nil and w > 0 and not ep.zero) and ep.bytes_now / w * rtt or nil,
-        zero_s = ep.zero_s + ((not final and A.zero_t ~= nil) and ep.last_t - A.zero_t or 0), ended_by = final and (ep.ended_by or "window_opened") or nil,
+        -- (not when the window stayed closed: then the reader, not window / RTT, set the pace)
+        predicted = (rtt ~= nil and w > 0 and not closed) and ep.bytes_now / w * rtt or nil,
+        zero_s = zero_s, ended_by = final and (ep.ended_by or "window_opened") or nil,
         ongoing = ep.ended_by == "reset" or ep.ended_by == "capture_end" or not final,
     }
 end
@@ -602,7 +614,15 @@ local function on_advert(A, R, pkt, out, st)
             r.unknown_note = true
         end
     end
-    if R.peer.turn_min == nil and A.high ~= nil and ack >= A.high then A.full_t = pkt.time end
+    -- an ACK of everything S sent, when the ACK before it allowed S no more (S had filled that
+    -- window): S's next data answers this ACK, and the time to it is S's turn. When the window still
+    -- allowed more, that data may have been in flight already (at a receiver-side capture it
+    -- arrives right after, or even before the ACK in the file: small-rcvbuf-2048-nots-nohs-server,
+    -- where it made S's turn 0 and the window-limited rounds look like idle gaps)
+    if R.peer.turn_min == nil and A.high ~= nil and ack >= A.high
+        and (A.last_ack == nil or A.high >= A.last_ack + A.last_raw * mult(A) - A.mss / 2) then
+        A.full_t = pkt.time
+    end
     if A.hit_t ~= nil and ack >= A.hit_de then
         local smp = pkt.time - A.hit_t
         local ep = A.ep

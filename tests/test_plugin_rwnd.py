@@ -644,3 +644,34 @@ def test_zero_window_app_not_reading(scenario, side, two_pass):
     if scenario == "zero-window-probes":
         stall = truth(scenario)["app"]["stall_ms"]
         assert 0.95 * stall <= closed_ms <= stall
+
+
+# --- negative controls (issue 15): transfers the receiver's window never limited -----------------
+
+# sample_captures: the truth of each says (window_headroom, measured at the sender-side capture)
+# that no new-data segment came within one MSS of the advertised right edge
+NEGATIVE = ["bulk-tbf", "bulk-tbf-nots", "bulk-tbf-nohs",           # bottleneck (tbf) / cwnd-limited
+            "app-limited", "app-limited-nots", "app-limited-nohs",  # application-limited sender
+            "clean-bulk"]                                           # plain bulk, default (large) buffers
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", NEGATIVE)
+def test_negative_controls_no_throttling(scenario, side, two_pass):
+    tr = truth(scenario)
+    if "window_headroom" in tr["app"]:
+        # the control is one: the window never came near limiting the sender (checked by the lab)
+        assert tr["app"]["window_headroom"]["segments_within_one_mss_of_edge"] == 0
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    by_frame, streams = run(cap, two_pass)
+    assert [f for f, _ in experts(by_frame)] == []
+    assert streams and all(s.columns["rwnd_episodes"] == "0" for s in streams)
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", NEGATIVE)
+def test_negative_controls_no_analyze_finding(scenario, side):
+    res = analyze.analyze_capture(str(sample(f"{scenario}-{side}.pcapng")))
+    assert res.plugin_errors == 0
+    assert [finding_dict(f)["summary"] for f in res.findings if f.kind == "rwnd_throttling"] == []

@@ -565,6 +565,35 @@ class SmallRcvbuf64k(SmallRcvbuf16k):
                    "RTT 10 ms; the client uploads one 3 000 000-byte message")
 
 
+class SmallRcvbuf64kTbf(SmallRcvbuf64k):
+    name = "small-rcvbuf-64k-tbf"
+    rate = "20mbit"
+    # BBR would cap the flight at ~2 x BDP (50 kB) below the window: cubic grows its cwnd past it
+    # (TCP_CONGESTION on the client socket: the namespace's default cannot be changed here)
+    client_args = ["--timeout-ms", 10000, "--congestion", "cubic"]
+    description = ("issue 15.5: small-rcvbuf-64k (SO_RCVBUF=65536, window 81 120 B, RTT 10 ms, cubic) behind a 20 Mbit/s tbf "
+                   "(burst 16 kB, queue 50 ms) on the router's server-side interface: the window (> the 25 kB "
+                   "path BDP) waits in the tbf queue, so each round lasts window / 20 Mbit/s ≈ 32 ms and the ACKs "
+                   "come back paced by the link, not delayed by the receiver")
+
+    def body(self, lab):
+        lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", self.rate, "burst", "16kb",
+                    "latency", "50ms")
+        res = super().body(lab)
+        q = lab.ns_exec("r1", "tc", "-s", "qdisc", "show", "dev", "r1s").stdout
+        m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", q)
+        res["tbf"] = {"rate": self.rate, "burst": "16kb", "latency": "50ms", "dev": "r1 r1s (towards the server)",
+                      "dropped": int(m.group(3)), "overlimits": int(m.group(4))} if m else {"raw": q}
+        return res
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        expect(self.truth["app"]["tbf"].get("overlimits", 0) > 0, f"{self.name}: the tbf never queued")
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        pass                                   # no -nohs copy (size budget)
+
+
 class AppNotReading(RpcScenario):
     name = "app-not-reading"
     delay_ms = 0.7
@@ -1528,7 +1557,7 @@ class SeqWrap(RpcScenario):
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
-                                 SmallRcvbuf16k, SmallRcvbuf64k, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,

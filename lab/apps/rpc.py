@@ -158,6 +158,9 @@ def client(args):
             idle=idle, intvl=intvl, cnt=cnt)
     if args.linger0:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if args.congestion:
+        # before any data: the algorithm of this socket only (the namespace's default stays)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, args.congestion.encode())
     if args.user_timeout_ms:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, args.user_timeout_ms)
     local = s.getsockname()
@@ -259,6 +262,7 @@ def main():
     ap.add_argument("--delayed-acks", action="store_true", help="server: TCP_QUICKACK 0 after every read")
     ap.add_argument("--write-chunk", type=int, default=0, help="client: write requests this many bytes at a time")
     ap.add_argument("--write-pause-ms", type=float, default=0, help="client: pause after each write (app-limited)")
+    ap.add_argument("--congestion", default="", help="client: TCP_CONGESTION of the socket (e.g. cubic)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--auto", type=int, default=0)
     ap.add_argument("--timeout-ms", type=int, default=0)

@@ -469,31 +469,34 @@ class SmallRcvbuf(RpcScenario):
         expect(not self.truth["dropped_segments"], f"{self.name}: packets lost without a fault")
 
     def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
-        if not self.rcvbuf:
-            return
-        # The same capture without its first packets (no handshake): a long-lived connection captured late.
-        cut = 200
-        name = f"{self.name}-nohs"
-        out = {}
-        for role, cap, segs in (("client", client_cap, csegs), ("server", server_cap, ssegs)):
-            dst = self.out / f"{name}-{role}.pcapng"
-            subprocess.run(["editcap", "-F", "pcapng", str(cap), str(dst), f"1-{cut}"], check=True,
-                           capture_output=True)
-            first = segs[cut] if len(segs) > cut else None
-            out[role] = {"file": dst.name, "packets": pt.packet_count(dst), "bytes": dst.stat().st_size,
-                         "cut_packets": cut, "source": cap.name,
-                         "first_packet_time": round(first.t, 6) if first else None}
-        t = dict(self.truth)
-        t.update({"scenario": name, "derived_from": self.name,
-                  "description": self.description + f"; copy without the first {cut} packets of each capture "
-                  "(handshake, and with it the window scale options, is missing)",
-                  "lab_command": f"sudo python3 lab/run.py {self.name}  (editcap {{src}} {{dst}} 1-{cut})",
-                  "captures": out,
-                  "lost_handshake": {"client_wscale": self.truth["handshake"].get("client_wscale"),
-                                     "server_wscale": self.truth["handshake"].get("server_wscale"),
-                                     "mss": self.truth["handshake"].get("client_mss")}})
-        (self.out / f"{name}.truth.json").write_text(json.dumps(t, indent=2) + "\n")
-        log(f"{name}: wrote {name}.truth.json")
+        if self.rcvbuf:
+            write_nohs(self, client_cap, server_cap, csegs, ssegs)
+
+
+def write_nohs(scn: Scenario, client_cap, server_cap, csegs, ssegs, cut: int = 200) -> None:
+    """The same capture without its first `cut` packets (no handshake): a long-lived connection
+    captured late. Writes <name>-nohs-{client,server}.pcapng and <name>-nohs.truth.json."""
+    name = f"{scn.name}-nohs"
+    out = {}
+    for role, cap, segs in (("client", client_cap, csegs), ("server", server_cap, ssegs)):
+        dst = scn.out / f"{name}-{role}.pcapng"
+        subprocess.run(["editcap", "-F", "pcapng", str(cap), str(dst), f"1-{cut}"], check=True,
+                       capture_output=True)
+        first = segs[cut] if len(segs) > cut else None
+        out[role] = {"file": dst.name, "packets": pt.packet_count(dst), "bytes": dst.stat().st_size,
+                     "cut_packets": cut, "source": cap.name,
+                     "first_packet_time": round(first.t, 6) if first else None}
+    t = dict(scn.truth)
+    t.update({"scenario": name, "derived_from": scn.name,
+              "description": scn.description + f"; copy without the first {cut} packets of each capture "
+              "(handshake, and with it the window scale options, is missing)",
+              "lab_command": f"sudo python3 lab/run.py {scn.name}  (editcap {{src}} {{dst}} 1-{cut})",
+              "captures": out,
+              "lost_handshake": {"client_wscale": scn.truth["handshake"].get("client_wscale"),
+                                 "server_wscale": scn.truth["handshake"].get("server_wscale"),
+                                 "mss": scn.truth["handshake"].get("client_mss")}})
+    (scn.out / f"{name}.truth.json").write_text(json.dumps(t, indent=2) + "\n")
+    log(f"{name}: wrote {name}.truth.json")
 
 
 class SmallRcvbufNoTs(SmallRcvbuf):
@@ -560,6 +563,35 @@ class SmallRcvbuf64k(SmallRcvbuf16k):
     rcvbuf = 65536
     description = ("issue 15.3: the server's listening socket has SO_RCVBUF=65536 (window scale 1), MTU 1500, "
                    "RTT 10 ms; the client uploads one 3 000 000-byte message")
+
+
+class SmallRcvbuf64kTbf(SmallRcvbuf64k):
+    name = "small-rcvbuf-64k-tbf"
+    rate = "20mbit"
+    # BBR would cap the flight at ~2 x BDP (50 kB) below the window: cubic grows its cwnd past it
+    # (TCP_CONGESTION on the client socket: the namespace's default cannot be changed here)
+    client_args = ["--timeout-ms", 10000, "--congestion", "cubic"]
+    description = ("issue 15.5: small-rcvbuf-64k (SO_RCVBUF=65536, window 81 120 B, RTT 10 ms, cubic) behind a 20 Mbit/s tbf "
+                   "(burst 16 kB, queue 50 ms) on the router's server-side interface: the window (> the 25 kB "
+                   "path BDP) waits in the tbf queue, so each round lasts window / 20 Mbit/s ≈ 32 ms and the ACKs "
+                   "come back paced by the link, not delayed by the receiver")
+
+    def body(self, lab):
+        lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", self.rate, "burst", "16kb",
+                    "latency", "50ms")
+        res = super().body(lab)
+        q = lab.ns_exec("r1", "tc", "-s", "qdisc", "show", "dev", "r1s").stdout
+        m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", q)
+        res["tbf"] = {"rate": self.rate, "burst": "16kb", "latency": "50ms", "dev": "r1 r1s (towards the server)",
+                      "dropped": int(m.group(3)), "overlimits": int(m.group(4))} if m else {"raw": q}
+        return res
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        expect(self.truth["app"]["tbf"].get("overlimits", 0) > 0, f"{self.name}: the tbf never queued")
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        pass                                   # no -nohs copy (size budget)
 
 
 class AppNotReading(RpcScenario):
@@ -667,6 +699,125 @@ class BulkLoss(CleanBulk):
         self.truth["dropped_segments_truncated_to"] = 50
         expect(f["nft_counter"].get("packets", 0) == n,
                f"nft dropped {f['nft_counter']} but the captures differ by {n} client packets")
+
+
+def window_headroom(csegs, shift: int) -> dict:
+    """Ground truth for the window-limit negative controls, from the SENDER-side (client) capture,
+    where the window the client knew is exactly the last server ACK seen before each segment: the
+    client's bytes in flight (new data's end - that ACK) against that window (raw << shift)."""
+    isn = next(s.seq for s in csegs if s.src == CLIENT_IP and s.syn)
+    rel = lambda x: (x - isn) % (1 << 32)
+    ack = win = None
+    high, mss = 0, 0
+    best = {"max_flight_bytes": 0, "window_at_max_flight_bytes": None, "max_flight_over_window": 0.0,
+            "segments_within_one_mss_of_edge": 0, "new_data_segments": 0, "window_min_bytes": None}
+    for s in csegs:
+        if s.src == SERVER_IP and s.ackf and not s.syn:
+            ack, win = rel(s.ack), s.win << shift
+            best["window_min_bytes"] = win if best["window_min_bytes"] is None else min(best["window_min_bytes"], win)
+        elif s.src == CLIENT_IP and s.len > 0 and ack is not None:
+            end = rel(s.seq) + s.len
+            if end <= high:
+                continue                          # a retransmission: not new data
+            high, mss = end, max(mss, s.len)
+            flight = end - ack
+            best["new_data_segments"] += 1
+            if win and flight / win > best["max_flight_over_window"]:
+                best["max_flight_over_window"] = round(flight / win, 4)
+            if flight > best["max_flight_bytes"]:
+                best["max_flight_bytes"], best["window_at_max_flight_bytes"] = flight, win
+            if end >= ack + win - mss:
+                best["segments_within_one_mss_of_edge"] += 1
+    return best
+
+
+class NegativeControl(CleanBulk):
+    """Issue 15: a bulk upload that is NOT limited by the receiver's window (default, autotuned
+    buffers: tcp_rmem max 32 MB): the receiver-window detector must stay quiet. The truth records
+    the flight/window headroom measured at the sender-side capture."""
+    committed = True
+    nohs = True
+
+    def analyse(self, csegs, ssegs):
+        hs = self.truth["handshake"]
+        self.truth["app"]["window_headroom"] = window_headroom(csegs, hs.get("server_wscale") or 0)
+        data = [s for s in csegs if s.src == CLIENT_IP and s.len > 0]
+        dur = data[-1].t - data[0].t
+        self.truth["app"]["transfer"] = {"duration_ms": round(dur * 1000, 3),
+                                         "goodput_mbps": round(self.size * 8 / dur / 1e6, 3) if dur > 0 else None}
+
+    def check(self, csegs, ssegs):
+        h = self.truth["app"]["window_headroom"]
+        # the point of the control: the window never came within a segment of limiting the sender
+        expect(h["segments_within_one_mss_of_edge"] == 0, f"{self.name}: the window limited the sender: {h}")
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        if self.nohs:
+            write_nohs(self, client_cap, server_cap, csegs, ssegs)
+
+
+class BulkTbf(NegativeControl):
+    name = "bulk-tbf"
+    size = 5_000_000
+    rate = "20mbit"
+    description = ("issue 15 negative control: a bottleneck-limited bulk upload: a 20 Mbit/s tbf (burst 16 kB, "
+                   "queue 50 ms) on the router's server-side interface, default (large, autotuned) buffers, "
+                   "BBR; the client uploads one 5 000 000-byte message (cwnd/pacing-limited, never "
+                   "window-limited)")
+
+    def body(self, lab):
+        lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", self.rate, "burst", "16kb",
+                    "latency", "50ms")
+        res = super().body(lab)
+        q = lab.ns_exec("r1", "tc", "-s", "qdisc", "show", "dev", "r1s").stdout
+        m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", q)
+        res["tbf"] = {"rate": self.rate, "burst": "16kb", "latency": "50ms", "dev": "r1 r1s (towards the server)",
+                      "sent_bytes": int(m.group(1)), "sent_packets": int(m.group(2)),
+                      "dropped": int(m.group(3)), "overlimits": int(m.group(4))} if m else {"raw": q}
+        return res
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        tbf = self.truth["app"]["tbf"]
+        # the tbf queue is the only place packets can be lost here
+        expect(tbf.get("dropped", 0) == len([d for d in self.truth["dropped_segments"]
+                                              if d["src"].startswith(CLIENT_IP)]),
+               f"{self.name}: tbf dropped {tbf} but the captures differ by {self.truth['dropped_segments']}")
+        expect(tbf.get("overlimits", 0) > 0, f"{self.name}: the tbf never queued: not bottleneck-limited")
+
+
+class BulkTbfNoTs(BulkTbf):
+    name = "bulk-tbf-nots"
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    nohs = False
+    description = BulkTbf.description + "; no TCP timestamps (tcp_timestamps=0 in the client's namespace)"
+
+
+class AppLimited(NegativeControl):
+    name = "app-limited"
+    delay_ms = 5.0
+    size = 1_600_000
+    chunk, pause_ms = 4096, 5
+    client_args = ["--write-chunk", chunk, "--write-pause-ms", pause_ms]
+    description = ("issue 15 negative control: an application-limited sender: the client writes its "
+                   "1 600 000-byte message 4096 bytes at a time with a 5 ms sleep after each write (~6 Mbit/s); "
+                   "default (large, autotuned) receive buffer, RTT 10 ms")
+
+    def body(self, lab):
+        res = super().body(lab)
+        res.update({"write_chunk_bytes": self.chunk, "write_pause_ms": self.pause_ms})
+        return res
+
+    def check(self, csegs, ssegs):
+        super().check(csegs, ssegs)
+        expect(not self.truth["dropped_segments"], f"{self.name}: packets lost without a fault")
+
+
+class AppLimitedNoTs(AppLimited):
+    name = "app-limited-nots"
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    nohs = False
+    description = AppLimited.description + "; no TCP timestamps (tcp_timestamps=0 in the client's namespace)"
 
 
 class SlowReader(RpcScenario):
@@ -1406,8 +1557,9 @@ class SeqWrap(RpcScenario):
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
-                                 SmallRcvbuf16k, SmallRcvbuf64k, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
+                                 BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
                                  SynBlackhole, SynAckLost, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
 
@@ -1499,6 +1651,17 @@ def truth_in_words(t: dict) -> str:
         return f"nothing lost; {late}; duplicated (server frames) {dups}"
     if n == "bulk-loss":
         return f"nft dropped {f['nft_counter'].get('packets')} client->server packets (1 % random)"
+    if n.startswith(("bulk-tbf", "app-limited")):
+        h, tr = app["window_headroom"], app["transfer"]
+        s = (f"not window-limited: flight at most {h['max_flight_bytes']} B = {h['max_flight_over_window']:.0%} of "
+             f"the window then ({h['window_at_max_flight_bytes']} B), 0 of {h['new_data_segments']} new-data segments "
+             f"within one MSS of the right edge (client capture); {app['message_bytes']} B in "
+             f"{tr['duration_ms'] / 1000:.2f} s ({tr['goodput_mbps']:.1f} Mbit/s)")
+        if "tbf" in app:
+            s += f"; tbf {app['tbf']['rate']}: {app['tbf']['dropped']} dropped, {app['tbf']['overlimits']} overlimits"
+        if n.endswith("nohs"):
+            s += f"; first {t['captures']['client']['cut_packets']} packets cut (no SYN: window scales unknown)"
+        return s
     if n.startswith("clean"):
         extra = f", proc_time {app['proc_time_ms']:.0f} ms" if "proc_time_ms" in app else ""
         if "timeouts" in app:

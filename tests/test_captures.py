@@ -70,8 +70,9 @@ def test_sizes_stay_small():
     for f in files:
         assert f.stat().st_size < 2_000_000, f"{f.name} is {f.stat().st_size} bytes"
     # 16 MB: issue 15's receiver-window variants (5 scenarios, each also committed without its
-    # handshake, ~7.5 MB); the -nohs copies could be cut by editcap at test time instead
-    assert sum(f.stat().st_size for f in CAPS.iterdir() if f.is_file()) < 16_000_000
+    # handshake, ~7.5 MB); the -nohs copies could be cut by editcap at test time instead.
+    # 24 MB: + issue 15's negative controls (bulk-tbf, app-limited and variants, ~5.3 MB)
+    assert sum(f.stat().st_size for f in CAPS.iterdir() if f.is_file()) < 24_000_000
 
 
 def tshark_read(path: Path):
@@ -379,3 +380,46 @@ def test_seq_wrap_crosses_2_32():
     assert t["seq_wrap"]["data_segments_after_wrap"] == len([x for x in data if x.seq < isn])
     assert t["faults"][0]["nft_counter"]["packets"] == 1
     assert len(t["dropped_segments"]) == 1
+
+
+# ---- issue 15: negative controls for the receiver-window detector -----------------------------
+NEGATIVE = ["bulk-tbf", "bulk-tbf-nots", "app-limited", "app-limited-nots"]
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_negative_controls_are_not_window_limited(name):
+    """Re-derived from the sender-side capture: no new-data segment came within one MSS of the
+    right edge the client knew (the last server ACK before it), as the truth says."""
+    from lab.run import window_headroom
+    t = truth(name)
+    h = window_headroom(segs(name, "client"), t["handshake"]["server_wscale"])
+    assert h == t["app"]["window_headroom"]
+    assert h["segments_within_one_mss_of_edge"] == 0 and h["new_data_segments"] > 1000
+    assert h["max_flight_over_window"] < 1
+    if name.endswith("nots"):
+        assert all(x.tsval is None for x in segs(name, "client"))
+    for cut in (f"{name}-nohs",) if (CAPS / f"{name}-nohs.truth.json").exists() else ():
+        assert not any(x.syn for role in ("client", "server") for x in segs(cut, role))
+
+
+@pytest.mark.parametrize("name", ["bulk-tbf", "bulk-tbf-nots"])
+def test_bulk_tbf_is_bottleneck_limited(name):
+    """The tbf queued (overlimits) and its drops are exactly the capture difference; the goodput
+    is the tbf rate, not window / RTT."""
+    t = truth(name)
+    tbf = t["app"]["tbf"]
+    c, s = segs(name, "client"), segs(name, "server")
+    lost = pt.missing(c, s, CLIENT) + pt.missing(s, c, SERVER)
+    assert len(lost) == tbf["dropped"] == len(t["dropped_segments"])
+    assert tbf["overlimits"] > 0
+    assert 0.9 * 20 <= t["app"]["transfer"]["goodput_mbps"] <= 20
+
+
+@pytest.mark.parametrize("name", ["app-limited", "app-limited-nots"])
+def test_app_limited_is_paced_by_the_app(name):
+    """4096-byte writes every 5 ms: the sender's flight stays a few writes, far below the window."""
+    t = truth(name)
+    h = t["app"]["window_headroom"]
+    assert not t["dropped_segments"]
+    assert h["max_flight_bytes"] < 4 * 4096 and h["max_flight_over_window"] < 0.25
+    assert t["app"]["transfer"]["goodput_mbps"] < 4096 * 8 / 0.005 / 1e6

@@ -678,3 +678,58 @@ def test_small_rcvbuf_2048_without_timestamps(scenario, side, two_pass):
     assert one(end, "tcpstall.rwnd.cause") in ("small_rcvbuf", "window_limited")
     (s,) = streams
     assert s.columns["rwnd_episodes"] == "1" and s.columns["rwnd_window"] == str(window)
+
+
+# --- negative controls (issue 15): transfers the receiver's window never limited -----------------
+
+# sample_captures: the truth of each says (window_headroom, measured at the sender-side capture)
+# that no new-data segment came within one MSS of the advertised right edge
+NEGATIVE = ["bulk-tbf", "bulk-tbf-nots", "bulk-tbf-nohs",           # bottleneck (tbf) / cwnd-limited
+            "app-limited", "app-limited-nots", "app-limited-nohs",  # application-limited sender
+            "clean-bulk"]                                           # plain bulk, default (large) buffers
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", NEGATIVE)
+def test_negative_controls_no_throttling(scenario, side, two_pass):
+    tr = truth(scenario)
+    if "window_headroom" in tr["app"]:
+        # the control is one: the window never came near limiting the sender (checked by the lab)
+        assert tr["app"]["window_headroom"]["segments_within_one_mss_of_edge"] == 0
+    cap = str(sample(f"{scenario}-{side}.pcapng"))
+    by_frame, streams = run(cap, two_pass)
+    assert [f for f, _ in experts(by_frame)] == []
+    assert streams and all(s.columns["rwnd_episodes"] == "0" for s in streams)
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("scenario", NEGATIVE)
+def test_negative_controls_no_analyze_finding(scenario, side):
+    res = analyze.analyze_capture(str(sample(f"{scenario}-{side}.pcapng")))
+    assert res.plugin_errors == 0
+    assert [finding_dict(f)["summary"] for f in res.findings if f.kind == "rwnd_throttling"] == []
+
+
+@pytest.mark.parametrize("two_pass", PASSES)
+def test_link_paced_rounds_are_not_called_delayed_acks(two_pass):
+    """sample_captures/small-rcvbuf-64k-tbf (issue 15.5): a 81 kB window behind a 20 Mbit/s tbf
+    waits in its queue: each round lasts window / 20 Mbit/s, three times the path RTT, and the
+    ACKs come back spread over the round at the link's pace. Long rounds, but not slow ACKs: the
+    cause must name the link, not delayed ACKs (sender-side capture; at the receiver side the data
+    arrives paced and no window-limited episode is seen)."""
+    tr = truth("small-rcvbuf-64k-tbf")
+    rate = int(tr["app"]["tbf"]["rate"].removesuffix("mbit")) * 1e6
+    window = tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
+    by_frame, streams = run(str(sample("small-rcvbuf-64k-tbf-client.pcapng")), two_pass)
+    ex = experts(by_frame)
+    assert len(ex) == 2
+    for _, r in ex:
+        rtt_ms = float(one(r, "tcpstall.rwnd.rtt_ms"))
+        # the rounds are the link's: window / rate (within 10 %), > 2 x path RTT + 5 ms
+        assert abs(rtt_ms - window * 8 / rate * 1000) <= 0.1 * window * 8 / rate * 1000
+        assert rtt_ms > 2 * tr["handshake"]["rtt_ms"] + 5
+        assert one(r, "tcpstall.rwnd.cause") == "window_limited"
+        text = one(r, "tcpstall.rwnd.cause_text")
+        assert "delayed ACK" not in text and "slower link" in text
+        assert not any("slow ACKs" in m for m in r["_ws.expert.message"])

@@ -14,6 +14,8 @@ server: `--rcvbuf N` sets SO_RCVBUF on the listening socket *before listen()* (i
         delays its ACKs, one per two segments or 40 ms, as Windows receivers always do).
 client: one long-lived connection; sends one request per line read on stdin ("send [bytes]"), or
         --auto N requests; blocks for the response without deadline (like a gRPC call without one)
+        (`--write-chunk B --write-pause-ms M`: the request is written B bytes at a time with an M ms
+        pause after each write, an application-limited sender that never fills the window)
         and logs like a Java-ish RPC client: `[2024-02-20T16:45:47.750+0800][worker-1] proc_time=...`.
         Each event is also printed to stdout as one JSON object with the full-precision epoch time.
         `--connect-timeout-s 0` leaves connect() to the kernel's SYN retries (tcp_syn_retries) and
@@ -156,6 +158,9 @@ def client(args):
             idle=idle, intvl=intvl, cnt=cnt)
     if args.linger0:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if args.congestion:
+        # before any data: the algorithm of this socket only (the namespace's default stays)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, args.congestion.encode())
     if args.user_timeout_ms:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, args.user_timeout_ms)
     local = s.getsockname()
@@ -172,7 +177,12 @@ def client(args):
         t0 = time.time()
         log(f"request id={rid} start bytes={size}", t0, event="start", id=rid, bytes=size)
         try:
-            s.sendall(body)
+            if args.write_chunk:
+                for i in range(0, len(body), args.write_chunk):
+                    s.sendall(body[i:i + args.write_chunk])
+                    time.sleep(args.write_pause_ms / 1000)
+            else:
+                s.sendall(body)
             t_sent = time.time()
             resp = recv_line(s)
             t1 = time.time()
@@ -250,6 +260,9 @@ def main():
     ap.add_argument("--read-chunk", type=int, default=0, help="server: read the body this many bytes at a time")
     ap.add_argument("--read-pause-ms", type=int, default=0, help="server: pause after each body read (slow reader)")
     ap.add_argument("--delayed-acks", action="store_true", help="server: TCP_QUICKACK 0 after every read")
+    ap.add_argument("--write-chunk", type=int, default=0, help="client: write requests this many bytes at a time")
+    ap.add_argument("--write-pause-ms", type=float, default=0, help="client: pause after each write (app-limited)")
+    ap.add_argument("--congestion", default="", help="client: TCP_CONGESTION of the socket (e.g. cubic)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--auto", type=int, default=0)
     ap.add_argument("--timeout-ms", type=int, default=0)

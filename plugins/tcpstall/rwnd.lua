@@ -333,6 +333,14 @@ local function cause_of(ep, rtt, path, mss, closed)
             format("window shrank from %s B to %s B as the receive buffer filled: the receiving application reads slower than the data arrives (zero window itself: Wireshark's zero-window flags)",
                 fmt_int(ep.w_max), fmt_int(ep.w_last))
     end
+    if slow_rounds(rtt, path) and ep.ack_g1 > 0 and ep.ack_g2 / ep.ack_g1 < 0.25 * rtt then
+        -- long rounds, but R's ACKs came back spread over each round (the time-weighted mean
+        -- silence between them is a small part of a round), not in a lump after a delay: the
+        -- window drains through a slower link and waits in its queue (issue 15.5)
+        return "window_limited", "likely: a slower link (queue)",
+            format("each window took %s ms to be acknowledged while the path RTT is %s ms, but its ACKs came back spread over the round (not delayed): the window waits in the queue of a slower link (about %.1f Mbit/s), which sets the pace; a larger window would only fill the queue",
+                fmt_ms(rtt), fmt_ms(path), w * 8 / rtt / 1e6)
+    end
     if slow_rounds(rtt, path) then
         return "delayed_ack", "likely: slow ACKs",
             format("each window took %s ms to be acknowledged while the path RTT is %s ms: delayed ACKs or a busy receiver",
@@ -509,7 +517,9 @@ local function on_data(A, S, pkt, out, st)
     if A.kedge ~= nil and A.kedge > edge then edge = A.kedge end
     A.kedge = edge
     local mss = A.mss
-    local hit = de >= edge - mss
+    -- window-limited: it ends within a segment of the right edge, not beyond it (flight <= window:
+    -- a segment past the edge is a window we do not know exactly, not one the sender waited on)
+    local hit = de >= edge - mss and de <= edge
     local ep = A.ep
     if hit then
         local gap = 0
@@ -544,7 +554,7 @@ local function on_data(A, S, pkt, out, st)
                 hits = 0, refills = 0, open_total = 0, last_t = t, last_f = pkt.number,
                 w_min = w, w_max = w, w_first = w, w_last = w, w_sum = 0, same = 0, decreases = 0,
                 confirmed = false, dur = 0, bytes_now = 0, s_sum = 0, s_n = 0, r_sum = 0, r_n = 0,
-                zero_s = 0,
+                zero_s = 0, ack_g1 = 0, ack_g2 = 0,
             }
             A.ep = ep
             result(out)         -- the start frame always gets a (possibly empty) tcpstall tree
@@ -622,6 +632,17 @@ local function on_advert(A, R, pkt, out, st)
     if R.peer.turn_min == nil and A.high ~= nil and ack >= A.high
         and (A.last_ack == nil or A.high >= A.last_ack + A.last_raw * mult(A) - A.mss / 2) then
         A.full_t = pkt.time
+    end
+    if not uns and (A.adv_ack == nil or ack > A.adv_ack) then
+        -- R's ACK advanced: sum the silences between its ACK advances during an episode, plain
+        -- and squared (their ratio, the silence a random instant falls into, tells ACKs spread
+        -- over the round from ACKs held back: see cause_of)
+        local ep = A.ep
+        if ep ~= nil and A.adv_t ~= nil and A.adv_t >= ep.start_t then
+            local g = pkt.time - A.adv_t
+            ep.ack_g1, ep.ack_g2 = ep.ack_g1 + g, ep.ack_g2 + g * g
+        end
+        A.adv_t, A.adv_ack = pkt.time, ack
     end
     if A.hit_t ~= nil and ack >= A.hit_de then
         local smp = pkt.time - A.hit_t

@@ -499,7 +499,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
 
     -- 3. a retransmission or a probe of this direction
     local rtx = pkt.rtx
-    local kind, probe = classify(pkt, fwd, rev, rtx, ep)
+    -- (fast path, most packets: without a retransmission only a probe can be something, and a
+    -- probe carries at most one byte and has its sequence number read: probe_shape)
+    local kind, probe = nil, nil
+    if rtx or (pkt.len <= 1 and pkt.seq_raw) then kind, probe = classify(pkt, fwd, rev, rtx, ep) end
     if kind == nil then
         if ep ~= nil then
             if ep.kind == "syn" and not pkt.syn then

@@ -398,6 +398,10 @@ local function close_episode(ep, outcome, pkt, who, out)
         r.ended = r.ended or {}
         r.ended[#r.ended + 1] = end_record(ep, pkt.time)
     end
+    -- the episode is over: its per-transmission records (one table per head transmission) only
+    -- served derive / backoff_is_linux / relabel_first while it ran. The results that keep the
+    -- episode (render, -z tcpstall) read its summary fields, never these.
+    ep.tx, ep.ratios, ep.capped = false, false, false
 end
 
 -- Does this packet (from the peer of `ep`'s sender) end the episode? outcome, who

@@ -303,6 +303,9 @@ core.analyzers = analyzers
 -- prefs change)
 core.active = {}
 core.shown = {}
+-- the first three active on_packet functions (first_pass calls them directly: no table reads per
+-- packet), and whether there are more
+local on1, on2, on3, on_more = nil, nil, nil, false
 function core.refresh_active()
     local act, shown = {}, {}
     for i = 1, #analyzers do
@@ -313,6 +316,8 @@ function core.refresh_active()
         end
     end
     core.active, core.shown = act, shown
+    on1, on2, on3 = act[1] and act[1].on_packet, act[2] and act[2].on_packet, act[3] and act[3].on_packet
+    on_more = #act > 3
 end
 core.refresh_active()
 
@@ -602,9 +607,18 @@ local function first_pass(pinfo, number, tvb)
     local rtx = pkt.rtx
     if rtx then out.rtx = rtx end
     if back or pkt.duplicate then out.capture = { dup = pkt.duplicate, back_ms = back } end
-    local active = core.active
-    for i = 1, #active do
-        active[i].on_packet(pkt, fwd, rev, out, st)
+    if on1 then
+        on1(pkt, fwd, rev, out, st)
+        if on2 then
+            on2(pkt, fwd, rev, out, st)
+            if on3 then
+                on3(pkt, fwd, rev, out, st)
+                if on_more then
+                    local active = core.active
+                    for i = 4, #active do active[i].on_packet(pkt, fwd, rev, out, st) end
+                end
+            end
+        end
     end
     if next(out) ~= nil then
         state.results[number] = out

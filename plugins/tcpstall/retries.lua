@@ -398,6 +398,10 @@ local function close_episode(ep, outcome, pkt, who, out)
         r.ended = r.ended or {}
         r.ended[#r.ended + 1] = end_record(ep, pkt.time)
     end
+    -- the episode is over: its per-transmission records (one table per head transmission) only
+    -- served derive / backoff_is_linux / relabel_first while it ran. The results that keep the
+    -- episode (render, -z tcpstall) read its summary fields, never these.
+    ep.tx, ep.ratios, ep.capped = false, false, false
 end
 
 -- Does this packet (from the peer of `ep`'s sender) end the episode? outcome, who
@@ -433,6 +437,24 @@ local function classify(pkt, fwd, rev, rtx, ep)
     return nil, nil
 end
 
+-- The budget and the settings a head transmission's result shows (render reads .budget, .is_ut,
+-- .retries2, .retries2_given), one table shared by every result made under the same settings: with
+-- them in each result it had 17 keys, a 32-node hash part (1.3 KB) kept for every head
+-- retransmission of a capture; with 14 keys it has 16 nodes.
+local cfg_cache = nil
+
+local function budget_cfg(T, is_ut, s)
+    local g = s.given or {}
+    local c = cfg_cache
+    if c ~= nil and c.budget == T and c.is_ut == is_ut and c.retries2 == s.tcp_retries2
+        and c.retries2_given == g.tcp_retries2 then
+        return c
+    end
+    c = { budget = T, is_ut = is_ut, retries2 = s.tcp_retries2, retries2_given = g.tcp_retries2 }
+    cfg_cache = c
+    return c
+end
+
 -- a transmission of the data episode's head: numbers, prediction, warnings
 local function data_head(ep, pkt, fwd, rtx, st)
     local t = pkt.time
@@ -458,12 +480,11 @@ local function data_head(ep, pkt, fwd, rtx, st)
     end
     return {
         ep = ep, kind = "data", count = ep.count, rto_n = ep.rto_n, elapsed = r6(t - ep.first_t),
-        abort_at = abort_t and r6(abort_t - ep.first_t), budget = T, is_ut = is_ut,
+        abort_at = abort_t and r6(abort_t - ep.first_t), cfg = budget_cfg(T, is_ut, s),
         first_f = ep.first_f, orig_seen = ep.orig_seen,
-        approaching = approaching, final = final, retries2 = s.tcp_retries2,
+        approaching = approaching, final = final,
         linux_like = ep.linux_like, why_not = ep.why_not,
         assumed = ep.linux_like and assumed_list(observed) or nil,
-        retries2_given = (s.given or {}).tcp_retries2,
     }
 end
 
@@ -499,7 +520,10 @@ function M.on_packet(pkt, fwd, rev, out, st)
 
     -- 3. a retransmission or a probe of this direction
     local rtx = pkt.rtx
-    local kind, probe = classify(pkt, fwd, rev, rtx, ep)
+    -- (fast path, most packets: without a retransmission only a probe can be something, and a
+    -- probe carries at most one byte and has its sequence number read: probe_shape)
+    local kind, probe = nil, nil
+    if rtx or (pkt.len <= 1 and pkt.seq_raw) then kind, probe = classify(pkt, fwd, rev, rtx, ep) end
     if kind == nil then
         if ep ~= nil then
             if ep.kind == "syn" and not pkt.syn then
@@ -688,8 +712,9 @@ local function render_data(tree, r, ep, revisit, last)
     if predicted then tree:add(F.retries_abort_at_s, r.abort_at) end
     if r.other then return end
     tree:add(F.retries_rto_count, r.rto_n)
-    tree:add(F.retries_budget_s, r.budget)
-    tree:add(F.retries_budget_from, r.is_ut and "user_timeout" or "tcp_retries2")
+    local c = r.cfg                           -- budget and settings (budget_cfg)
+    tree:add(F.retries_budget_s, c.budget)
+    tree:add(F.retries_budget_from, c.is_ut and "user_timeout" or "tcp_retries2")
     if r.first_f ~= nil then tree:add(F.retries_first_frame, r.first_f) end
     tree:add(F.retries_linux_like, linux_like)
     if not linux_like then tree:add(F.retries_not_linux, ep.why_not or r.why_not or "") end
@@ -705,11 +730,11 @@ local function render_data(tree, r, ep, revisit, last)
             txt = head .. "then a RST ended the connection (outcome reset): no tcp_retries2 abort"
         else
             -- the budget and the settings it rests on; an assumed tcp_retries2 is in the assumed list
-            local settings = (r.is_ut or r.retries2_given) and budget_text(r, false)
-                or string.format("budget %.1f s", r.budget)
+            local settings = (c.is_ut or c.retries2_given) and budget_text(c, false)
+                or string.format("budget %.1f s", c.budget)
             if r.assumed ~= nil and r.assumed ~= "" then settings = settings .. "; assumed " .. r.assumed end
             txt = head .. string.format("Linux gives up at ≈%s s (%s)", fmt_s(r.abort_at), settings)
-            local advice = r.is_ut and "; an RPC deadline fails faster" or "; a deadline or TCP_USER_TIMEOUT fails faster"
+            local advice = c.is_ut and "; an RPC deadline fails faster" or "; a deadline or TCP_USER_TIMEOUT fails faster"
             -- expert texts stay within core.EXPERT_MAX bytes
             if #txt + #advice <= core.EXPERT_MAX then txt = txt .. advice end
         end
@@ -718,7 +743,7 @@ local function render_data(tree, r, ep, revisit, last)
     if r.final and linux_like and (outcome == nil or outcome == "aborted") then
         tree:add_proto_expert_info(E.retries_final, string.format(
             "retries: last retransmission before the predicted abort: #%d (RTO #%d), %s s without ACK; next RTO ≈%s s is past the budget (%s from RTO #1): ETIMEDOUT",
-            r.count, r.rto_n, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(r, true)))
+            r.count, r.rto_n, fmt_s(r.elapsed), fmt_s(r.abort_at), budget_text(c, true)))
     end
 end
 

@@ -46,6 +46,7 @@ local function new_dir(stream, src, sport, dst, dport)
         last_new_t = nil,      -- last transmission of new data
         new_times = {},        -- ring of the last 8 new-data send times (send cadence)
         new_times_n = 0,
+        seg_pool = {},         -- segment records dropped by segs_compact, reused by seg_insert
         segs = {},             -- outstanding segments, sorted by s: arrays {s, e, t, f, tx, last t, last f, last TSval}
         rec_s = {}, rec_e = {}, rec_ts = {}, rec_t = {}, rec_id = {}, rec_n = 0, -- last 4 transmissions (duplicate detection)
         segs_head = 1,
@@ -62,6 +63,7 @@ local function new_dir(stream, src, sport, dst, dport)
         sacked_bytes = 0,
         -- receiver view (this direction's data as it arrives at the capture point)
         rcv_nxt = nil,         -- in-order delivery point (absolute)
+        ooo_pool = {},         -- held entries dropped by ooo_compact, reused by on_arrival
         ooo = {}, ooo_head = 1, -- held (out-of-order) arrivals above rcv_nxt: arrays {s, e, t, f}, sorted by s, live from ooo_head
         ooo_union = 0, ooo_maxe = nil,
         -- window advertised BY this direction (i.e. for the peer's data)
@@ -180,8 +182,19 @@ end
 local function seg_insert(d, s, e, t, f, ts, id)
     local segs = d.segs
     local n = #segs
-    -- ([9] IP ID only without timestamps: no ninth slot for the common case)
-    local g = id and { s, e, t, f, 1, t, f, ts, id } or { s, e, t, f, 1, t, f, ts }
+    -- a record dropped by segs_compact when there is one (d.seg_pool), else a new one: nine
+    -- array slots either way, so a recycled record never grows a hash part ([9]: false or nil
+    -- with timestamps, read only as a truth value)
+    local g
+    local pool = d.seg_pool
+    local pn = #pool
+    if pn > 0 then
+        g = pool[pn]
+        pool[pn] = nil
+        g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9] = s, e, t, f, 1, t, f, ts, id
+    else
+        g = { s, e, t, f, 1, t, f, ts, id or false }
+    end
     if n < d.segs_head or segs[n][2] <= s then
         segs[n + 1] = g
         return
@@ -208,6 +221,12 @@ local function segs_compact(d)
     local h = d.segs_head
     local segs = d.segs
     if h > 256 and h > #segs / 2 then
+        -- the dropped records go to d.seg_pool for seg_insert: nothing else keeps a segment
+        -- record (readers copy its values), and a new table per data segment was one of the
+        -- two largest sources of garbage on a bulk capture
+        local pool = d.seg_pool
+        local pn = #pool
+        for i = 1, h - 1 do pool[pn + i] = segs[i] end
         shift_down(segs, h)
         d.segs_head = 1
     end
@@ -314,13 +333,25 @@ end
 -- array never has holes); d.ooo_union = bytes covered by the live entries, d.ooo_maxe = their
 -- highest end. Appends at the top (the common case) are O(1).
 
+-- The dropped entries go to d.ooo_pool for on_arrival: a held entry is kept by nothing else
+-- (pkt.released and pkt.held_entry are read during their own packet, and a pooled entry is only
+-- rewritten by a later packet's held arrival), and a new table per held arrival was one of the two
+-- largest sources of garbage on a lossy bulk capture.
+local function ooo_pool_put(d, ooo, h)
+    local pool = d.ooo_pool
+    local pn = #pool
+    for i = 1, h - 1 do pool[pn + i] = ooo[i] end
+end
+
 local function ooo_compact(d)
     local h = d.ooo_head
     local ooo = d.ooo
     if h > #ooo then
+        ooo_pool_put(d, ooo, h)
         shift_down(ooo, h)
         d.ooo_head, d.ooo_union, d.ooo_maxe = 1, 0, nil
     elseif h > 64 and h > #ooo / 2 then
+        ooo_pool_put(d, ooo, h)
         shift_down(ooo, h)
         d.ooo_head = 1
     end
@@ -410,15 +441,24 @@ local function on_arrival(d, pkt, ds, de)
     pkt.arrival = "held"
     local n = #ooo
     local maxe = d.ooo_maxe
+    -- an entry from d.ooo_pool (ooo_compact) or a new one, eight array slots either way
+    local pool = d.ooo_pool
+    local pn = #pool
     local h
+    if pn > 0 then
+        h = pool[pn]
+        pool[pn] = nil
+        h[1], h[2], h[3], h[4], h[5] = ds, de, pkt.time, pkt.number, false   -- [5]: HOL's column index
+    else
+        h = { ds, de, pkt.time, pkt.number, false, nil, nil, nil }
+    end
     if n < head or maxe == nil or ds > maxe then
         -- the first arrival above a new hole: what fills the hole is judged against it
         -- (fill_evidence): [6] its IP ID, [7] when the new data before it was sent, [8] its TSval
         local r, k = d.new_times, d.new_times_n
-        h = { ds, de, pkt.time, pkt.number, false, core.read_ip_id(pkt, d), k >= 2 and r[(k - 2) % 8 + 1] or false,
-              pkt.tsval or false }
+        h[6], h[7], h[8] = core.read_ip_id(pkt, d), k >= 2 and r[(k - 2) % 8 + 1] or false, pkt.tsval or false
     else
-        h = { ds, de, pkt.time, pkt.number, false }   -- [5]: HOL's column index
+        h[6], h[7], h[8] = nil, nil, nil
     end
     if n < head or maxe == nil or ds >= maxe then
         -- common case: above everything held so far

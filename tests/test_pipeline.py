@@ -28,7 +28,8 @@ def pair(name):
     return str(sample(f"{name}-client.pcapng")), str(sample(f"{name}-server.pcapng"))
 
 
-@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("name", [pytest.param(p, marks=() if p == "heartbeat-loss" else pytest.mark.slow)
+                                  for p in PAIRS])
 def test_the_plugin_findings_of_the_one_read_are_analyze_s(name):
     """Correlate's read (raw sequence numbers, -T fields rows, the display filter on the rows) changes
     nothing the plugin reports: findings and stream summaries as `tcpstall analyze` gives them."""

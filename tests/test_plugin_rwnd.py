@@ -568,6 +568,7 @@ def _client_lengths(cap: str):
                                if src == CLIENT and int(n) > 0)
 
 
+@pytest.mark.slow      # (rewrites two captures first)
 @pytest.mark.parametrize("capture,every", [
     ("small-rcvbuf-16k-server", 1),        # handshake: the negotiated MSS; every segment a super-segment
     ("small-rcvbuf-16k-nohs-server", 3),   # no handshake: the most common full-size length
@@ -703,6 +704,7 @@ def test_negative_controls_no_throttling(scenario, side, two_pass):
     assert streams and all(s.columns["rwnd_episodes"] == "0" for s in streams)
 
 
+@pytest.mark.slow      # (the plugin's one-pass verdict above is the inner loop's check)
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("scenario", NEGATIVE)
 def test_negative_controls_no_analyze_finding(scenario, side):

@@ -565,6 +565,20 @@ class SmallRcvbuf64k(SmallRcvbuf16k):
                    "RTT 10 ms; the client uploads one 3 000 000-byte message")
 
 
+def tbf_bottleneck(lab, rate: str, body):
+    """Run `body()` behind a tbf bottleneck on the router's server-side interface (burst 16 kB,
+    queue 50 ms); its result gains the qdisc's own counters ("tbf")."""
+    lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", rate, "burst", "16kb",
+                "latency", "50ms")
+    res = body()
+    q = lab.ns_exec("r1", "tc", "-s", "qdisc", "show", "dev", "r1s").stdout
+    m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", q)
+    res["tbf"] = {"rate": rate, "burst": "16kb", "latency": "50ms", "dev": "r1 r1s (towards the server)",
+                  "sent_bytes": int(m.group(1)), "sent_packets": int(m.group(2)),
+                  "dropped": int(m.group(3)), "overlimits": int(m.group(4))} if m else {"raw": q}
+    return res
+
+
 class SmallRcvbuf64kTbf(SmallRcvbuf64k):
     name = "small-rcvbuf-64k-tbf"
     rate = "20mbit"
@@ -577,14 +591,8 @@ class SmallRcvbuf64kTbf(SmallRcvbuf64k):
                    "come back paced by the link, not delayed by the receiver")
 
     def body(self, lab):
-        lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", self.rate, "burst", "16kb",
-                    "latency", "50ms")
-        res = super().body(lab)
-        q = lab.ns_exec("r1", "tc", "-s", "qdisc", "show", "dev", "r1s").stdout
-        m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", q)
-        res["tbf"] = {"rate": self.rate, "burst": "16kb", "latency": "50ms", "dev": "r1 r1s (towards the server)",
-                      "dropped": int(m.group(3)), "overlimits": int(m.group(4))} if m else {"raw": q}
-        return res
+        run = super().body
+        return tbf_bottleneck(lab, self.rate, lambda: run(lab))
 
     def check(self, csegs, ssegs):
         super().check(csegs, ssegs)
@@ -766,15 +774,8 @@ class BulkTbf(NegativeControl):
                    "window-limited)")
 
     def body(self, lab):
-        lab.ns_exec("r1", "tc", "qdisc", "add", "dev", "r1s", "root", "tbf", "rate", self.rate, "burst", "16kb",
-                    "latency", "50ms")
-        res = super().body(lab)
-        q = lab.ns_exec("r1", "tc", "-s", "qdisc", "show", "dev", "r1s").stdout
-        m = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", q)
-        res["tbf"] = {"rate": self.rate, "burst": "16kb", "latency": "50ms", "dev": "r1 r1s (towards the server)",
-                      "sent_bytes": int(m.group(1)), "sent_packets": int(m.group(2)),
-                      "dropped": int(m.group(3)), "overlimits": int(m.group(4))} if m else {"raw": q}
-        return res
+        run = super().body
+        return tbf_bottleneck(lab, self.rate, lambda: run(lab))
 
     def check(self, csegs, ssegs):
         super().check(csegs, ssegs)

@@ -1,8 +1,9 @@
 """`tcpstall scan`: many captures -> one ranked table of the worst stalls across all of them.
 
 One task per unit (fleet.Unit: a capture, or a pair): `scan_unit` runs `analyze.analyze_capture`
-on each file once and, for a pair, `pipeline.correlate_captures` to link the two sides' findings
-to the segments lost between the capture points (as `tcpstall correlate` does). The same task
+on a capture and, for a pair, `pipeline.read_pair` (one tshark per capture, as `tcpstall correlate`
+does): both sides' findings linked to the segments lost between the capture points; a pair that
+cannot be correlated (or a bad file in it) is scanned file by file instead. The same task
 function runs in a local process pool (`run_local`) or on an existing Dask distributed cluster
 (`run_dask`: the scheduler and workers are the user's; workers need tcpstall, tshark and the
 files at the same paths). A file that cannot be read is a result with its one-line error, so the
@@ -93,20 +94,21 @@ def scan_unit(unit: Unit, tshark: Optional[str] = None,
         if problem:
             return UnitResult((CaptureScan(unit.files[0], error=problem),))
         return UnitResult((CaptureScan(unit.files[0], tuple(result.findings)),), warnings=_warnings_of(result))
-    from .correlate import with_plugin_findings
-    from .pipeline import correlate_captures
+    from .pipeline import read_pair
     from .tshark import on_both
 
     a, b = unit.files
-    (res_a, err_a), (res_b, err_b) = on_both(lambda p: _analyze(p, tshark, prefs), a, b)
-    warnings = sum((_warnings_of(r) for r in (res_a, res_b) if r), ())
-    plain = UnitResult(tuple(CaptureScan(p, tuple(r.findings) if r else (), e)
-                             for p, r, e in ((a, res_a, err_a), (b, res_b, err_b))), warnings=warnings)
-    if err_a or err_b:
-        return plain
-    try:
-        corr = with_plugin_findings(correlate_captures(a, b, tshark=tshark), res_a, res_b)
-    except Exception as exc:        # noqa: BLE001 — e.g. no shared segment: the files are still scanned
+    try:        # one tshark per capture: both analyses and the correlation
+        read = read_pair(a, b, tshark=tshark, prefs=prefs)
+        corr, (res_a, res_b) = read.result, read.analyses
+        warnings = sum((_warnings_of(r) for r in (res_a, res_b)), ())
+    except Exception as exc:        # noqa: BLE001 — a bad file or no shared segment: scan each alone
+        (res_a, err_a), (res_b, err_b) = on_both(lambda p: _analyze(p, tshark, prefs), a, b)
+        warnings = sum((_warnings_of(r) for r in (res_a, res_b) if r), ())
+        plain = UnitResult(tuple(CaptureScan(p, tuple(r.findings) if r else (), e)
+                                 for p, r, e in ((a, res_a, err_a), (b, res_b, err_b))), warnings=warnings)
+        if err_a or err_b:
+            return plain
         return UnitResult(plain.captures, warnings=warnings + (
             f"not correlated, scanned each alone: {_problem_line(a, exc)}",))
     side = {s: tuple(f for f in corr.findings if (f.numbers or {}).get("side") == s) for s in ("A", "B")}

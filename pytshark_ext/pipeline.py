@@ -25,7 +25,7 @@ from .correlate.capture_span import capture_span
 from .correlate.fieldrows import CORRELATE_FIELDS, correlate_command_kwargs, rows_from_blocks, threaded_blocks
 from .records import Segment
 from .timeline import CapturePackets, packets_from_segments
-from .tshark import BATCH_DECODE, SEGMENT_PREFS, TsharkError, TsharkRun, run_lines
+from .tshark import BATCH_DECODE, SEGMENT_PREFS, TsharkError, TsharkRun, run_lines, segment_from_texts
 
 # what the timeline needs beyond correlate's fields: the window, and the SACK option as bytes (one
 # occurrence holds every block: correlate's rows take the last occurrence of each field)
@@ -167,12 +167,6 @@ def read_capture(path: str, *, tshark: Optional[str] = None, prefs: Optional[Map
 
 # --- timeline segments from the row texts --------------------------------------------------------
 
-def _int(text: str, default: Optional[int] = 0) -> Optional[int]:
-    if not text:
-        return default
-    return int(text, 16) if text.startswith("0x") else int(text)
-
-
 def _sack_blocks(option_hex: str) -> Tuple[Tuple[int, int], ...]:
     """(left, right) raw edges from the SACK option's bytes (kind 5, length, 8 bytes per block)."""
     if not option_hex:
@@ -182,17 +176,13 @@ def _sack_blocks(option_hex: str) -> Tuple[Tuple[int, int], ...]:
 
 
 def _segment(t: Sequence[str]) -> Optional[Segment]:
-    """A Segment (as tshark.segment_from_row makes it) from one row of CORRELATE_FIELDS +
+    """A Segment (as a plain SEGMENT_FIELDS pass makes it) from one row of CORRELATE_FIELDS +
     TIMELINE_FIELDS; None for a truncated frame."""
     (frame, time, ip_src, ip_dst, ip6_src, ip6_dst, sport, dport, seq, ack, tlen, flags,
      tsval, tsecr, ip_id, stream, window, sack) = t
-    src, dst = ip_src or ip6_src, ip_dst or ip6_dst
-    if not (frame and time and src and sport and seq):
-        return None
     try:
-        return Segment(frame=int(frame), time=float(time), src=src, dst=dst, sport=int(sport), dport=int(dport),
-                       seq_raw=int(seq), ack_raw=_int(ack), length=_int(tlen), flags=_int(flags),
-                       window=_int(window), tsval=_int(tsval, None), tsecr=_int(tsecr, None),
-                       ip_id=_int(ip_id, None), sack=_sack_blocks(sack), stream=_int(stream, None))
+        blocks = _sack_blocks(sack)
     except ValueError:
         return None
+    return segment_from_texts(frame, time, ip_src or ip6_src, ip_dst or ip6_dst, sport, dport, seq, ack, tlen,
+                              flags, window, tsval, tsecr, ip_id, stream, blocks)

@@ -596,20 +596,25 @@ def segment_from_row(row: List[List[str]]) -> Optional[Segment]:
     (truncated frames)."""
     (frame, t, ip_src, ip_dst, ip6_src, ip6_dst, sport, dport, seq, ack, tlen, flags, win,
      tsval, tsecr, ip_id, sack_le, sack_re, stream) = row
-    src = _last(ip_src) or _last(ip6_src)
-    dst = _last(ip_dst) or _last(ip6_dst)
-    if not (frame and t and src and sport and seq):
+    return segment_from_texts(
+        _last(frame), _last(t), _last(ip_src) or _last(ip6_src), _last(ip_dst) or _last(ip6_dst),
+        _last(sport), _last(dport), _last(seq), _last(ack), _last(tlen), _last(flags), _last(win),
+        _last(tsval), _last(tsecr), _last(ip_id), _last(stream), tuple(zip(sack_le, sack_re)))
+
+
+def segment_from_texts(frame: str, time: str, src: str, dst: str, sport: str, dport: str, seq: str, ack: str,
+                       tlen: str, flags: str, window: str, tsval: str, tsecr: str, ip_id: str, stream: str,
+                       sack: Sequence[Tuple[object, object]] = ()) -> Optional[Segment]:
+    """A Segment from the text of each field as tshark prints it (one occurrence; SACK blocks as
+    (left, right) pairs); None for a frame that lacks the basic TCP fields (truncated)."""
+    if not (frame and time and src and sport and seq):
         return None
     try:
         return Segment(
-            frame=int(frame[0]), time=float(t[0]), src=src, dst=dst,
-            sport=int(_last(sport)), dport=int(_last(dport)),
-            seq_raw=int(_last(seq)), ack_raw=_int(_last(ack)), length=_int(_last(tlen)),
-            flags=_int(_last(flags)), window=_int(_last(win)),
-            tsval=_int(_last(tsval), None), tsecr=_int(_last(tsecr), None),
-            ip_id=_int(_last(ip_id), None),
-            sack=tuple(zip(map(int, sack_le), map(int, sack_re))),
-            stream=_int(_last(stream), None),
+            frame=int(frame), time=float(time), src=src, dst=dst, sport=int(sport), dport=int(dport),
+            seq_raw=int(seq), ack_raw=_int(ack), length=_int(tlen), flags=_int(flags), window=_int(window),
+            tsval=_int(tsval, None), tsecr=_int(tsecr, None), ip_id=_int(ip_id, None),
+            sack=tuple((int(left), int(right)) for left, right in sack), stream=_int(stream, None),
         )
     except ValueError:
         return None

@@ -333,15 +333,15 @@ local function cause_of(ep, rtt, path, mss, closed)
             format("window shrank from %s B to %s B as the receive buffer filled: the receiving application reads slower than the data arrives (zero window itself: Wireshark's zero-window flags)",
                 fmt_int(ep.w_max), fmt_int(ep.w_last))
     end
-    if slow_rounds(rtt, path) and ep.ack_g1 > 0 and ep.ack_g2 / ep.ack_g1 < 0.25 * rtt then
-        -- long rounds, but R's ACKs came back spread over each round (the time-weighted mean
-        -- silence between them is a small part of a round), not in a lump after a delay: the
-        -- window drains through a slower link and waits in its queue (issue 15.5)
-        return "window_limited", "likely: a slower link (queue)",
-            format("each window took %s ms to be acknowledged while the path RTT is %s ms, but its ACKs came back spread over the round (not delayed): the window waits in the queue of a slower link (about %.1f Mbit/s), which sets the pace; a larger window would only fill the queue",
-                fmt_ms(rtt), fmt_ms(path), w * 8 / rtt / 1e6)
-    end
     if slow_rounds(rtt, path) then
+        if ep.ack_g1 > 0 and ep.ack_g2 / ep.ack_g1 < 0.25 * rtt then
+            -- long rounds, but R's ACKs came back spread over each round (the time-weighted mean
+            -- silence between them is a small part of a round), not in a lump after a delay: the
+            -- window drains through a slower link and waits in its queue (issue 15.5)
+            return "window_limited", "likely: a slower link (queue)",
+                format("each window took %s ms to be acknowledged while the path RTT is %s ms, but its ACKs came back spread over the round (not delayed): the window waits in the queue of a slower link (about %.1f Mbit/s), which sets the pace; a larger window would only fill the queue",
+                    fmt_ms(rtt), fmt_ms(path), w * 8 / rtt / 1e6)
+        end
         return "delayed_ack", "likely: slow ACKs",
             format("each window took %s ms to be acknowledged while the path RTT is %s ms: delayed ACKs or a busy receiver",
                 fmt_ms(rtt), fmt_ms(path))

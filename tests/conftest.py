@@ -67,26 +67,34 @@ def isolated_home(tmp_path, monkeypatch):
     tshark._plugin_args_cache.clear()
 
 
+@pytest.fixture(scope="session")
+def _read_only_home(tmp_path_factory):
+    """The HOME of module_home, one per test process, with what tcpstall learnt of it: the plugin
+    arguments (from `-G folders`), which hold for every module since none installs anything there."""
+    return tmp_path_factory.mktemp("home"), {}
+
+
 @pytest.fixture(scope="module")
-def module_home(tmp_path_factory):
-    """isolated_home shared by the tests of one module that only read captures (nothing installed,
-    no prefs written): tcpstall then asks tshark for its folders (`-G folders`) once per module
-    instead of once per test (a third of the inner loop's tshark runs)."""
-    home = tmp_path_factory.mktemp("home")
+def module_home(_read_only_home):
+    """isolated_home shared by the tests that only read captures (nothing installed, no prefs
+    written): tcpstall then asks tshark for its folders (`-G folders`) once per test process
+    instead of once per test (a third of the inner loop's tshark runs) or per module."""
+    home, plugin_args_cache = _read_only_home
     from pytshark_ext import tshark
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(home))
         mp.delenv("XDG_CONFIG_HOME", raising=False)
-        tshark._plugin_args_cache.clear()
+        mp.setattr(tshark, "_plugin_args_cache", plugin_args_cache)
         yield home
-        tshark._plugin_args_cache.clear()
 
 
 def pytest_collection_modifyitems(items):
-    """The inner loop (plain `pytest`: not lab, gui or slow) runs each plugin check in one pass;
-    its two-pass variant (the render contract of plugins/tcpstall/README.md, the same verdicts on
-    revisits) is `slow` and runs in the full suite (`make test`, CI: `-m ""`)."""
+    """The inner loop (plain `pytest`: not lab, gui or slow) runs each plugin check once: in one
+    pass, and at one capture point (the server's, where the receiver-side shapes are). The two-pass
+    variant (the render contract of plugins/tcpstall/README.md, the same verdicts on revisits) and
+    the client-side capture of a test parametrized by `side` are `slow`: the full suite
+    (`make test`, CI: `-m ""`) runs them."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if params.get("two_pass") is True:
+        if params.get("two_pass") is True or params.get("side") == "client":
             item.add_marker(pytest.mark.slow)

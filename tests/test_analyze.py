@@ -153,7 +153,7 @@ def test_cli_sender_settings_must_be_whole_numbers(pref):
         assert res.exit_code == 2 and pref in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_retries_severity_is_the_strongest_experts(isolated_home):
+def test_retries_severity_is_the_strongest_experts():
     """peer-vanishes with tcp_retries2=6: the last retransmission before the predicted abort is in
     the capture (tcpstall.retries.final, error); with the default 15 it is not (approaching: warn)."""
     from pytshark_ext.analyze import analyze_capture

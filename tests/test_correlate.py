@@ -19,6 +19,9 @@ from pytshark_ext.render.pcapng import correlate_comments, write_annotated
 from pytshark_ext.render.table import correlate_table
 from pytshark_ext.tshark import iter_segments
 
+# these tests only read captures: a HOME of their own, shared (conftest.module_home)
+pytestmark = pytest.mark.usefixtures("module_home")
+
 
 def pair(scenario: str):
     return str(sample(f"{scenario}-client.pcapng")), str(sample(f"{scenario}-server.pcapng"))

@@ -21,6 +21,9 @@ from pytshark_ext.diagnose import TcpFacts, diagnose, find_incidents
 from pytshark_ext.records import LogEvent
 from pytshark_ext.timeline import SideLog, report_for_correlation
 
+# these tests only read captures: a HOME of their own, shared (conftest.module_home)
+pytestmark = pytest.mark.usefixtures("module_home")
+
 
 def pair(scenario: str):
     return str(sample(f"{scenario}-client.pcapng")), str(sample(f"{scenario}-server.pcapng"))

@@ -22,6 +22,9 @@ from pytshark_ext.pipeline import read_pair
 from pytshark_ext.render.html import render_html, write_html
 from pytshark_ext.timeline import report_for_correlation
 
+# these tests only read captures: a HOME of their own, shared (conftest.module_home)
+pytestmark = pytest.mark.usefixtures("module_home")
+
 CHROMIUM = "/usr/bin/chromium"
 # wide characters first: the ladder cuts log lines to their column, measured with these at a full em
 EVIL = '日本語の行 <script>document.title="pwned"</script> & <img src=x onerror=alert(1)> "q"'

@@ -15,9 +15,10 @@ from pytshark_ext.paths import plugin_dir, plugin_script
 from conftest import SAMPLES, run_tshark, sample, truth
 
 
-@pytest.fixture(autouse=True)
-def _home(isolated_home):
-    yield isolated_home
+@pytest.fixture(autouse=True, scope="module")
+def _home(module_home):
+    """A HOME of the tests' own; the tests that install the plugin ask for isolated_home."""
+    yield module_home
 
 
 def tshark_out(args, *, plugin=True, check=True, home=None) -> subprocess.CompletedProcess:
@@ -148,7 +149,15 @@ PLAIN = re.compile(r"-?\d+(\.\d+)?|true|false|-")
 WORDS = {"retries_outcome": {"recovered", "reset", "aborted", "capture_ends"}}
 
 
-@pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng")))
+def lab_capture_params():
+    """Every committed capture. The inner loop (plain `pytest`) checks the server side of each
+    scenario; the client side (half of this test's 90 tshark runs) is `slow`: the full suite
+    (`make test`, CI) checks it too."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name.endswith("-client.pcapng") else name
+            for name in sorted(p.name for p in SAMPLES.glob("*.pcapng"))]
+
+
+@pytest.mark.parametrize("capture", lab_capture_params())
 def test_no_internal_errors_on_lab_captures(capture):
     z = z_tsv(sample(capture))
     assert z["end"]["errors"] == "0", z["end"]

@@ -39,7 +39,7 @@ def test_read_position_is_the_readers_offset_in_the_capture():
         child.communicate("\n")
 
 
-def test_a_two_pass_run_reports_both_passes_and_erases_its_line(stream, isolated_home):
+def test_a_two_pass_run_reports_both_passes_and_erases_its_line(stream, module_home):
     rows = list(ts.iter_fields(str(BULK), ["frame.number"], two_pass=True))
     assert len(rows) > 5000
     out = stream.getvalue()
@@ -47,7 +47,7 @@ def test_a_two_pass_run_reports_both_passes_and_erases_its_line(stream, isolated
     assert all(0 <= int(part.split(" % ")[0].rsplit(" ", 1)[1]) <= 100 for part in out.split("\r\x1b[K") if part)
 
 
-def test_off_by_default_and_with_quiet(isolated_home):
+def test_off_by_default_and_with_quiet(module_home):
     progress.enable(None)
     assert progress.watch(1, str(BULK)) is None
     from click.testing import CliRunner

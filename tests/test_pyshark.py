@@ -7,6 +7,9 @@ import pytshark_ext
 
 from conftest import sample, truth
 
+# these tests only read captures: a HOME of their own, shared (conftest.module_home)
+pytestmark = pytest.mark.usefixtures("module_home")
+
 
 def test_open_capture_exposes_tcpstall_fields():
     fault = truth("heartbeat-loss")["faults"][0]

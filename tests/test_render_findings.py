@@ -51,7 +51,7 @@ def test_many_episodes_become_a_summary_and_the_ten_longest():
     assert len(lines) == 1 + 10         # evidence of the rows shown only
 
 
-def test_analyze_text_summarises_a_bulk_capture_and_json_keeps_all(isolated_home):
+def test_analyze_text_summarises_a_bulk_capture_and_json_keeps_all(module_home):
     cap = str(ROOT / "tests" / "data" / "bulk-loss-head-server.pcapng")
     text = CliRunner().invoke(main, ["analyze", cap], catch_exceptions=False).output
     data = json.loads(CliRunner().invoke(main, ["analyze", "--json", cap], catch_exceptions=False).output)

@@ -287,6 +287,7 @@ function proto.prefs_changed() read_prefs() end
 local seqm = core.load("seq")
 local stream = core.load("stream")
 local records = core.load("records")
+local rows = core.load("rows")
 core.seq, core.stream = seqm, stream
 
 -- analyzers, in the order they run; each has a bool pref `<name>_enabled`
@@ -338,6 +339,7 @@ local function reset()
     }
     core.state = state
     records.reset()
+    rows.reset()
     for _, a in ipairs(analyzers) do
         if a.reset then a.reset() end
     end
@@ -550,10 +552,14 @@ local out_spare = {}   -- the per-frame result table, reused until something is 
 local function first_pass(pinfo, number, tvb)
     cur_tvb = tvb
     local pkt = build_packet(pinfo, number)
-    if pkt == nil then return nil end
-    local st, fwd, rev = stream.lookup(state, pkt, pinfo)   -- (the stream's first/last time: as captured)
-    if st == nil then return nil end
-    if records.enabled then records.note_frame(number, pkt.stream) end
+    local st, fwd, rev
+    if pkt ~= nil then st, fwd, rev = stream.lookup(state, pkt, pinfo) end  -- (first/last time: as captured)
+    if st == nil then
+        if rows.enabled then rows.add_other(pinfo, number, rows.time_of()) end
+        return nil
+    end
+    local t = (records.enabled or rows.enabled) and rows.time_of() or nil   -- (its exact NSTime)
+    if records.enabled then records.note_frame(number, pkt.stream, t) end
     -- The capture clock may step back (captures merged from several interfaces or queues, a clock
     -- step, a rewritten file). No duration may come out negative, so the analysis uses the frame's
     -- timestamp plus an offset that grows by every backwards step: its times never decrease, and
@@ -573,6 +579,7 @@ local function first_pass(pinfo, number, tvb)
         if fwd.no_ts then pkt.ip_id = core.read_ip_id(pkt, fwd)
         elseif pkt.flags % 8 < 2 then fwd.no_ts = true end
     end
+    if rows.enabled and t ~= nil then rows.add(pkt, fwd, t, tvb) end
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
     -- The ACK number, window and SACK blocks of a packet are about the peer's data. The sender of
     -- a one-way transfer (it sent data, its peer never did) acknowledges nothing and advertises a
@@ -803,13 +810,17 @@ local function register_stat()
         -- records first (whichever tap draws first): their render is the revisit that closes
         -- episodes still open at the capture end, as pass 2 of -2 does before its summary, and
         -- errors it meets are counted in the summary
+        -- (and the rows before all: they are the frames' lines, and some may still be buffered)
         if mode == "tsv" then
-            function tap.draw() records.draw() print(core.stat_tsv()) end
+            function tap.draw() rows.flush() records.draw() print(core.stat_tsv()) end
         elseif mode == "records" then
             records.enabled = true
-            tap.draw = records.draw
+            function tap.draw() rows.flush() records.draw() end
+        elseif mode == "rows" then
+            rows.enabled = true
+            tap.draw = rows.flush
         else
-            function tap.draw() records.draw() print(core.stat_text()) end
+            function tap.draw() rows.flush() records.draw() print(core.stat_text()) end
         end
         function tap.reset() end
     end

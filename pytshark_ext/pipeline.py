@@ -22,7 +22,8 @@ from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 from .analyze import RECORDS_ARG, STAT_ARG, AnalysisResult, result_from_lines
 from .correlate import CorrelateOptions, CorrelationResult, correlate_rows, with_plugin_findings
 from .correlate.capture_span import capture_span
-from .correlate.fieldrows import CORRELATE_FIELDS, correlate_command_kwargs, rows_from_blocks, threaded_blocks
+from .correlate.fieldrows import (CORRELATE_FIELDS, ROWS_ARG, correlate_command_kwargs, rows_from_blocks,
+                                  rows_from_plugin_blocks, threaded_blocks)
 from .records import Segment
 from .timeline import CapturePackets, packets_from_segments
 from .tshark import BATCH_DECODE, SEGMENT_PREFS, TsharkError, TsharkRun, run_lines, segment_from_texts
@@ -50,11 +51,17 @@ class CaptureRead:
                  plugin: bool = True, packets: bool = False):
         self.path, self.side, self.plugin = str(path), side, plugin
         kw = correlate_command_kwargs(display_filter)
+        # The plugin prints the rows itself (`-z tcpstall,rows`) in a `-q` pass: `-T fields` makes
+        # tshark build every packet's visible tree, which doubled the plugin run. `-T fields` stays
+        # for what those rows lack: a display filter of the user's, the timeline's fields, no plugin.
+        self.plugin_rows = plugin and not packets and not display_filter
         if plugin:
             # the plugin reads tshark's sequence analysis: the prefs analyze runs with (SEGMENT_PREFS'
             # raw sequence numbers change none of its output: tests/test_pipeline.py)
             kw.update(with_plugin=True, prefs={**SEGMENT_PREFS, **(prefs or {})},
                       extra=["-z", RECORDS_ARG, "-z", STAT_ARG, *BATCH_DECODE])
+        if self.plugin_rows:
+            kw.update(fields=(), display_filter=None, extra=["-q", "-z", ROWS_ARG, *kw["extra"]])
         if packets:
             kw["fields"] = CORRELATE_FIELDS + TIMELINE_FIELDS
         self._segments: Optional[List[Segment]] = [] if packets else None
@@ -62,6 +69,8 @@ class CaptureRead:
         self.run: TsharkRun = run_lines(self.path, tshark=tshark, tolerate_truncation=True, **kw)
 
     def rows(self) -> Iterator:
+        if self.plugin_rows:
+            return rows_from_plugin_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path)
         tee = self._keep_segments if self._segments is not None else None
         fields = CORRELATE_FIELDS + (TIMELINE_FIELDS if tee else ())
         return rows_from_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path,

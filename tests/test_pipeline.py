@@ -31,8 +31,8 @@ def pair(name):
 @pytest.mark.parametrize("name", [pytest.param(p, marks=() if p == "heartbeat-loss" else pytest.mark.slow)
                                   for p in PAIRS])
 def test_the_plugin_findings_of_the_one_read_are_analyze_s(name):
-    """Correlate's read (raw sequence numbers, -T fields rows, the display filter on the rows) changes
-    nothing the plugin reports: findings and stream summaries as `tcpstall analyze` gives them."""
+    """Correlate's read (raw sequence numbers, the plugin printing the rows as well) changes nothing
+    the plugin reports: findings and stream summaries as `tcpstall analyze` gives them."""
     a, b = pair(name)
     read = read_pair(a, b)
     for path, analysis in zip((a, b), read.analyses):

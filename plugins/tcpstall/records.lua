@@ -38,11 +38,10 @@ function M.reset()
     times, streams, base_secs, drawn = {}, {}, nil, false
 end
 
--- called by the first pass for each TCP frame of a stream (only when M.enabled)
-function M.note_frame(number, stream_id)
-    local fi = core.X.time_epoch()
-    if fi == nil then return end
-    local t = fi()                      -- NSTime
+-- called by the first pass for each TCP frame of a stream (only when M.enabled), `t` its
+-- frame.time_epoch (an NSTime, rows.time_of) or nil
+function M.note_frame(number, stream_id, t)
+    if t == nil then return end
     local secs = t.secs
     if base_secs == nil then base_secs = secs end
     times[number] = (secs - base_secs) * 1e9 + t.nsecs

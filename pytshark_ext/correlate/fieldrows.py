@@ -119,6 +119,56 @@ def rows_from_blocks(blocks: Iterable[str], capture: str = "", *, fields: Sequen
 
 PIECE = 16384
 
+# The plugin's rows (`-z tcpstall,rows`, plugins/tcpstall/rows.lua): frame, time, seq, ack, len,
+# flags (decimal), tsval, tsecr, ip.id, direction ("src sport dst dport"), tcp.stream; the rows
+# `rows_from_blocks` makes of the `-T fields` output of the same capture (tests/test_rows.py).
+ROWS_ARG = "tcpstall,rows"
+PLUGIN_ROW_COLUMNS = 11
+
+
+class _Directions(dict):
+    """"src sport dst dport" -> the direction key of a Row (FIELD_SEP-joined), once per text."""
+
+    def __missing__(self, text: str) -> str:
+        v = self[text] = FIELD_SEP.join(text.split(" "))
+        return v
+
+
+def rows_from_plugin_blocks(blocks: Iterable[str], capture: str = "") -> Iterator[Row]:
+    """Rows from blocks of the plugin's row lines (whole lines, joined by newlines), converted
+    column by column as in rows_from_blocks; a block with a malformed row goes row by row."""
+    n = PLUGIN_ROW_COLUMNS
+    flag_bits, lengths, directions = _Parsed(10), _Parsed(10), _Directions()
+
+    def block_rows(block: str) -> Iterable[Row]:
+        c = block.replace("\n", FIELD_SEP).split(FIELD_SEP)
+        if len(c) == n * (block.count("\n") + 1) and all(c[2::n]):
+            try:
+                seq, ack = list(map(int, c[2::n])), _ints(c[3::n])
+                ln = list(map(lengths.__getitem__, c[4::n]))
+                return zip(c[0::n], list(map(float, c[1::n])), map(directions.__getitem__, c[9::n]), seq, ack, ln,
+                           list(map(flag_bits.__getitem__, c[5::n])), c[6::n], c[7::n], c[8::n], c[10::n],
+                           list(map(hash, zip(seq, ack, ln))))
+            except ValueError:
+                pass
+        rows = []
+        for line in block.split("\n"):
+            c = line.split(FIELD_SEP)
+            if len(c) != n:
+                raise TsharkFailed(f"{capture}: the plugin printed a row with {len(c)} columns, expected {n}")
+            frame, t, seq, ack, ln, fl, tsv, tse, ipid, dk, stream = c
+            if not seq:
+                continue                    # truncated frame (as rows_from_blocks)
+            try:
+                key = int(seq), int(ack) if ack else 0, int(ln) if ln else 0
+                rows.append((int(frame), float(t), directions[dk], *key, flag_bits[fl], tsv, tse, ipid, stream,
+                             hash(key)))
+            except ValueError:
+                continue
+        return rows
+
+    return chain.from_iterable(map(block_rows, chain.from_iterable(map(_pieces, blocks))))
+
 
 def _pieces(block: str) -> Iterator[str]:
     """A block of lines cut into runs of whole lines of about PIECE characters."""

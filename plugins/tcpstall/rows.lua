@@ -1,0 +1,177 @@
+-- tcpstall/rows.lua: `-z tcpstall,rows` — one line per TCP segment, printed during the (first and
+-- only) pass, with what correlate's matching engine reads of it (pytshark_ext/pipeline.py).
+--
+-- Why not `-T fields`: that output makes tshark build the *visible* protocol tree of every packet
+-- (every item and its label text, for all protocols), which cost ~2.3 s per 245 k packets more than
+-- the `-q` pass the plugin needs anyway (with the plugin loaded, 9.0 s instead of 4.7 s: two thirds
+-- of `tcpstall correlate`). The plugin already holds most of these values; the rest it reads here.
+--
+-- Output (stdout, as the frames are dissected, before the records and the summary):
+--   frame \x1f time_epoch \x1f seq_raw \x1f ack_raw \x1f len \x1f flags \x1f tsval \x1f tsecr
+--         \x1f ip_id \x1f direction \x1f tcp.stream
+-- for every frame tshark's `tcp && !icmp && !icmpv6` keeps, in frame order. The values are the
+-- texts `-T fields -E occurrence=l` prints for frame.number, frame.time_epoch, tcp.seq_raw,
+-- tcp.ack_raw, tcp.len, tcp.options.timestamp.tsval/.tsecr, ip.id, tcp.stream, except: tcp.flags
+-- in decimal, and `direction` = "src sport dst dport" (the addresses as `-n` prints them; one
+-- column that Python maps to its direction key); absent values are empty. tests/test_rows.py
+-- checks these rows against the `-T fields` rows on every committed capture.
+-- Where the two can differ (a tunnel whose inner and outer network layers are different IP
+-- versions, or TCP inside TCP): the rows name the innermost addresses, as tshark's pinfo does.
+local core = ...
+if type(core) ~= "table" then return {} end
+
+local M = { enabled = false }
+
+local format, concat, tostring = string.format, table.concat, tostring
+local BATCH = 1024                 -- lines per print
+local out, n = {}, 0
+
+function M.reset()
+    out, n = {}, 0
+end
+
+-- print what is buffered (every tap draw does this first: the rows end before the records)
+function M.flush()
+    if n > 0 then
+        print(concat(out, "\n", 1, n))     -- (print, as every tcpstall output: never io.*)
+        n = 0
+    end
+end
+
+-- the frame's time_epoch as `-T fields` prints it, or nil
+local function time_of()
+    local fi = core.X.time_epoch()
+    if fi == nil then return nil end
+    return fi()
+end
+M.time_of = time_of
+
+-- "src sport dst dport\31tcp.stream": the last two columns, the same for all rows of a direction
+local function direction_text(d)
+    local text = d.row_direction
+    if text == nil then
+        text = d.src .. " " .. d.sport .. " " .. d.dst .. " " .. d.dport .. "\31" .. d.stream
+        d.row_direction = text
+    end
+    return text
+end
+
+-- Number -> text costs a sprintf (and, through %s, a new string) per value; values with few
+-- distinct texts (lengths, flags, IP IDs) are turned into text once each
+local function texts(fmt)
+    return setmetatable({}, { __index = function(made, v)
+        local text = format(fmt, v)
+        made[v] = text
+        return text
+    end })
+end
+local DECIMAL, HEX = texts("%d"), texts("0x%04x")
+
+-- the formats of a row by what it carries: [ack flag][TS option] (absent values are empty)
+local ROW = {
+    [true] = { [true] = "%d\31%d.%09d\31%d\31%d\31%s\31%s\31%d\31%d\31%s\31%s",
+               [false] = "%d\31%d.%09d\31%d\31%d\31%s\31%s\31\31\31%s\31%s" },
+    [false] = { [true] = "%d\31%d.%09d\31%d\31\31%s\31%s\31%d\31%d\31%s\31%s",
+                [false] = "%d\31%d.%09d\31%d\31\31%s\31%s\31\31\31%s\31%s" },
+}
+
+local function put(line)
+    n = n + 1
+    out[n] = line
+    if n >= BATCH then M.flush() end
+end
+
+local function value(fi)
+    if fi == nil then return "" end
+    return fi()
+end
+
+-- The first `n` bytes of the packet's TCP header in `tvb`, or nil where the frame does not show
+-- them (a reassembled or truncated frame). One wslua call instead of an extractor read per value
+-- (~2 k instructions each): the header's offset is found once per direction from tcp.flags' and
+-- kept while the ports found there are the packet's.
+local function tcp_header(tvb, pkt, d, n)
+    local off = d.row_tcp_off
+    for _ = 1, 2 do
+        if off == nil then
+            local fi = core.X.flags()
+            if fi == nil then return nil end
+            off = fi.offset - 12
+            d.row_tcp_off = off
+        end
+        local ok, bytes = pcall(tvb.raw, tvb, off, n)
+        if ok then
+            local s1, s2, d1, d2 = bytes:byte(1, 4)
+            if s1 * 256 + s2 == pkt.sport and d1 * 256 + d2 == d.dport then return bytes end
+        end
+        if d.row_tcp_off == nil then return nil end      -- (found for this packet: not there)
+        off, d.row_tcp_off = nil, nil
+    end
+    return nil
+end
+
+-- ip.id as tshark prints it, each text made once
+local HEX = setmetatable({}, { __index = function(texts, id)
+    local text = format("0x%04x", id)
+    texts[id] = text
+    return text
+end })
+
+-- a segment the core analyzes: `pkt` (build_packet: number, len, flags, stream, sport, tsval, and
+-- ip_id when it read it), `d` its direction record, `t` its NSTime, `tvb` its frame
+function M.add(pkt, d, t, tvb)
+    local tsv, tse = pkt.tsval, false
+    -- seq and ack: header bytes 5-12; the TS echo where Linux and most stacks put the option
+    -- (NOP, NOP, kind 8, length 10 first: bytes 21-32), taken when its TSval is the packet's
+    local h = tcp_header(tvb, pkt, d, tsv and 32 or 12)
+    local seq, ack
+    if h ~= nil then
+        local q1, q2, q3, q4, a1, a2, a3, a4 = h:byte(5, 12)
+        seq, ack = ((q1 * 256 + q2) * 256 + q3) * 256 + q4, ((a1 * 256 + a2) * 256 + a3) * 256 + a4
+        if tsv then
+            local n1, n2, k, l, v1, v2, v3, v4, e1, e2, e3, e4 = h:byte(21, 32)
+            if n1 == 1 and n2 == 1 and k == 8 and l == 10 and e4 ~= nil
+                    and ((v1 * 256 + v2) * 256 + v3) * 256 + v4 == tsv then
+                tse = ((e1 * 256 + e2) * 256 + e3) * 256 + e4
+            end
+        end
+    else
+        local fs, fa = core.X.seq_raw(), core.X.ack_raw()
+        if fs == nil then return end          -- (a truncated header: correlate skips its row)
+        seq, ack = fs(), fa and fa() or 0
+    end
+    if tsv and not tse then
+        local fe = core.X.tsecr()
+        if fe ~= nil then tse = fe() else tsv = false end   -- (tshark would show neither)
+    end
+    local ip_id = pkt.ip_id
+    if ip_id == false then ip_id = core.read_ip_id(pkt, d) end
+    local has_ack, has_ts = pkt.flags % 32 >= 16, tsv ~= false
+    local fmt = ROW[has_ack][has_ts]
+    local len, flags, id, dir = DECIMAL[pkt.len], DECIMAL[pkt.flags], ip_id and HEX[ip_id] or "", direction_text(d)
+    local line
+    if has_ack then
+        if has_ts then line = format(fmt, pkt.number, t.secs, t.nsecs, seq, ack, len, flags, tsv, tse, id, dir)
+        else line = format(fmt, pkt.number, t.secs, t.nsecs, seq, ack, len, flags, id, dir) end
+    elseif has_ts then line = format(fmt, pkt.number, t.secs, t.nsecs, seq, len, flags, tsv, tse, id, dir)
+    else line = format(fmt, pkt.number, t.secs, t.nsecs, seq, len, flags, id, dir) end
+    put(line)
+end
+
+-- a TCP frame the core does not analyze (a truncated header; a segment of a direction it cannot
+-- place): its row from the extractors alone, when tshark's filter would keep it
+function M.add_other(pinfo, number, t)
+    local X = core.X
+    local fi_stream = X.stream()
+    if fi_stream == nil or X.icmp() ~= nil or X.icmpv6() ~= nil or t == nil then return end
+    local flags = X.flags()
+    local sport, dport = pinfo.src_port, pinfo.dst_port
+    local tsv = X.tsval()
+    local ip_id = core.read_ip_id({ ip_id = false, sport = sport }, {})
+    put(format("%d\31%d.%09d\31%s\31%s\31%s\31%s\31%s\31%s\31%s\31%s %d %s %d\31%d", number, t.secs, t.nsecs,
+               value(X.seq_raw()), value(X.ack_raw()), value(X.len()), flags and flags() or "",
+               tsv and tsv() or "", tsv and value(X.tsecr()) or "", ip_id and HEX[ip_id] or "",
+               tostring(pinfo.src), sport, tostring(pinfo.dst), dport, fi_stream()))
+end
+
+return M

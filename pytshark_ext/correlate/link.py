@@ -30,6 +30,25 @@ def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[
     for f in result.flows:
         for st in (f.a_streams if side == "A" else f.b_streams):
             flows_of_stream.setdefault(st, set()).add(f.id)
+    # the losses by the frame of this capture that delivered them (a HOL finding names the frame
+    # that filled its hole), and those never delivered: indexes into result.lost, in its order
+    # (a lossy bulk pair has thousands of HOL findings and of losses)
+    lost = [r for r in result.lost if not r.redundant]
+    delivered_in: Dict[int, List[int]] = {}
+    undelivered: List[int] = []
+    for i, r in enumerate(lost):
+        dv = r.delivered_by
+        if dv is None:
+            undelivered.append(i)
+        elif side == r.upstream:
+            delivered_in.setdefault(dv.up_frame, []).append(i)
+        else:                               # (side is the downstream capture)
+            delivered_in.setdefault(dv.down_frame, []).append(i)
+
+    def in_time(r, start: float, end: float) -> bool:
+        done = r.delivered_by.arrived_at if r.delivered_by else math.inf
+        return bool(r.len) and r.sent_at <= end + 1e-6 and done >= start - 1e-3
+
     added = []
     for n, f in enumerate(findings, 1):
         start, end = f.start + shift, f.end + shift
@@ -37,18 +56,12 @@ def link_side_findings(result: CorrelationResult, side: str, findings: Iterable[
         causes: List[str] = []
         if f.kind in LINKED_KINDS:
             filled = (f.numbers or {}).get("filled_by_frame")
-            for r in result.lost:
-                if r.redundant or (flows is not None and r.flow not in flows):
-                    continue
-                dv = r.delivered_by
-                if f.kind == "hol_blocked" and filled is not None and dv is not None:
-                    down = "B" if r.upstream == "A" else "A"
-                    if (side == down and dv.down_frame == filled) or (side == r.upstream and dv.up_frame == filled):
-                        causes.append(r.id)
-                    continue
-                done = dv.arrived_at if dv else math.inf
-                if r.len and r.sent_at <= end + 1e-6 and done >= start - 1e-3:
-                    causes.append(r.id)
+            if f.kind == "hol_blocked" and filled is not None:
+                # the loss its filler delivered; a loss never delivered, by time
+                picked = sorted(delivered_in.get(filled, []) + [i for i in undelivered if in_time(lost[i], start, end)])
+            else:
+                picked = [i for i, r in enumerate(lost) if in_time(r, start, end)]
+            causes = [lost[i].id for i in picked if flows is None or lost[i].flow in flows]
         base_id = f.id or f"{f.kind}-{n}"
         added.append(replace(f, start=start, end=end, id=f"{side}:{base_id}",
                              caused_by=tuple(dict.fromkeys(tuple(f.caused_by) + tuple(causes))),

@@ -110,13 +110,6 @@ local function tcp_header(tvb, pkt, d, n)
     return nil
 end
 
--- ip.id as tshark prints it, each text made once
-local HEX = setmetatable({}, { __index = function(texts, id)
-    local text = format("0x%04x", id)
-    texts[id] = text
-    return text
-end })
-
 -- a segment the core analyzes: `pkt` (build_packet: number, len, flags, stream, sport, tsval, and
 -- ip_id when it read it), `d` its direction record, `t` its NSTime, `tvb` its frame
 function M.add(pkt, d, t, tvb)

@@ -86,28 +86,44 @@ local function value(fi)
     return fi()
 end
 
--- The first `n` bytes of the packet's TCP header in `tvb`, or nil where the frame does not show
--- them (a reassembled or truncated frame). One wslua call instead of an extractor read per value
--- (~2 k instructions each): the header's offset is found once per direction from tcp.flags' and
--- kept while the ports found there are the packet's.
-local function tcp_header(tvb, pkt, d, n)
-    local off = d.row_tcp_off
+-- The packet's TCP header (its first `n` bytes) in `tvb` as (bytes, index of its first byte), or
+-- nil where the frame does not show it (a reassembled or truncated frame), and the IP ID (false:
+-- not read) — one wslua call instead of an extractor read per value (~2 k instructions each). The
+-- header's offset is found once per direction from tcp.flags' and kept while the ports found there
+-- are the packet's; the IPv4 header is the one core.read_ip_id found (d.ip_off, d.ip_vb), read in
+-- the same call once known.
+local function header(tvb, pkt, d, n)
+    local ip_off, tcp_off = d.ip_off, d.row_tcp_off
+    if tcp_off ~= nil and ip_off and ip_off < tcp_off then
+        local ok, bytes = pcall(tvb.raw, tvb, ip_off, tcp_off - ip_off + n)
+        if ok then
+            local at = tcp_off - ip_off + 1
+            local vb, _, _, _, i1, i2 = bytes:byte(1, 6)
+            local s1, s2, d1, d2 = bytes:byte(at, at + 3)
+            if vb == d.ip_vb and s1 ~= nil and s1 * 256 + s2 == pkt.sport and d1 * 256 + d2 == d.dport then
+                return bytes, at, i1 * 256 + i2
+            end
+        end
+    end
+    local ip_id = pkt.ip_id
+    if ip_id == false then ip_id = core.read_ip_id(pkt, d) end   -- (finds d.ip_off)
+    local off = tcp_off
     for _ = 1, 2 do
         if off == nil then
             local fi = core.X.flags()
-            if fi == nil then return nil end
+            if fi == nil then return nil, 1, ip_id end
             off = fi.offset - 12
             d.row_tcp_off = off
         end
         local ok, bytes = pcall(tvb.raw, tvb, off, n)
         if ok then
             local s1, s2, d1, d2 = bytes:byte(1, 4)
-            if s1 * 256 + s2 == pkt.sport and d1 * 256 + d2 == d.dport then return bytes end
+            if s1 * 256 + s2 == pkt.sport and d1 * 256 + d2 == d.dport then return bytes, 1, ip_id end
         end
-        if d.row_tcp_off == nil then return nil end      -- (found for this packet: not there)
+        if d.row_tcp_off == nil then return nil, 1, ip_id end   -- (found for this packet: not there)
         off, d.row_tcp_off = nil, nil
     end
-    return nil
+    return nil, 1, ip_id
 end
 
 -- a segment the core analyzes: `pkt` (build_packet: number, len, flags, stream, sport, tsval, and
@@ -116,13 +132,14 @@ function M.add(pkt, d, t, tvb)
     local tsv, tse = pkt.tsval, false
     -- seq and ack: header bytes 5-12; the TS echo where Linux and most stacks put the option
     -- (NOP, NOP, kind 8, length 10 first: bytes 21-32), taken when its TSval is the packet's
-    local h = tcp_header(tvb, pkt, d, tsv and 32 or 12)
+    local h, at, ip_id = header(tvb, pkt, d, tsv and 32 or 12)
+    if pkt.ip_id ~= false then ip_id = pkt.ip_id end
     local seq, ack
     if h ~= nil then
-        local q1, q2, q3, q4, a1, a2, a3, a4 = h:byte(5, 12)
+        local q1, q2, q3, q4, a1, a2, a3, a4 = h:byte(at + 4, at + 11)
         seq, ack = ((q1 * 256 + q2) * 256 + q3) * 256 + q4, ((a1 * 256 + a2) * 256 + a3) * 256 + a4
         if tsv then
-            local n1, n2, k, l, v1, v2, v3, v4, e1, e2, e3, e4 = h:byte(21, 32)
+            local n1, n2, k, l, v1, v2, v3, v4, e1, e2, e3, e4 = h:byte(at + 20, at + 31)
             if n1 == 1 and n2 == 1 and k == 8 and l == 10 and e4 ~= nil
                     and ((v1 * 256 + v2) * 256 + v3) * 256 + v4 == tsv then
                 tse = ((e1 * 256 + e2) * 256 + e3) * 256 + e4
@@ -137,8 +154,6 @@ function M.add(pkt, d, t, tvb)
         local fe = core.X.tsecr()
         if fe ~= nil then tse = fe() else tsv = false end   -- (tshark would show neither)
     end
-    local ip_id = pkt.ip_id
-    if ip_id == false then ip_id = core.read_ip_id(pkt, d) end
     local has_ack, has_ts = pkt.flags % 32 >= 16, tsv ~= false
     local fmt = ROW[has_ack][has_ts]
     local len, flags, id, dir = DECIMAL[pkt.len], DECIMAL[pkt.flags], ip_id and HEX[ip_id] or "", direction_text(d)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
-from . import privileges, progress
+from . import folders_cache, privileges, progress
 from .installed import installed_state
 from .records import Segment
 
@@ -141,18 +141,25 @@ def launch(cmd: List[str]) -> privileges.Launch:
         raise TsharkFailed(str(exc)) from None
 
 
-def tshark_folders(tshark: str, *, as_tcpstall_runs_it: bool = True) -> Dict[str, str]:
+def tshark_folders(tshark: str, *, as_tcpstall_runs_it: bool = True, cached: bool = False) -> Dict[str, str]:
     """`tshark -G folders` as {name: path}; names as tshark prints them ("Personal Lua Plugins").
-    Paths as tshark sees them when tcpstall runs it (as root on 4.2+: an unprivileged user's, with
-    no personal folders), or with as_tcpstall_runs_it=False as they are for whoever runs tcpstall
-    (the GUI's folders)."""
+    Paths as tshark sees them when tcpstall runs it (as root: an unprivileged user's, with no
+    personal folders), or with as_tcpstall_runs_it=False as they are for whoever runs tcpstall (the
+    GUI's folders). `cached`: the answer an earlier tcpstall got from this tshark, started the same
+    way, when there is one (folders_cache.py)."""
     how = launch([tshark, "-G", "folders"]) if as_tcpstall_runs_it else privileges.Launch([tshark, "-G", "folders"])
+    cache_key = folders_cache.key(tshark, how.argv, how.popen_kwargs) if cached else None
+    folders = folders_cache.get(cache_key)
+    if folders is not None:
+        return folders
     proc = subprocess.run(how.argv, capture_output=True, text=True, timeout=60, **how.popen_kwargs)
-    folders: Dict[str, str] = {}
+    folders = {}
     for line in proc.stdout.splitlines():
         name, sep, value = line.partition(":")
         if sep and value.strip():
             folders.setdefault(name.strip(), value.strip())
+    if proc.returncode == 0:
+        folders_cache.put(cache_key, folders)
     return folders
 
 
@@ -160,10 +167,10 @@ PERSONAL_LUA_FOLDER = "Personal Lua Plugins"
 GLOBAL_LUA_FOLDER = "Global Lua Plugins"
 
 
-def lua_plugin_folders(tshark: str, as_tcpstall_runs_it: bool = True) -> Dict[str, Path]:
+def lua_plugin_folders(tshark: str, as_tcpstall_runs_it: bool = True, cached: bool = False) -> Dict[str, Path]:
     """{"Personal Lua Plugins": path, "Global Lua Plugins": path} as tshark reports them (see
     tshark_folders)."""
-    folders = tshark_folders(tshark, as_tcpstall_runs_it=as_tcpstall_runs_it)
+    folders = tshark_folders(tshark, as_tcpstall_runs_it=as_tcpstall_runs_it, cached=cached)
     return {name: Path(folders[name]) for name in (PERSONAL_LUA_FOLDER, GLOBAL_LUA_FOLDER) if folders.get(name)}
 
 
@@ -196,7 +203,7 @@ def plugin_args(tshark: str) -> List[str]:
     tcpstall runs it: loading it twice would register the protocol twice, and a *different*
     installed copy would silently win, so that is an error with the fix."""
     if tshark not in _plugin_args_cache:
-        folders = lua_plugin_folders(tshark)        # (raises first when tshark cannot be run so)
+        folders = lua_plugin_folders(tshark, cached=True)   # (raises first when tshark cannot be run so)
         args = ["-X", f"lua_script:{privileges.plugin_script_for()}"]
         for name, folder in folders.items():
             state = installed_state(folder)

@@ -548,6 +548,13 @@ end
 
 local out_spare = {}   -- the per-frame result table, reused until something is stored in it
 
+-- the frame's exact time (frame.time_epoch, an NSTime) or nil: only records and rows read it
+local function frame_time()
+    local fi = X.time_epoch()
+    if fi == nil then return nil end
+    return fi()
+end
+
 -- returns the frame's result table when one was stored
 local function first_pass(pinfo, number, tvb)
     cur_tvb = tvb
@@ -555,10 +562,10 @@ local function first_pass(pinfo, number, tvb)
     local st, fwd, rev
     if pkt ~= nil then st, fwd, rev = stream.lookup(state, pkt, pinfo) end  -- (first/last time: as captured)
     if st == nil then
-        if rows.enabled then rows.add_other(pinfo, number, rows.time_of()) end
+        if rows.enabled then rows.add_other(pinfo, number, frame_time()) end
         return nil
     end
-    local t = (records.enabled or rows.enabled) and rows.time_of() or nil   -- (its exact NSTime)
+    local t = (records.enabled or rows.enabled) and frame_time() or nil
     if records.enabled then records.note_frame(number, pkt.stream, t) end
     -- The capture clock may step back (captures merged from several interfaces or queues, a clock
     -- step, a rewritten file). No duration may come out negative, so the analysis uses the frame's

@@ -39,7 +39,7 @@ function M.reset()
 end
 
 -- called by the first pass for each TCP frame of a stream (only when M.enabled), `t` its
--- frame.time_epoch (an NSTime, rows.time_of) or nil
+-- frame.time_epoch (an NSTime) or nil
 function M.note_frame(number, stream_id, t)
     if t == nil then return end
     local secs = t.secs

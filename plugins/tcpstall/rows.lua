@@ -38,14 +38,6 @@ function M.flush()
     end
 end
 
--- the frame's time_epoch as `-T fields` prints it, or nil
-local function time_of()
-    local fi = core.X.time_epoch()
-    if fi == nil then return nil end
-    return fi()
-end
-M.time_of = time_of
-
 -- "src sport dst dport\31tcp.stream": the last two columns, the same for all rows of a direction
 local function direction_text(d)
     local text = d.row_direction

@@ -565,6 +565,25 @@ class SmallRcvbuf64k(SmallRcvbuf16k):
                    "RTT 10 ms; the client uploads one 3 000 000-byte message")
 
 
+class SmallRcvbufClamp(SmallRcvbuf16k):
+    name = "small-rcvbuf-clamp"
+    rcvbuf = 0
+    server_args = ["--rcvbuf-after-accept", 16384]
+    # Linux's default tcp_rmem (max 6 MB) gives a window shift of 7; this lab's kernel defaults to more
+    server_sysctls = {"net.ipv4.tcp_rmem": "4096 131072 6291456"}
+    description = ("issue 15.3: a small window with a large window shift: the server listens with default buffers "
+                   "(tcp_rmem max 6 MB: window shift 7 in its SYN-ACK) and sets SO_RCVBUF=16384 on the accepted "
+                   "socket, MTU 1500, RTT 10 ms; the client uploads one 3 000 000-byte message")
+
+    def body(self, lab):
+        res = super().body(lab)
+        res["server_so_rcvbuf_after_accept"] = self.server_args[1]
+        return res
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        write_nohs(self, client_cap, server_cap, csegs, ssegs)    # (shift 7 inferred without the handshake)
+
+
 def tbf_bottleneck(lab, rate: str, body):
     """Run `body()` behind a tbf bottleneck on the router's server-side interface (burst 16 kB,
     queue 50 ms); its result gains the qdisc's own counters ("tbf")."""
@@ -1558,7 +1577,7 @@ class SeqWrap(RpcScenario):
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
-                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
@@ -1575,7 +1594,10 @@ def truth_in_words(t: dict) -> str:
                 f"#{', #'.join(str(x['seq']) for x in app['timeouts'])}; receiver Read cost max {app['read_cost_ms_max']} ms")
     if n.startswith("small-rcvbuf"):
         tr = app["transfer"]
-        s = (f"server SO_RCVBUF {app['server_so_rcvbuf_requested']} -> window {tr['server_advertised_window_bytes']['max']} B "
+        after = app.get("server_so_rcvbuf_after_accept")
+        rcvbuf = f"{after} set after accept" if after else app["server_so_rcvbuf_requested"]
+        window = tr["server_advertised_window_bytes"]["median" if after else "max"]   # (before the clamp: more)
+        s = (f"server SO_RCVBUF {rcvbuf} -> window {window} B "
              f"(wscale {tr['server_window_scale']}), MSS {t['handshake']['client_mss']}; "
              f"{tr['payload_bytes']} B in {tr['duration_ms'] / 1000:.2f} s; " + (
                  f"client proc_time {app['proc_time_ms']:.0f} ms ({app['status']}, timeout {app['app_timeout_ms']} ms)"

@@ -503,11 +503,13 @@ def test_episode_ended_by_reset(scenario, side, two_pass):
 @pytest.mark.parametrize("two_pass", PASSES)
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("scenario", ["small-rcvbuf-16k", "small-rcvbuf-16k-nohs", "small-rcvbuf-64k",
-                                      "small-rcvbuf-64k-nohs"])
+                                      "small-rcvbuf-64k-nohs", "small-rcvbuf-clamp", "small-rcvbuf-clamp-nohs"])
 def test_large_small_window(scenario, side, two_pass):
-    """SO_RCVBUF 16384 (18 824 B = 13 segments, shift 0) and 65536 (80 480 B, shift 1), RTT 10 ms, a
-    3 MB upload: the exact window and shift (inferred without the handshake), the cap within 5 % of
-    window / path RTT at both capture points, the episode up to the ACK of the last byte."""
+    """SO_RCVBUF 16384 (18 824 B = 13 segments, shift 0) and 65536 (80 480 B, shift 1) on the listening
+    socket, and 16384 set after accept with the shift of a default buffer (20 480 B, shift 7: the window
+    in units of 128 B), RTT 10 ms, a 3 MB upload: the exact window and shift (inferred without the
+    handshake), the cap within 5 % of window / path RTT at both capture points, the episode up to the
+    ACK of the last byte."""
     tr = truth(scenario)
     wscale = tr["handshake"]["server_wscale"]
     nohs = scenario.endswith("nohs")

@@ -82,6 +82,10 @@ def server(args):
         n += 1
         if args.linger0:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if args.rcvbuf_after_accept:
+            # the window scale was settled in the handshake from the default buffer: a buffer made
+            # small now keeps that shift with a small window (coarse window units)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf_after_accept)
         threading.Thread(target=serve_conn, args=(conn, peer, log, f"handler-{n}", args.stall_ms,
                                                   args.read_chunk, args.read_pause_ms, args.delayed_acks),
                          daemon=True).start()
@@ -250,6 +254,8 @@ def main():
     ap.add_argument("--sport", type=int, default=0)
     ap.add_argument("--connect-at", type=float, default=0.0, help="epoch time to connect at (seq-wrap)")
     ap.add_argument("--rcvbuf", type=int, default=0)
+    ap.add_argument("--rcvbuf-after-accept", type=int, default=0,
+                    help="server: SO_RCVBUF on each accepted socket (after the handshake)")
     ap.add_argument("--user-timeout-ms", type=int, default=0, help="TCP_USER_TIMEOUT on the client socket")
     ap.add_argument("--connect-timeout-s", type=float, default=10.0,
                     help="client: connect() deadline; 0 = none (the kernel's SYN retries decide)")

@@ -660,8 +660,8 @@ def test_small_rcvbuf_2048_without_timestamps(scenario, side, two_pass):
     The receiver-side copy without the handshake said nothing (the sender's turn came out 0: data
     in flight right after an ACK, one frame even recorded before it, was taken for the answer to it).
     Every variant: the window exactly, shift 0 (inferred without the handshake), the cap within 5 %
-    of window / handshake RTT, the episode's bytes and duration as the segments show them; and a
-    momentary zero window (0.1 ms of 2 s) is not "app not reading"."""
+    of window / handshake RTT, the episode's bytes and duration as the segments show them, the cause a
+    small buffer; and a momentary zero window (0.1 ms of 2 s) is not "app not reading"."""
     tr = truth(scenario)
     cap = str(sample(f"{scenario}-{side}.pcapng"))
     exp = expected(cap, 0)
@@ -678,7 +678,9 @@ def test_small_rcvbuf_2048_without_timestamps(scenario, side, two_pass):
         # (cut mid-transfer: the first flight, before any ACK in the capture, cannot be told limited)
         assert exp.bytes - (window if scenario.endswith("nohs") else 0) <= int(one(end, "tcpstall.rwnd.bytes")) <= exp.bytes
         assert abs(float(one(end, "tcpstall.rwnd.limited_ms")) - exp.limited_ms) <= 10 * exp.round_ms
-    assert one(end, "tcpstall.rwnd.cause") in ("small_rcvbuf", "window_limited")
+    # the same cause at both capture points: the window dips to 2×MSS now and then as the app reads
+    # (33 of 1 449 ACKs), and where the last dip falls must not decide it (issue 15)
+    assert one(end, "tcpstall.rwnd.cause") == "small_rcvbuf"
     (s,) = streams
     assert s.columns["rwnd_episodes"] == "1" and s.columns["rwnd_window"] == str(window)
 

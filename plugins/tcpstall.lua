@@ -507,30 +507,38 @@ function core.read_ws_flags(p)
     end
 end
 
--- pkt.sack: the SACK blocks as raw edges { le1, re1, le2, re2, ... } (a scratch table reused like
--- pkt itself, valid during this packet only). `rev`: the direction whose data they acknowledge.
-local function read_sack(p, rev)
+-- The SACK blocks of this packet as raw edges { le1, re1, le2, re2, ... } in `dst` (the entries
+-- after the last edge cleared), or nil without any; `ack_raw`: its ACK number, `rev`: the direction
+-- whose data they acknowledge.
+local function sack_edges(ack_raw, rev, dst)
     local l1, l2, l3, l4 = X.sack_le()
-    if l1 == nil then return end
+    if l1 == nil then return nil end
     local r1, r2, r3, r4 = X.sack_re()
-    if r1 == nil then return end
+    if r1 == nil then return nil end
     -- SACK edges are shown relative like tcp.ack: raw = relative + (ack_raw - tcp.ack). That
     -- offset is Wireshark's base sequence number of rev, which only changes with a SYN, so
     -- tcp.ack is read once per direction (first_pass forgets it on SYNs).
     local off = rev.sack_off
     if off == nil then
         local fa = X.ack()
-        off = fa and (p.ack_raw - fa()) or 0
+        off = fa and (ack_raw - fa()) or 0
         rev.sack_off = off
     end
-    local sack = sack_scratch
-    sack[1], sack[2] = (l1() + off) % TWO32, (r1() + off) % TWO32
+    dst[1], dst[2] = (l1() + off) % TWO32, (r1() + off) % TWO32
     local n = 2
-    if l2 and r2 then sack[3], sack[4], n = (l2() + off) % TWO32, (r2() + off) % TWO32, 4 end
-    if n == 4 and l3 and r3 then sack[5], sack[6], n = (l3() + off) % TWO32, (r3() + off) % TWO32, 6 end
-    if n == 6 and l4 and r4 then sack[7], sack[8], n = (l4() + off) % TWO32, (r4() + off) % TWO32, 8 end
-    for k = n + 1, 8 do sack[k] = nil end
-    p.sack = sack
+    if l2 and r2 then dst[3], dst[4], n = (l2() + off) % TWO32, (r2() + off) % TWO32, 4 end
+    if n == 4 and l3 and r3 then dst[5], dst[6], n = (l3() + off) % TWO32, (r3() + off) % TWO32, 6 end
+    if n == 6 and l4 and r4 then dst[7], dst[8], n = (l4() + off) % TWO32, (r4() + off) % TWO32, 8 end
+    for k = n + 1, 8 do dst[k] = nil end
+    return dst
+end
+core.sack_edges = sack_edges
+
+-- pkt.sack: the packet's SACK blocks (a scratch table reused like pkt itself, valid during this
+-- packet only)
+local function read_sack(p, rev)
+    local sack = sack_edges(p.ack_raw, rev, sack_scratch)
+    if sack ~= nil then p.sack = sack end
 end
 
 -- The window scale Wireshark applies to a direction's window only changes when a SYN of the
@@ -586,7 +594,6 @@ local function first_pass(pinfo, number, tvb)
         if fwd.no_ts then pkt.ip_id = core.read_ip_id(pkt, fwd)
         elseif pkt.flags % 8 < 2 then fwd.no_ts = true end
     end
-    if rows.enabled and t ~= nil then rows.add(pkt, fwd, t, tvb) end
     if pkt.syn then fwd.sf_shift, rev.sf_shift, fwd.sack_off, rev.sack_off = nil, nil, nil, nil end
     -- The ACK number, window and SACK blocks of a packet are about the peer's data. The sender of
     -- a one-way transfer (it sent data, its peer never did) acknowledges nothing and advertises a
@@ -603,6 +610,7 @@ local function first_pass(pinfo, number, tvb)
     else
         pkt.win_raw, pkt.ackf, pkt.ack_raw = false, false, 0
     end
+    if rows.enabled and t ~= nil then rows.add(pkt, fwd, rev, t, tvb) end
     pkt.win_scale = pkt.win_raw and window_scale(fwd)
     -- keepalive and zero-window probes are pure ACKs one below the next sequence number, sent after
     -- their direction was idle (>= 200 ms on Linux, seconds for keepalive): only then is the
@@ -823,8 +831,8 @@ local function register_stat()
         elseif mode == "records" then
             records.enabled = true
             function tap.draw() rows.flush() records.draw() end
-        elseif mode == "rows" then
-            rows.enabled = true
+        elseif mode == "rows" or mode == "segments" then
+            rows.enabled, rows.segments = true, mode == "segments"
             tap.draw = rows.flush
         else
             function tap.draw() rows.flush() records.draw() print(core.stat_text()) end

@@ -22,8 +22,8 @@ from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 from .analyze import RECORDS_ARG, STAT_ARG, AnalysisResult, result_from_lines
 from .correlate import CorrelateOptions, CorrelationResult, correlate_rows, with_plugin_findings
 from .correlate.capture_span import capture_span
-from .correlate.fieldrows import (CORRELATE_FIELDS, ROWS_ARG, correlate_command_kwargs, rows_from_blocks,
-                                  rows_from_plugin_blocks, threaded_blocks)
+from .correlate.fieldrows import (CORRELATE_FIELDS, ROWS_ARG, SEGMENTS_ARG, correlate_command_kwargs,
+                                  rows_from_blocks, rows_from_plugin_blocks, threaded_blocks)
 from .records import Segment
 from .timeline import CapturePackets, packets_from_segments
 from .tshark import BATCH_DECODE, SEGMENT_PREFS, TsharkError, TsharkRun, run_lines, segment_from_texts
@@ -51,18 +51,20 @@ class CaptureRead:
                  plugin: bool = True, packets: bool = False):
         self.path, self.side, self.plugin = str(path), side, plugin
         kw = correlate_command_kwargs(display_filter)
-        # The plugin prints the rows itself (`-z tcpstall,rows`) in a `-q` pass: `-T fields` makes
-        # tshark build every packet's visible tree, which doubled the plugin run. `-T fields` stays
-        # for what those rows lack: a display filter of the user's, the timeline's fields, no plugin.
-        self.plugin_rows = plugin and not packets and not display_filter
+        # The plugin prints the rows itself (`-z tcpstall,rows`, with the timeline's columns
+        # `-z tcpstall,segments`) in a `-q` pass: `-T fields` makes tshark build every packet's
+        # visible tree, which doubled the plugin run. `-T fields` stays for a display filter of the
+        # user's and for the bare extraction (no plugin).
+        self.plugin_rows = plugin and not display_filter
         if plugin:
             # the plugin reads tshark's sequence analysis: the prefs analyze runs with (SEGMENT_PREFS'
             # raw sequence numbers change none of its output: tests/test_pipeline.py)
             kw.update(with_plugin=True, prefs={**SEGMENT_PREFS, **(prefs or {})},
                       extra=["-z", RECORDS_ARG, "-z", STAT_ARG, *BATCH_DECODE])
         if self.plugin_rows:
-            kw.update(fields=(), display_filter=None, extra=["-q", "-z", ROWS_ARG, *kw["extra"]])
-        if packets:
+            kw.update(fields=(), display_filter=None,
+                      extra=["-q", "-z", SEGMENTS_ARG if packets else ROWS_ARG, *kw["extra"]])
+        elif packets:
             kw["fields"] = CORRELATE_FIELDS + TIMELINE_FIELDS
         self._segments: Optional[List[Segment]] = [] if packets else None
         self._tail: List[str] = []
@@ -70,7 +72,8 @@ class CaptureRead:
 
     def rows(self) -> Iterator:
         if self.plugin_rows:
-            return rows_from_plugin_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path)
+            tee = self._keep_plugin_segments if self._segments is not None else None
+            return rows_from_plugin_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path, tee=tee)
         tee = self._keep_segments if self._segments is not None else None
         fields = CORRELATE_FIELDS + (TIMELINE_FIELDS if tee else ())
         return rows_from_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path,
@@ -97,6 +100,13 @@ class CaptureRead:
         """Timeline Segments from rows of CORRELATE_FIELDS + TIMELINE_FIELDS texts (flat, n per row)."""
         for i in range(0, len(texts), n):
             seg = _segment(texts[i:i + n])
+            if seg is not None:
+                self._segments.append(seg)
+
+    def _keep_plugin_segments(self, texts: Sequence[str], n: int) -> None:
+        """Timeline Segments from `-z tcpstall,segments` rows (flat texts, n per row)."""
+        for i in range(0, len(texts), n):
+            seg = _plugin_segment(texts[i:i + n])
             if seg is not None:
                 self._segments.append(seg)
 
@@ -182,6 +192,18 @@ def _sack_blocks(option_hex: str) -> Tuple[Tuple[int, int], ...]:
         return ()
     data = bytes.fromhex(option_hex.replace(":", ""))[2:]
     return tuple(struct.unpack_from("!II", data, i) for i in range(0, len(data) - 7, 8))
+
+
+def _plugin_segment(t: Sequence[str]) -> Optional[Segment]:
+    """A Segment (as a plain SEGMENT_FIELDS pass makes it) from one `-z tcpstall,segments` row."""
+    frame, time, seq, ack, tlen, flags, tsval, tsecr, ip_id, direction, stream, window, sack = t
+    src, sport, dst, dport = direction.split(" ")
+    try:
+        blocks = tuple(tuple(map(int, b.split(":"))) for b in sack.split(",")) if sack else ()
+    except ValueError:
+        return None
+    return segment_from_texts(frame, time, src, dst, sport, dport, seq, ack, tlen, flags, window, tsval, tsecr,
+                              ip_id, stream, blocks)
 
 
 def _segment(t: Sequence[str]) -> Optional[Segment]:

@@ -1,5 +1,6 @@
 -- tcpstall/rows.lua: `-z tcpstall,rows` — one line per TCP segment, printed during the (first and
--- only) pass, with what correlate's matching engine reads of it (pytshark_ext/pipeline.py).
+-- only) pass, with what correlate's matching engine reads of it (pytshark_ext/pipeline.py);
+-- `-z tcpstall,segments`: the same with the timeline's window and SACK columns (M.add).
 --
 -- Why not `-T fields`: that output makes tshark build the *visible* protocol tree of every packet
 -- (every item and its label text, for all protocols), which cost ~2.3 s per 245 k packets more than
@@ -20,7 +21,7 @@
 local core = ...
 if type(core) ~= "table" then return {} end
 
-local M = { enabled = false }
+local M = { enabled = false, segments = false }
 
 local format, concat, tostring = string.format, table.concat, tostring
 local BATCH = 1024                 -- lines per print
@@ -118,18 +119,31 @@ local function header(tvb, pkt, d, n)
     return nil, 1, ip_id
 end
 
--- a segment the core analyzes: `pkt` (build_packet: number, len, flags, stream, sport, tsval, and
--- ip_id when it read it), `d` its direction record, `t` its NSTime, `tvb` its frame
-function M.add(pkt, d, t, tvb)
+-- `-z tcpstall,segments`: two more columns, what the timeline reads too: tcp.window_size_value and
+-- the SACK blocks as raw edges "left:right,left:right" (empty without)
+local sack_scratch = {}
+local function sack_text(edges)
+    if not edges then return "" end
+    local parts = {}
+    for k = 1, #edges, 2 do parts[#parts + 1] = format("%d:%d", edges[k], edges[k + 1]) end
+    return concat(parts, ",")
+end
+
+-- a segment the core analyzes: `pkt` (build_packet and first_pass: number, len, flags, stream,
+-- sport, tsval, and ip_id and sack when it read them), `d` its direction record, `rev` the other,
+-- `t` its NSTime, `tvb` its frame
+function M.add(pkt, d, rev, t, tvb)
     local tsv, tse = pkt.tsval, false
-    -- seq and ack: header bytes 5-12; the TS echo where Linux and most stacks put the option
-    -- (NOP, NOP, kind 8, length 10 first: bytes 21-32), taken when its TSval is the packet's
-    local h, at, ip_id = header(tvb, pkt, d, tsv and 32 or 12)
+    -- seq and ack: header bytes 5-12, the window 15-16; the TS echo where Linux and most stacks
+    -- put the option (NOP, NOP, kind 8, length 10 first: bytes 21-32), taken when its TSval is
+    -- the packet's
+    local h, at, ip_id = header(tvb, pkt, d, tsv and 32 or 16)
     if pkt.ip_id ~= false then ip_id = pkt.ip_id end
-    local seq, ack
+    local seq, ack, win
     if h ~= nil then
-        local q1, q2, q3, q4, a1, a2, a3, a4 = h:byte(at + 4, at + 11)
+        local q1, q2, q3, q4, a1, a2, a3, a4, _, _, w1, w2 = h:byte(at + 4, at + 15)
         seq, ack = ((q1 * 256 + q2) * 256 + q3) * 256 + q4, ((a1 * 256 + a2) * 256 + a3) * 256 + a4
+        win = w2 and w1 * 256 + w2
         if tsv then
             local n1, n2, k, l, v1, v2, v3, v4, e1, e2, e3, e4 = h:byte(at + 20, at + 31)
             if n1 == 1 and n2 == 1 and k == 8 and l == 10 and e4 ~= nil
@@ -155,6 +169,17 @@ function M.add(pkt, d, t, tvb)
         else line = format(fmt, pkt.number, t.secs, t.nsecs, seq, ack, len, flags, id, dir) end
     elseif has_ts then line = format(fmt, pkt.number, t.secs, t.nsecs, seq, len, flags, tsv, tse, id, dir)
     else line = format(fmt, pkt.number, t.secs, t.nsecs, seq, len, flags, id, dir) end
+    if M.segments then
+        if win == nil then
+            local fw = core.X.win()
+            win = fw and fw() or nil
+        end
+        -- the SACK blocks the core read; on the packets whose ACK it skips (the sender of a
+        -- one-way transfer) read here
+        local sack = pkt.sack
+        if not sack and has_ack and not pkt.ackf then sack = core.sack_edges(ack, rev, sack_scratch) end
+        line = line .. "\31" .. (win and DECIMAL[win] or "") .. "\31" .. sack_text(sack)
+    end
     put(line)
 end
 
@@ -168,10 +193,16 @@ function M.add_other(pinfo, number, t)
     local sport, dport = pinfo.src_port, pinfo.dst_port
     local tsv = X.tsval()
     local ip_id = core.read_ip_id({ ip_id = false, sport = sport }, {})
-    put(format("%d\31%d.%09d\31%s\31%s\31%s\31%s\31%s\31%s\31%s\31%s %d %s %d\31%d", number, t.secs, t.nsecs,
-               value(X.seq_raw()), value(X.ack_raw()), value(X.len()), flags and flags() or "",
-               tsv and tsv() or "", tsv and value(X.tsecr()) or "", ip_id and HEX[ip_id] or "",
-               tostring(pinfo.src), sport, tostring(pinfo.dst), dport, fi_stream()))
+    local ack = value(X.ack_raw())
+    local line = format("%d\31%d.%09d\31%s\31%s\31%s\31%s\31%s\31%s\31%s\31%s %d %s %d\31%d", number, t.secs,
+        t.nsecs, value(X.seq_raw()), ack, value(X.len()), flags and flags() or "", tsv and tsv() or "",
+        tsv and value(X.tsecr()) or "", ip_id and HEX[ip_id] or "", tostring(pinfo.src), sport,
+        tostring(pinfo.dst), dport, fi_stream())
+    if M.segments then
+        local sack = ack ~= "" and core.sack_edges(ack, {}, sack_scratch) or nil
+        line = line .. "\31" .. value(X.win()) .. "\31" .. sack_text(sack)
+    end
+    put(line)
 end
 
 return M

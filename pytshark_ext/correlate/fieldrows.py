@@ -124,6 +124,10 @@ PIECE = 16384
 # `rows_from_blocks` makes of the `-T fields` output of the same capture (tests/test_rows.py).
 ROWS_ARG = "tcpstall,rows"
 PLUGIN_ROW_COLUMNS = 11
+# `-z tcpstall,segments`: the same rows and two more columns the timeline reads: the window
+# (tcp.window_size_value) and the SACK blocks as raw edges ("left:right,left:right")
+SEGMENTS_ARG = "tcpstall,segments"
+PLUGIN_SEGMENT_COLUMNS = 13
 
 
 class _Directions(dict):
@@ -134,15 +138,20 @@ class _Directions(dict):
         return v
 
 
-def rows_from_plugin_blocks(blocks: Iterable[str], capture: str = "") -> Iterator[Row]:
+def rows_from_plugin_blocks(blocks: Iterable[str], capture: str = "", *,
+                            tee: Optional[Callable[[List[str], int], None]] = None) -> Iterator[Row]:
     """Rows from blocks of the plugin's row lines (whole lines, joined by newlines), converted
-    column by column as in rows_from_blocks; a block with a malformed row goes row by row."""
-    n = PLUGIN_ROW_COLUMNS
+    column by column as in rows_from_blocks; a block with a malformed row goes row by row. `tee`:
+    the lines are `-z tcpstall,segments` ones, and it is handed each piece's texts (a flat list,
+    PLUGIN_SEGMENT_COLUMNS per row) before they become rows (pipeline: the timeline's packets)."""
+    n = PLUGIN_ROW_COLUMNS if tee is None else PLUGIN_SEGMENT_COLUMNS
     flag_bits, lengths, directions = _Parsed(10), _Parsed(10), _Directions()
 
     def block_rows(block: str) -> Iterable[Row]:
         c = block.replace("\n", FIELD_SEP).split(FIELD_SEP)
         if len(c) == n * (block.count("\n") + 1) and all(c[2::n]):
+            if tee is not None:
+                tee(c, n)
             try:
                 seq, ack = list(map(int, c[2::n])), _ints(c[3::n])
                 ln = list(map(lengths.__getitem__, c[4::n]))
@@ -156,7 +165,9 @@ def rows_from_plugin_blocks(blocks: Iterable[str], capture: str = "") -> Iterato
             c = line.split(FIELD_SEP)
             if len(c) != n:
                 raise TsharkFailed(f"{capture}: the plugin printed a row with {len(c)} columns, expected {n}")
-            frame, t, seq, ack, ln, fl, tsv, tse, ipid, dk, stream = c
+            if tee is not None and c[2]:
+                tee(c, n)
+            frame, t, seq, ack, ln, fl, tsv, tse, ipid, dk, stream = c[:PLUGIN_ROW_COLUMNS]
             if not seq:
                 continue                    # truncated frame (as rows_from_blocks)
             try:

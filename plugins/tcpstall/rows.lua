@@ -100,23 +100,24 @@ local function header(tvb, pkt, d, n)
     end
     local ip_id = pkt.ip_id
     if ip_id == false then ip_id = core.read_ip_id(pkt, d) end   -- (finds d.ip_off)
-    local off = tcp_off
-    for _ = 1, 2 do
+    local off, fresh = tcp_off, false
+    while true do
         if off == nil then
             local fi = core.X.flags()
             if fi == nil then return nil, 1, ip_id end
-            off = fi.offset - 12
-            d.row_tcp_off = off
+            off, fresh = fi.offset - 12, true
         end
         local ok, bytes = pcall(tvb.raw, tvb, off, n)
         if ok then
             local s1, s2, d1, d2 = bytes:byte(1, 4)
-            if s1 * 256 + s2 == pkt.sport and d1 * 256 + d2 == d.dport then return bytes, 1, ip_id end
+            if s1 * 256 + s2 == pkt.sport and d1 * 256 + d2 == d.dport then
+                d.row_tcp_off = off
+                return bytes, 1, ip_id
+            end
         end
-        if d.row_tcp_off == nil then return nil, 1, ip_id end   -- (found for this packet: not there)
-        off, d.row_tcp_off = nil, nil
+        if fresh then return nil, 1, ip_id end   -- (found for this packet: not in this frame)
+        off = nil                                -- (the direction's offset is not this packet's)
     end
-    return nil, 1, ip_id
 end
 
 -- `-z tcpstall,segments`: two more columns, what the timeline reads too: tcp.window_size_value and

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .analyze import RECORDS_ARG, STAT_ARG, AnalysisResult, result_from_lines
 from .correlate import CorrelateOptions, CorrelationResult, correlate_rows, with_plugin_findings
@@ -72,9 +72,9 @@ class CaptureRead:
 
     def rows(self) -> Iterator:
         if self.plugin_rows:
-            tee = self._keep_plugin_segments if self._segments is not None else None
+            tee = self._keeper(_plugin_segment) if self._segments is not None else None
             return rows_from_plugin_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path, tee=tee)
-        tee = self._keep_segments if self._segments is not None else None
+        tee = self._keeper(_segment) if self._segments is not None else None
         fields = CORRELATE_FIELDS + (TIMELINE_FIELDS if tee else ())
         return rows_from_blocks(self._row_blocks(threaded_blocks(self.run, self.path)), self.path,
                                 fields=fields, tee=tee)
@@ -96,19 +96,15 @@ class CaptureRead:
                 at += 1
             self._tail.append(block[at:])
 
-    def _keep_segments(self, texts: Sequence[str], n: int) -> None:
-        """Timeline Segments from rows of CORRELATE_FIELDS + TIMELINE_FIELDS texts (flat, n per row)."""
-        for i in range(0, len(texts), n):
-            seg = _segment(texts[i:i + n])
-            if seg is not None:
-                self._segments.append(seg)
-
-    def _keep_plugin_segments(self, texts: Sequence[str], n: int) -> None:
-        """Timeline Segments from `-z tcpstall,segments` rows (flat texts, n per row)."""
-        for i in range(0, len(texts), n):
-            seg = _plugin_segment(texts[i:i + n])
-            if seg is not None:
-                self._segments.append(seg)
+    def _keeper(self, convert: Callable[[Sequence[str]], Optional[Segment]]):
+        """The tee that keeps the timeline's Segments: `convert` turns one row's texts (the tee gets
+        them flat, n per row) into a Segment, None for a truncated frame."""
+        def keep(texts: Sequence[str], n: int) -> None:
+            for i in range(0, len(texts), n):
+                seg = convert(texts[i:i + n])
+                if seg is not None:
+                    self._segments.append(seg)
+        return keep
 
     def analysis(self) -> Optional[AnalysisResult]:
         if not self.plugin:

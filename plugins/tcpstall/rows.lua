@@ -81,7 +81,7 @@ end
 
 -- The packet's TCP header (its first `n` bytes) in `tvb` as (bytes, index of its first byte), or
 -- nil where the frame does not show it (a reassembled or truncated frame), and the IP ID (false:
--- not read) — one wslua call instead of an extractor read per value (~2 k instructions each). The
+-- none: IPv6, or not in this frame) — one wslua call instead of an extractor read per value (~2 k instructions each). The
 -- header's offset is found once per direction from tcp.flags' and kept while the ports found there
 -- are the packet's; the IPv4 header is the one core.read_ip_id found (d.ip_off, d.ip_vb), read in
 -- the same call once known.
@@ -139,7 +139,6 @@ function M.add(pkt, d, rev, t, tvb)
     -- put the option (NOP, NOP, kind 8, length 10 first: bytes 21-32), taken when its TSval is
     -- the packet's
     local h, at, ip_id = header(tvb, pkt, d, tsv and 32 or 16)
-    if pkt.ip_id ~= false then ip_id = pkt.ip_id end
     local seq, ack, win
     if h ~= nil then
         local q1, q2, q3, q4, a1, a2, a3, a4, _, _, w1, w2 = h:byte(at + 4, at + 15)
@@ -190,13 +189,12 @@ function M.add_other(pinfo, number, t)
     local X = core.X
     local fi_stream = X.stream()
     if fi_stream == nil or X.icmp() ~= nil or X.icmpv6() ~= nil or t == nil then return end
-    local flags = X.flags()
+    local flags, tsv = X.flags(), X.tsval()
     local sport, dport = pinfo.src_port, pinfo.dst_port
-    local tsv = X.tsval()
     local ip_id = core.read_ip_id({ ip_id = false, sport = sport }, {})
     local ack = value(X.ack_raw())
     local line = format("%d\31%d.%09d\31%s\31%s\31%s\31%s\31%s\31%s\31%s\31%s %d %s %d\31%d", number, t.secs,
-        t.nsecs, value(X.seq_raw()), ack, value(X.len()), flags and flags() or "", tsv and tsv() or "",
+        t.nsecs, value(X.seq_raw()), ack, value(X.len()), value(flags), value(tsv),
         tsv and value(X.tsecr()) or "", ip_id and HEX[ip_id] or "", tostring(pinfo.src), sport,
         tostring(pinfo.dst), dport, fi_stream())
     if M.segments then

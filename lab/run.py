@@ -584,6 +584,33 @@ class SmallRcvbufClamp(SmallRcvbuf16k):
         write_nohs(self, client_cap, server_cap, csegs, ssegs)    # (shift 7 inferred without the handshake)
 
 
+NO_TIMESTAMPS = {"net.ipv4.tcp_timestamps": 0}     # in the client's namespace: the SYN offers none (a Windows default)
+
+
+class SmallRcvbuf16kNoTs(SmallRcvbuf16k):
+    name = "small-rcvbuf-16k-nots"
+    client_sysctls = NO_TIMESTAMPS
+    description = ("issue 15.3 without TCP timestamps (tcp_timestamps=0 in the client's namespace): the server's "
+                   "listening socket has SO_RCVBUF=16384, MTU 1500, RTT 10 ms; the client uploads one 3 000 000-byte message")
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        pass                                   # (size budget: the tests cut the handshake with editcap)
+
+
+class SmallRcvbuf64kNoTs(SmallRcvbuf16kNoTs, SmallRcvbuf64k):
+    name = "small-rcvbuf-64k-nots"
+    description = ("issue 15.3 without TCP timestamps (tcp_timestamps=0 in the client's namespace): the server's "
+                   "listening socket has SO_RCVBUF=65536 (window scale 1), MTU 1500, RTT 10 ms; the client uploads one "
+                   "3 000 000-byte message")
+
+
+class SmallRcvbufClampNoTs(SmallRcvbuf16kNoTs, SmallRcvbufClamp):
+    name = "small-rcvbuf-clamp-nots"
+    description = ("issue 15.3 without TCP timestamps (tcp_timestamps=0 in the client's namespace): the server listens "
+                   "with default buffers (tcp_rmem max 6 MB: window shift 7) and sets SO_RCVBUF=16384 on the accepted "
+                   "socket, MTU 1500, RTT 10 ms; the client uploads one 3 000 000-byte message")
+
+
 def tbf_bottleneck(lab, rate: str, body):
     """Run `body()` behind a tbf bottleneck on the router's server-side interface (burst 16 kB,
     queue 50 ms); its result gains the qdisc's own counters ("tbf")."""
@@ -1577,7 +1604,8 @@ class SeqWrap(RpcScenario):
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
-                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs,
+                                 SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,

@@ -133,6 +133,7 @@ local F = {
     rwnd_ended_by        = field(ProtoField.string, "tcpstall.rwnd.ended_by", "Episode ended by", base.ASCII, "window_opened (the sender left an opened window unused) / reset (RST) / capture_end (on revisits, on the episode's last window-limited frame)"),
     rwnd_predicted_ms    = field(ProtoField.double, "tcpstall.rwnd.predicted_ms", "Predicted time at this window (ms)", "bytes / window x RTT: how long these bytes take at one window per round trip"),
     rwnd_zero_window_ms  = field(ProtoField.double, "tcpstall.rwnd.zero_window_ms", "Zero window (ms)", "How long the receiver advertised a zero window during the episode"),
+    rwnd_cannot_tell_reason = field(ProtoField.string, "tcpstall.rwnd.cannot_tell_reason", "Why the capture cannot tell whether the window limited the sender", base.ASCII, "scale_and_rtt_unknown: no handshake (window scale unknown) and the sender's round trip not measurable at this capture point (no TCP timestamps); rtt_unknown: the same with the shift known (tcp.default_window_scaling)"),
     retries_count        = field(ProtoField.uint32, "tcpstall.retries.count", "Retransmission number", base.DEC, nil, nil, "Retransmission number of this data (1, 2, ...)"),
     retries_elapsed_s    = field(ProtoField.double, "tcpstall.retries.elapsed_s", "Since first send (s)"),
     retries_abort_at_s   = field(ProtoField.double, "tcpstall.retries.abort_at_s", "Predicted abort (s after first send)"),
@@ -166,7 +167,7 @@ core.fields = {
     F.thin_interval_ms, F.thin_wait_ms, F.thin_wait_estimated, F.thin_rtt_ms,
     F.rwnd_window, F.rwnd_scale, F.rwnd_scale_inferred, F.rwnd_cap_mbps, F.rwnd_limited_ms,
     F.rwnd_rtt_ms, F.rwnd_bytes, F.rwnd_start_frame, F.rwnd_end_frame, F.rwnd_cause, F.rwnd_cause_text,
-    F.rwnd_ongoing, F.rwnd_ended_by, F.rwnd_predicted_ms, F.rwnd_zero_window_ms,
+    F.rwnd_ongoing, F.rwnd_ended_by, F.rwnd_predicted_ms, F.rwnd_zero_window_ms, F.rwnd_cannot_tell_reason,
     F.retries_count, F.retries_elapsed_s, F.retries_abort_at_s,
     F.retries_rto_count, F.retries_budget_s, F.retries_first_frame, F.retries_outcome,
     F.retries_assumed, F.retries_linux_like, F.retries_kind,
@@ -187,6 +188,7 @@ local E = {
     hol_released      = expert_info("tcpstall.hol.released", "HOL-blocked delivery: held data released", SEQ, expert.severity.WARN),
     hol_released_note = expert_info("tcpstall.hol.released", "HOL-blocked delivery: held data released (short hold, below hol_warn_ms)", SEQ, expert.severity.NOTE),
     rwnd_throttling   = expert_info("tcpstall.rwnd.throttling", "Receiver window throttling", SEQ, expert.severity.WARN),
+    rwnd_cannot_tell  = expert_info("tcpstall.rwnd.cannot_tell", "Receiver window: cannot tell whether it limited the sender", SEQ, expert.severity.NOTE),
     retries_approaching = expert_info("tcpstall.retries.approaching", "Retries approaching tcp_retries2", SEQ, expert.severity.WARN),
     retries_final     = expert_info("tcpstall.retries.final", "Last retransmission before the predicted abort (tcp_retries2)", SEQ, expert.severity.ERROR),
     retries_ended     = expert_info("tcpstall.retries.ended", "Retries episode ended (recovered / reset / aborted)", SEQ, expert.severity.NOTE),
@@ -196,7 +198,7 @@ local E = {
 }
 core.E = E
 core.experts = {
-    E.hol_blocked, E.hol_blocked_note, E.hol_released, E.hol_released_note, E.rwnd_throttling,
+    E.hol_blocked, E.hol_blocked_note, E.hol_released, E.hol_released_note, E.rwnd_throttling, E.rwnd_cannot_tell,
     E.retries_approaching, E.retries_final, E.retries_ended, E.retries_control, E.thin_stream, E.retrans,
 }
 proto.experts = core.experts

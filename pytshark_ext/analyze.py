@@ -32,7 +32,7 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.rwnd.cap_mbps", "tcpstall.rwnd.limited_ms", "tcpstall.rwnd.rtt_ms", "tcpstall.rwnd.bytes",
     "tcpstall.rwnd.start_frame", "tcpstall.rwnd.end_frame", "tcpstall.rwnd.cause",
     "tcpstall.rwnd.cause_text", "tcpstall.rwnd.ongoing", "tcpstall.rwnd.ended_by", "tcpstall.rwnd.predicted_ms",
-    "tcpstall.rwnd.zero_window_ms",
+    "tcpstall.rwnd.zero_window_ms", "tcpstall.rwnd.cannot_tell_reason",
     "tcpstall.retries.count", "tcpstall.retries.elapsed_s", "tcpstall.retries.abort_at_s",
     "tcpstall.retries.rto_count", "tcpstall.retries.budget_s", "tcpstall.retries.first_frame",
     "tcpstall.retries.outcome", "tcpstall.retries.kind", "tcpstall.retries.linux_like",
@@ -41,7 +41,7 @@ FIELDS: Tuple[str, ...] = (
     "tcpstall.retrans.trigger", "tcpstall.retrans.dupacks", "tcpstall.retrans.since_first_ms",
     # expert infos (each prints a count when present): which the frame carries
     "tcpstall.hol.released", "tcpstall.hol.blocked",
-    "tcpstall.rwnd.throttling", "tcpstall.retries.approaching", "tcpstall.retries.final",
+    "tcpstall.rwnd.throttling", "tcpstall.rwnd.cannot_tell", "tcpstall.retries.approaching", "tcpstall.retries.final",
     "tcpstall.retries.ended", "tcpstall.retries.control", "tcpstall.thin_stream",
 )
 DISPLAY_FILTER = "tcpstall"
@@ -241,6 +241,7 @@ def findings_from_rows(rows: Sequence[Row]) -> List[Finding]:
     findings: List[Finding] = []
     findings += _hol_findings(rows, by_frame)
     findings += _rwnd_findings(rows, by_frame)
+    findings += _rwnd_cannot_tell_findings(rows)
     findings += _retries_findings(rows)
     findings.sort(key=lambda f: (f.start, f.stream if f.stream is not None else -1, f.kind))
     return [Finding(kind=f.kind, summary=f.summary, start=f.start, end=f.end, stream=f.stream,
@@ -360,6 +361,35 @@ def _rwnd_findings(rows: Sequence[Row], by_frame: Optional[Mapping[int, Row]] = 
         out.append(Finding(kind="rwnd_throttling", summary=summary, start=start_t,
                            end=start_t + limited / 1000.0, stream=key[0], frames=frames, numbers=numbers,
                            evidence=(f"likely cause: {numbers['cause_text']}",) if numbers["cause_text"] else ()))
+    return out
+
+
+# tcpstall.rwnd.cannot_tell_reason -> what the capture lacks, in words (plugins/tcpstall/README.md)
+CANNOT_TELL_REASONS = {
+    "scale_and_rtt_unknown": "the handshake is not in the capture (window scale unknown) and without TCP "
+                             "timestamps this capture point does not show the sender's round trip",
+    "rtt_unknown": "without TCP timestamps and the handshake this capture point does not show the sender's round trip",
+}
+
+
+def _rwnd_cannot_tell_findings(rows: Sequence[Row]) -> List[Finding]:
+    """A note where the rwnd analyzer says the capture cannot tell whether the receiver window
+    limited the sender (expert `tcpstall.rwnd.cannot_tell`, on revisits: two-pass and records):
+    silence there would read as "the window did not limit"."""
+    out = []
+    for r in rows:
+        if not _has(r, "tcpstall.rwnd.cannot_tell"):
+            continue
+        reason = _s(r, "tcpstall.rwnd.cannot_tell_reason") or ""
+        t = _f(r, "frame.time_epoch") or 0.0
+        frame = _i(r, "frame.number")
+        out.append(Finding(
+            kind="rwnd_cannot_tell", start=t, end=t, stream=_i(r, "tcp.stream"),
+            frames=(frame,) if frame is not None else (),
+            summary="receiver window: cannot tell whether it limited the sender: "
+                    + CANNOT_TELL_REASONS.get(reason, reason.replace("_", " ")),
+            evidence=("a capture with the handshake, or one taken at the sender, can tell",),
+            numbers={"reason": reason, "severity": "note"}))   # tcpstall.rwnd.cannot_tell is a note
     return out
 
 

@@ -675,6 +675,12 @@ def diagnose(facts: TcpFacts, logs: Sequence, *, zone: Optional[int] = None,
         if c is None:
             why = ("no capture of this host" if inc.side not in facts.sides else
                    "no loss, HOL, window or retries episode on the captured connections in its window")
+            untold = [f.id for f in facts.findings
+                      if f.kind == "rwnd_cannot_tell" and _side_of(f) in (None, inc.side)]
+            if inc.side in facts.sides and untold:
+                # the capture could not see a window limit: do not let the silence read as "none"
+                why = ("no loss, HOL or retries episode in its window; whether the receiver window limited the "
+                       f"sender this capture cannot tell ({', '.join(untold)})")
             nums = {**base, "cause": None, "chain": [step0]}
             summary = f"{step0}: TCP does not explain it ({why})"
             caused = ()

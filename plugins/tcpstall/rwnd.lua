@@ -62,8 +62,10 @@ local format = string.format
 local ends                     -- end frame -> the episode's final report
 local live                     -- direction state -> {S = sender, st = stream} while a confirmed episode runs
 local closed                   -- live episodes closed as "capture_end" (first revisit)
+local senders                  -- {A, S} of every direction seen sending (see cannot_tell)
+local untold                   -- frame -> {why, A}: where the capture could not tell (first revisit)
 
-function M.reset() ends, live, closed = {}, {}, false end
+function M.reset() ends, live, closed, senders, untold = {}, {}, false, {}, {} end
 
 ---------------------------------------------------------------------------------------------------
 -- formatting
@@ -180,11 +182,14 @@ local function state(S)
             -- S's sending
             high = nil, mss = 0, bytes = 0,
             full_t = nil, gap_min = nil, gap_n = 0,   -- ACK of all S sent -> S's next data (s_turn)
+            rel_t = nil, rel_n = 0, rel_quick = 0, rel_min = nil, -- ACK with data in flight -> S's next data (s_turn)
+            blind_n = 0, blind_t0 = nil, blind_t1 = nil, blind_f = nil, -- new data sent while S's turn was unknown
             open_since = nil, open_t = nil, open_f = nil,
             ep = nil, tol = 0.002,
-            episodes = 0, limited_s = 0, min_w = nil,
+            reported = false,        -- an episode of S was reported (and ended)
         }
         S.a.rwnd = A
+        senders[#senders + 1] = { A = A, S = S }
     end
     return A
 end
@@ -196,16 +201,36 @@ end
 -- of a stop-and-wait transfer S's data comes back a whole path round trip later (gap >> R's
 -- turn). A gap in between (a stream still in flight at the receiver, an idle sender) tells
 -- neither: the turn stays unknown and nothing is inferred.
+--
+-- A window of many segments is never ACKed in full while S streams. There a sender-side capture
+-- shows S's reaction instead: nearly every ACK that advances while data is in flight is followed
+-- by S's new data within a fifth of R's turn (ACK clocking: small-rcvbuf-16k-nots-nohs-client,
+-- 2-4 us after ACKs 1.5 ms apart, R's turn 10 ms). At a receiver-side capture R ACKs what arrived
+-- and the next data comes at the pace of the arrivals: no such reaction, and there, without TCP
+-- timestamps or the handshake, nothing in the capture measures S's turn (a smooth window-limited
+-- stream looks the same for a window W at RTT T as for 2W at 2T): it stays unknown.
 local function s_turn(A, S)
     if S.turn_min ~= nil then return S.turn_min end
     local g, r = A.gap_min, S.peer.turn_min
-    if g == nil or A.gap_n < 4 or r == nil then return nil end
-    if g <= 0.2 * r or g >= 5 * r then return g end
+    if r == nil then return nil end
+    if g ~= nil and A.gap_n >= 4 and (g <= 0.2 * r or g >= 5 * r) then return g end
+    if A.rel_n >= 16 and A.rel_quick >= 0.9 * A.rel_n then return A.rel_min end
     return nil
 end
 
 local function mult(A)
     return 2 ^ (A.k or A.kmin)
+end
+
+-- R's last raw window in bytes as a window that holds `flight`: at the known shift, else at the
+-- smallest shift from the lower bound up that holds it (see on_advert)
+local function full_window(A, flight)
+    local w = A.last_raw * mult(A)
+    if A.k == nil and A.last_raw > 0 then
+        local k = A.kmin
+        while w < flight and k < MAX_SHIFT do k = k + 1 w = w * 2 end
+    end
+    return w
 end
 
 -- The steady window: the one at least 80 % of the window-limited sends saw — the current window
@@ -433,6 +458,7 @@ local function end_episode(A, S, st, out, now, how, f)
     local rep = report(A, S, ep, true)
     if out ~= nil then result(out).fin = rep end
     ends[rep.end_f] = rep
+    A.reported = true
     local a = agg(st)
     a.episodes = a.episodes + 1
     a.limited_s = a.limited_s + ep.dur
@@ -504,7 +530,15 @@ local function on_data(A, S, pkt, out, st)
     local len = pkt.len
     if len > A.mss then A.mss = len end
     if S.peer.mss == nil then count_len(A, len) end     -- no handshake: the MSS from the lengths
-    if A.first == nil then A.first = pkt.ds end
+    if A.first == nil then A.first, A.first_t = pkt.ds, t end
+    A.last_t = t
+    if s_turn(A, S) == nil then
+        -- sent while S's turn was unknown: nothing about the window can be inferred from it (a turn
+        -- measured later, e.g. from the reply after an upload, comes too late; see cannot_tell)
+        A.blind_n = A.blind_n + 1
+        if A.blind_t0 == nil then A.blind_t0, A.blind_f = t, pkt.number end
+        A.blind_t1 = t
+    end
     if A.high == nil or de > A.high then A.high = de end
     if A.kack == nil then return end                -- no ACK from R known yet
     local ack, raw = A.kack, A.kraw
@@ -515,6 +549,21 @@ local function on_data(A, S, pkt, out, st)
         A.full_t = nil
         if A.gap_min == nil or g < A.gap_min then A.gap_min = g end
         A.gap_n = A.gap_n + 1
+    end
+    if A.rel_t ~= nil then
+        -- the first new data after an ACK that advanced with data in flight (see s_turn): quick
+        -- when within a fifth of R's turn; the quickest is S's turn (a few of the others waited
+        -- for more room: an ACK that opened less than a segment)
+        -- (not counted before R's turn is measured)
+        local g, r = t - A.rel_t, S.peer.turn_min
+        A.rel_t = nil
+        if r ~= nil then
+            A.rel_n = A.rel_n + 1
+            if g <= 0.2 * r then
+                A.rel_quick = A.rel_quick + 1
+                if A.rel_min == nil or g < A.rel_min then A.rel_min = g end
+            end
+        end
     end
     if A.src ~= "handshake" and A.src ~= "pref" and not A.kuns and s_turn(A, S) ~= nil then
         -- (only once S's turn is measured: without it a receiver-side capture would count ACKs
@@ -638,9 +687,13 @@ local function on_advert(A, R, pkt, out, st)
     -- window): S's next data answers this ACK, and the time to it is S's turn. When the window still
     -- allowed more, that data may have been in flight already (at a receiver-side capture it
     -- arrives right after, or even before the ACK in the file: small-rcvbuf-2048-nots-nohs-server,
-    -- where it made S's turn 0 and the window-limited rounds look like idle gaps)
+    -- where it made S's turn 0 and the window-limited rounds look like idle gaps). While the shift
+    -- is unknown "that window" is the smallest one the shift allows that holds what S had sent:
+    -- the lower bound alone (2^0 before any flight raised it) makes a tiny raw value look full
+    -- (small-rcvbuf-clamp-nots-nohs-server, raw 162 in units of 128 B: every ACK of a pair of
+    -- segments looked like one of a full window, and the 0.8 ms between pairs like S's turn)
     if R.peer.turn_min == nil and A.high ~= nil and ack >= A.high
-        and (A.last_ack == nil or A.high >= A.last_ack + A.last_raw * mult(A) - A.mss / 2) then
+        and (A.last_ack == nil or A.high >= A.last_ack + full_window(A, A.high - A.last_ack) - A.mss / 2) then
         A.full_t = pkt.time
     end
     if not uns and (A.adv_ack == nil or ack > A.adv_ack) then
@@ -653,6 +706,7 @@ local function on_advert(A, R, pkt, out, st)
             ep.ack_g1, ep.ack_g2 = ep.ack_g1 + g, ep.ack_g2 + g * g
         end
         A.adv_t, A.adv_ack = pkt.time, ack
+        if R.peer.turn_min == nil and A.high ~= nil and ack < A.high then A.rel_t = pkt.time end
     end
     if A.hit_t ~= nil and ack >= A.hit_de then
         local smp = pkt.time - A.hit_t
@@ -805,6 +859,36 @@ local function render_report(tree, rep)
     tree:add_proto_expert_info(E.rwnd_throttling, txt)
 end
 
+-- Could the capture not tell whether R's window limited S? When S streamed while its turn was not
+-- measured (no TCP timestamps, no handshake, and a capture point that does not show S answering
+-- ACKs, e.g. at the receiver: small-rcvbuf-16k-nots cut after its handshake, where only the reply
+-- after the upload measures S's turn) and no episode was found: a window W at RTT T and 2W at 2T
+-- look the same there, and silence would read as "not limited". "scale_and_rtt_unknown" when the
+-- shift stayed unknown too, "rtt_unknown" when it was known (the user's tcp.default_window_scaling).
+-- Only for a direction that streamed so: at least 64 new-data segments over at least
+-- rwnd_min_episode_ms, its most common length at least 536 B (the smallest IPv4 MSS; a thin stream
+-- of small writes is not window-limited) and seen at least 64 times. Returns the reason or nil.
+local function cannot_tell(A, S)
+    if A.blind_n < 64 or A.reported or (A.ep ~= nil and A.ep.confirmed) then return nil end
+    if A.blind_t1 - A.blind_t0 < (core.settings.rwnd_min_episode_ms or 100) / 1000 then return nil end
+    local len = seg_size(A, S)
+    if len < 536 or A.lens == nil or (A.lens[len] or 0) < 64 then return nil end
+    return A.src == nil and "scale_and_rtt_unknown" or "rtt_unknown"
+end
+
+-- "cannot tell" on the first frame S sent while its turn was unknown (revisits only: in one pass
+-- the end of the capture is not known yet; -z tcpstall has the rwnd_cannot_tell column)
+local function render_untold(tree, u)
+    local A = u.A
+    add(tree, F.rwnd_cannot_tell_reason, u.why)
+    local window = A.k == nil and format("raw window %d", A.last_raw or 0)
+        or format("window %s B", fmt_int((A.last_raw or 0) * 2 ^ A.k))
+    -- (at most core.EXPERT_MAX bytes; the advice is in README "Receiver window analyzer")
+    tree:add_proto_expert_info(E.rwnd_cannot_tell, format(
+        "receiver window: cannot tell if it limited the sender: no handshake%s, no TCP timestamps (the sender's round trip not seen here); %s B in %s, %s",
+        A.k == nil and " (shift unknown)" or "", fmt_int(A.high - A.first), fmt_dur(A.last_t - A.first_t), window))
+end
+
 -- The first revisit (tshark -2 pass 2, the GUI) comes after the whole capture was read: an
 -- episode still running then was window-limited up to its last window-limited frame, and its final
 -- report (ended_by capture_end, ongoing) goes there. In one pass there is no later frame to show it
@@ -815,12 +899,17 @@ local function close_live()
         local ep = A.ep
         end_episode(A, l.S, l.st, nil, ep.last_t, "capture_end", ep.last_f)
     end
+    -- and say where the capture could not tell
+    for _, d in ipairs(senders) do
+        local why = cannot_tell(d.A, d.S)
+        if why ~= nil then untold[d.A.blind_f] = { why = why, A = d.A } end
+    end
 end
 
 function M.visible(r, number)
     if core.first_visit then return r ~= nil end
     if not closed then close_live() end
-    if ends[number] ~= nil then return true end
+    if ends[number] ~= nil or untold[number] ~= nil then return true end
     -- a frame whose only news was the end of an episode: on revisits that is shown on the end frame
     if r ~= nil and r.fin ~= nil and r.fin.end_f ~= number and r.start == nil and r.w == nil
         and r.aw == nil and not r.unknown_note and r.note == nil then
@@ -840,6 +929,8 @@ function M.render(tree, r, number)
         fin = fin or ends[number]
     end
     if fin ~= nil then render_report(tree, fin) end
+    local u = not core.first_visit and untold[number]
+    if u then render_untold(tree, u) end
     if r == nil then return end
     if r.start ~= nil then render_report(tree, r.start) end
     if fin == nil and r.start == nil then
@@ -922,6 +1013,13 @@ M.columns = {
         local A = d and d.a.rwnd
         if A == nil or A.src == nil then return "-", false end
         return A.k, A.src == "inferred"
+    end },
+    -- "-", or why the capture could not tell whether the receiver window limited the direction
+    -- that sent the most data (see cannot_tell)
+    { key = "rwnd_cannot_tell", title = "RWND cannot tell", get = function(st)
+        local d = bulk_dir(st)
+        local A = d and d.a.rwnd
+        return A and cannot_tell(A, d) or "-"
     end },
 }
 

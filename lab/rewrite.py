@@ -25,6 +25,11 @@ IN, 1-based as tshark shows them; prints one line per change):
     python3 lab/rewrite.py edit IN OUT --zero-ip-id  IPv4 ID 0 in every Ethernet/IPv4 frame (checksum
                            fixed): a stack that sends ID 0 on unfragmentable packets (RFC 6864), or a
                            middlebox that rewrites IDs
+    python3 lab/rewrite.py edit IN OUT --delay-acks PORT:MS  a receiver that delays its ACKs: every
+                           pure ACK sent from TCP port PORT that acknowledges new data is MS ms later,
+                           and so is every frame after it (the sender answers an ACK when it arrives):
+                           the delayed-ACK timer of a receiver that does not ACK a lone segment at once
+                           (Windows; Linux ACKs at once when its reader frees the window)
     python3 lab/rewrite.py edit IN OUT --merge-data N  offload super-segments: every Nth data segment
                            of each sender (counting the segments left after merging) absorbs the sender's
                            next data segment when it is the contiguous one (1: every pair), as GRO at
@@ -336,10 +341,28 @@ def merge_data(blocks_: list, every: int, log: list[str]) -> list:
     return [x for x in out if x is not None]
 
 
+def _delayed_ack(b: bytes, endian: str, port: int, acked: dict) -> bool:
+    """Is EPB b a pure ACK from `port` that acknowledges new data? (`acked`: the highest ACK number
+    seen per direction, updated)"""
+    caplen = struct.unpack_from(endian + "I", b, 20)[0]
+    pkt = b[28:28 + caplen]
+    t = _tcp_of(pkt)
+    if t is None:
+        return False
+    tcp, key, flags, plen = t[2], t[5], t[7], t[8]
+    if struct.unpack_from("!H", pkt, tcp)[0] != port or plen > 0 or flags & 0x07 or not flags & 0x10:
+        return False
+    ack = struct.unpack_from("!I", pkt, tcp + 8)[0]
+    prev = acked.get(key)
+    acked[key] = ack
+    return prev is not None and 0 < (ack - prev) % (1 << 32) < (1 << 31)
+
+
 def edit(src: Path, dst: Path, copies: dict[int, list[float]], shifts: dict[int, float],
-            zero_ids: bool = False, merge_every: int = 0) -> list[str]:
+            zero_ids: bool = False, merge_every: int = 0, delay_acks: tuple[int, float] | None = None) -> list[str]:
     data = src.read_bytes()
     out, log = [], []
+    late, acked, n_late = 0.0, {}, 0                 # --delay-acks: seconds every later frame moves
     resol: list[float] = []
     if zero_ids:
         log.append("IPv4 ID set to 0 in every frame")
@@ -358,6 +381,13 @@ def edit(src: Path, dst: Path, copies: dict[int, list[float]], shifts: dict[int,
             b = zero_ip_id(b, endian)
         unit = resol[struct.unpack_from(endian + "I", b, 8)[0]]
         ts = epb_ts(b, endian)
+        if delay_acks is not None:
+            if _delayed_ack(b, endian, delay_acks[0], acked):
+                late += delay_acks[1] / 1000
+                n_late += 1
+            if late:
+                ts += round(late / unit)
+                b = with_ts(b, endian, ts)
         while pending and pending[0][0] <= ts:
             out.append(pending.pop(0)[1])
         if frame in shifts:
@@ -371,6 +401,9 @@ def edit(src: Path, dst: Path, copies: dict[int, list[float]], shifts: dict[int,
             pending.sort(key=lambda x: x[0])
             log.append(f"frame {frame}: copy inserted {us:g} us later")
     out.extend(b for _, b in pending)
+    if delay_acks is not None:
+        log.append(f"{n_late} ACKs from port {delay_acks[0]} delayed by {delay_acks[1]:g} ms each "
+                   f"(the capture {late:.3f} s longer)")
     missing = sorted((set(copies) | set(shifts)) - set(range(1, frame + 1)))
     if missing:
         raise ValueError(f"{src}: no frame {missing[0]} (the capture has {frame})")
@@ -407,6 +440,7 @@ def main(argv=None) -> int:
     p.add_argument("--shift", nargs="*", default=[], metavar="FRAME:MS")
     p.add_argument("--zero-ip-id", action="store_true")
     p.add_argument("--merge-data", type=int, default=0, metavar="N")
+    p.add_argument("--delay-acks", default=None, metavar="PORT:MS")
     args = ap.parse_args(argv)
     try:
         if args.command in SHAPES:
@@ -415,8 +449,14 @@ def main(argv=None) -> int:
             shifts = {f: v[0] for f, v in pairs(args.shift, "--shift").items()}
             if args.merge_data < 0:
                 raise ValueError("--merge-data wants N >= 1")
+            delay = None
+            if args.delay_acks is not None:
+                ((port, (ms,)),) = pairs([args.delay_acks], "--delay-acks").items()
+                if ms <= 0:
+                    raise ValueError("--delay-acks wants PORT:MS with MS > 0")
+                delay = (port, ms)
             for line in edit(args.src, args.dst, pairs(args.copy, "--copy"), shifts, args.zero_ip_id,
-                             args.merge_data):
+                             args.merge_data, delay):
                 print(line)
     except (OSError, ValueError, subprocess.CalledProcessError) as e:
         print(f"lab/rewrite.py: {e}", file=sys.stderr)

@@ -353,8 +353,18 @@ local function slow_rounds(rtt, path)
     return rtt ~= nil and path ~= nil and rtt > 2 * path + 0.005
 end
 
--- `closed`: the window stayed closed long enough that the reader set the pace (reader_stalled)
-local function cause_of(ep, rtt, path, mss, closed)
+-- A delayed ACK holds back the ACK of a lone segment (two full segments are ACKed at once: Linux,
+-- Windows), for at least 40 ms on Linux (TCP_DELACK_MIN) and 200 ms by default on Windows: rounds
+-- of a window below two segments that last 10 ms or more may be the receiver's timer. Whether they
+-- are needs the path RTT apart from the receiver's answer time, i.e. the handshake (a SYN is
+-- answered at once): every later turn, TS echo included, has the delay in it, and a capture of
+-- data -> ACK 40 ms -> data 1.6 ms looks the same at the receiver (its ACKs delayed by 40 ms) as
+-- at the sender (a 40 ms path). (rewritten captures: lab/rewrite.py edit --delay-acks)
+local DELACK_ROUND_S = 0.010
+
+-- `closed`: the window stayed closed long enough that the reader set the pace (reader_stalled);
+-- `handshake`: the connection's handshake is in the capture (the path RTT is known)
+local function cause_of(ep, rtt, path, mss, closed, handshake)
     local w = typical_w(ep)
     local rounds = w > 0 and ep.bytes_now / w or 0
     local per_round = rounds >= 1 and ep.dur / rounds or nil
@@ -380,6 +390,11 @@ local function cause_of(ep, rtt, path, mss, closed)
         return "delayed_ack", "likely: slow ACKs",
             format("each window took %s ms to be acknowledged while the path RTT is %s ms: delayed ACKs or a busy receiver",
                 fmt_ms(rtt), fmt_ms(path))
+    end
+    if not handshake and w < 2 * mss and (per_round or rtt or 0) >= DELACK_ROUND_S then
+        return "window_limited", nil,
+            format("the receiver's window (%s B, under two segments) limits the sender, a window per %s ms: a small receive buffer on a slow path, or the receiver's delayed ACKs; without the handshake the path RTT is unknown, so the capture cannot tell",
+                fmt_int(w), fmt_ms(per_round or rtt))
     end
     if steady ~= nil then
         return "small_rcvbuf", "likely: small SO_RCVBUF",
@@ -408,7 +423,7 @@ local function report(A, S, ep, final)
     if path ~= nil and path <= 0 then path = nil end
     local zero_s = ep.zero_s + ((not final and A.zero_t ~= nil) and ep.last_t - A.zero_t or 0)
     local closed = reader_stalled(ep, zero_s)
-    local cause, cause_short, cause_txt = cause_of(ep, rtt, path, mss, closed)
+    local cause, cause_short, cause_txt = cause_of(ep, rtt, path, mss, closed, S.isn ~= nil and S.peer.isn ~= nil)
     return {
         final = final,
         w = w, w_min = ep.w_min, w_max = ep.w_max, k = A.k, inf = A.src == "inferred", src = A.src,

@@ -584,6 +584,19 @@ class SmallRcvbufClamp(SmallRcvbuf16k):
         write_nohs(self, client_cap, server_cap, csegs, ssegs)    # (shift 7 inferred without the handshake)
 
 
+class SmallRcvbufClamp14(SmallRcvbufClamp):
+    name = "small-rcvbuf-clamp14"
+    # tcp_rmem max 1 GB: the largest window shift (14) in the SYN-ACK, so the 16 kB window after
+    # the clamp is a raw value of 1 or 2 (units of 16 384 B)
+    server_sysctls = {"net.ipv4.tcp_rmem": "4096 131072 1073741824"}
+    description = ("issue 15.3: the largest window shift: the server listens with default buffers but tcp_rmem max 1 GB "
+                   "(window shift 14 in its SYN-ACK) and sets SO_RCVBUF=16384 on the accepted socket (a window of one "
+                   "or two units of 16 384 B), MTU 1500, RTT 10 ms; the client uploads one 3 000 000-byte message")
+
+    def extra_outputs(self, client_cap, server_cap, csegs, ssegs):
+        pass                                   # (size budget: the tests cut the handshake with editcap)
+
+
 NO_TIMESTAMPS = {"net.ipv4.tcp_timestamps": 0}     # in the client's namespace: the SYN offers none (a Windows default)
 
 
@@ -1604,7 +1617,7 @@ class SeqWrap(RpcScenario):
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
-                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbufClamp14, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs,
                                  SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,

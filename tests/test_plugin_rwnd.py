@@ -529,6 +529,8 @@ def cut_dir(tmp_path_factory):
 
 LARGE = ["small-rcvbuf-16k", "small-rcvbuf-16k-nohs", "small-rcvbuf-64k", "small-rcvbuf-64k-nohs",
          "small-rcvbuf-clamp", "small-rcvbuf-clamp-nohs",
+         # the largest shift, 14: a 65 536 B window is a raw value of 4 (its -nohs copy cut here)
+         "small-rcvbuf-clamp14", "small-rcvbuf-clamp14-nohs",
          # without TCP timestamps (tcp_timestamps=0 at the client, as on Windows)
          "small-rcvbuf-16k-nots", "small-rcvbuf-64k-nots", "small-rcvbuf-clamp-nots"]
 # ... and without the handshake either: at the sender the sender's turn is its answer to the ACKs
@@ -549,7 +551,8 @@ LARGE_INNER = {"small-rcvbuf-16k-nohs", "small-rcvbuf-64k", "small-rcvbuf-clamp-
 def test_large_small_window(scenario, side, two_pass, cut_dir):
     """SO_RCVBUF 16384 (18 824 B = 13 segments, shift 0) and 65536 (80 480 B, shift 1) on the listening
     socket, and 16384 set after accept with the shift of a default buffer (20 480 B, shift 7: the window
-    in units of 128 B), RTT 10 ms, a 3 MB upload, with and without TCP timestamps: the exact window and
+    in units of 128 B) or of a 1 GB tcp_rmem max (65 536 B, shift 14: units of 16 384 B), RTT 10 ms, a
+    3 MB upload, with and without TCP timestamps: the exact window and
     shift (inferred without the handshake), the cap within 5 % of window / path RTT at both capture
     points, the episode up to the ACK of the last byte."""
     tr = scenario_truth(scenario)

@@ -7,7 +7,7 @@ extractors vs tshark with tcpstall, on the lab's bulk-loss capture (>= 200 k pac
 Each variant runs `--runs` times, interleaved (plain, noop, tcpstall, plain, ...), and the best
 CPU time (user+sys of the tshark process) counts: on a shared machine the minimum is the most
 reproducible figure; wall-clock times are printed too. Both ratios come from the same run.
-Target: tcpstall <= 1.15 x the no-op.
+Targets (issue 18.4): tcpstall <= 1.25 x the no-op in CPU time, <= 1.10 x in instructions.
 
 The no-op (bench/plugin_overhead_noop.lua) calls every Field extractor tcpstall declares on every
 TCP packet and reads the value of every occurrence: it is what getting tcpstall's data out of
@@ -39,7 +39,8 @@ from pytshark_ext.tshark import find_tshark  # noqa: E402
 
 NOOP = Path(__file__).resolve().parent / "plugin_overhead_noop.lua"
 DEFAULT_CAPTURE = ROOT / "bench" / "data" / "bulk-loss-server.pcapng"
-TARGET = 1.15
+CPU_TARGET = 1.25            # issue 18.4 (was 1.15 for both until 2026-12-04)
+INSTRUCTIONS_TARGET = 1.10
 
 
 def timed(cmd):
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
         print(f"{k:10} {best[k]:13.2f} {runs:>28} {min(wall[k]):14.2f}")
     r_noop = best["tcpstall"] / best["noop"]
     r_plain = best["tcpstall"] / best["plain"]
-    print(f"tcpstall / noop  = {r_noop:.2f}x   (target <= {TARGET:.2f}x: {'met' if r_noop <= TARGET else 'NOT met'})")
+    print(f"tcpstall / noop  = {r_noop:.2f}x   (target <= {CPU_TARGET:.2f}x: {'met' if r_noop <= CPU_TARGET else 'NOT met'})")
     print(f"tcpstall / plain = {r_plain:.2f}x   (plain tshark -q builds no protocol tree at all)")
     print(f"core+hol / noop  = {best['core+hol'] / best['noop']:.2f}x   (rwnd and retries analyzers off)")
     if n > 0:
@@ -138,7 +139,8 @@ def instructions(tshark, capture: Path, total: int, count: int, variants) -> int
         for name, v in got.items():
             print(f"  {name:10} {v / 1000:8.1f} k")
         r = got["tcpstall"] / got["noop"]
-        print(f"tcpstall / noop  = {r:.3f}x in instructions (target <= {TARGET:.2f}x: {'met' if r <= TARGET else 'NOT met'})")
+        print(f"tcpstall / noop  = {r:.3f}x in instructions (target <= {INSTRUCTIONS_TARGET:.2f}x: "
+              f"{'met' if r <= INSTRUCTIONS_TARGET else 'NOT met'})")
     return 0
 
 

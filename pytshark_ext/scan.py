@@ -293,6 +293,11 @@ def render_table(results: Sequence[UnitResult], top: Optional[int] = 20) -> str:
             parts.append(f"... {len(rows) - len(shown)} more (--top 0 lists all)")
     else:
         parts += ["", "no stalls found"]
+    # where "no stall" is not a verdict: the capture could not see a window limit (analyze's note)
+    untold = sorted({c.path for r in results for c in r.captures for f in c.findings if f.kind == "rwnd_cannot_tell"})
+    if untold:
+        parts += ["", f"cannot tell whether the receiver window limited a transfer (no handshake, no TCP timestamps "
+                      f"at that capture point) in {len(untold)} file(s): " + ", ".join(untold)]
     if errors:
         parts += [""] + [f"unreadable: {e}" for e in errors]
     return "\n".join(parts)

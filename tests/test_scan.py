@@ -246,6 +246,19 @@ def test_rank_by_severity_then_duration():
     assert rows[1].first_frame == 4
 
 
+def test_table_says_where_the_window_could_not_be_told():
+    """A pure unit test of the text: "no stall" in a file whose analysis could not see a window limit
+    (rwnd_cannot_tell, a note) is not a verdict, and the table says which files those are."""
+    results = [scan.UnitResult((scan.CaptureScan("a.pcapng", (
+        _finding("rwnd_cannot_tell", 0.0, severity="note", reason="scale_and_rtt_unknown"),)),)),
+        scan.UnitResult((scan.CaptureScan("b.pcapng", (_finding("hol_blocked", 15.0, severity="warn"),)),))]
+    lines = scan.render_table(results).splitlines()
+    assert lines[0].endswith("1 stall(s) in 1 file(s)")
+    assert lines[-1] == ("cannot tell whether the receiver window limited a transfer (no handshake, no TCP "
+                         "timestamps at that capture point) in 1 file(s): a.pcapng")
+    assert "cannot tell" not in scan.render_table(results[1:])
+
+
 def test_progress_counts_files():
     out = io.StringIO()
     p = scan.Progress(3, out)

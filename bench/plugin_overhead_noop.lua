@@ -7,7 +7,7 @@ local p = Proto("tcpstall_noop", "tcpstall benchmark baseline (no-op)")
 local NAMES = {
     "tcp.stream", "tcp.seq_raw", "tcp.ack_raw", "tcp.ack", "tcp.len", "tcp.flags",
     "tcp.window_size_value", "tcp.window_size_scalefactor", "tcp.options.wscale.shift",
-    "tcp.options.mss_val", "tcp.options.sack_le", "tcp.options.sack_re",
+    "tcp.options.mss_val", "tcp.options.sack_perm", "tcp.options.sack_le", "tcp.options.sack_re",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr",
     "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
     "tcp.analysis.spurious_retransmission", "tcp.analysis.keep_alive", "tcp.analysis.flags",

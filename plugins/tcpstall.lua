@@ -217,6 +217,7 @@ local X = {
     win_scale = Field.new("tcp.window_size_scalefactor"),
     wscale   = Field.new("tcp.options.wscale.shift"),
     mss      = Field.new("tcp.options.mss_val"),
+    sack_perm = Field.new("tcp.options.sack_perm"),   -- read on SYNs only: does the connection SACK?
     sack_le  = Field.new("tcp.options.sack_le"),
     sack_re  = Field.new("tcp.options.sack_re"),
     tsval    = Field.new("tcp.options.timestamp.tsval"),
@@ -391,7 +392,7 @@ local TWO32 = 4294967296
 -- reallocation) about once per packet.
 local pkt = {}
 local PKT_RESET = {
-    "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack",
+    "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack_perm_opt", "sack",
     -- set by stream.ingest
     "ack", "arrival", "hole", "held_entry", "released", "released_bytes", "released_segments",
     "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate", "fill", "fill_by", "ip_id",
@@ -428,7 +429,8 @@ local function build_packet(pinfo, number)
     local p = pkt
     -- reset the optional keys (straight-line: a loop over PKT_RESET cost more than all the rest
     -- of this function; tests/test_plugin_core.py checks both lists agree)
-    p.ws_retrans = false p.ws_keep_alive = false p.wscale_opt = false p.mss_opt = false p.sack = false
+    p.ws_retrans = false p.ws_keep_alive = false p.wscale_opt = false p.mss_opt = false p.sack_perm_opt = false
+    p.sack = false
     p.ack = false p.arrival = false p.hole = false p.held_entry = false p.released = false
     p.released_bytes = false p.released_segments = false p.dsack = false p.dsack_l = false
     p.dsack_r = false p.sack_released = false p.rtx = false p.duplicate = false
@@ -453,6 +455,7 @@ local function build_packet(pinfo, number)
         if fi ~= nil then p.wscale_opt = fi() end
         fi = X.mss()
         if fi ~= nil then p.mss_opt = fi() end
+        p.sack_perm_opt = X.sack_perm() ~= nil
     end
     return p
 end
@@ -630,7 +633,7 @@ local function first_pass(pinfo, number, tvb)
     local out = out_spare
     local rtx = pkt.rtx
     if rtx then out.rtx = rtx end
-    if back or pkt.duplicate then out.capture = { dup = pkt.duplicate, back_ms = back } end
+    if back or pkt.duplicate then out.capture = { dup = pkt.duplicate, dup_ack = pkt.duplicate and pkt.len == 0, back_ms = back } end
     if on1 then
         on1(pkt, fwd, rev, out, st)
         if on2 then
@@ -674,7 +677,9 @@ local function render(tree, res, number)
     local sub = tree:add(proto)
     if cap ~= nil then
         if cap.dup then
-            sub:add(F.capture_duplicate, true):append_text(" (a network or capture duplicate: not a retransmission)")
+            sub:add(F.capture_duplicate, true):append_text(cap.dup_ack
+                and " (a network or capture duplicate of an ACK: not a duplicate ACK)"
+                or " (a network or capture duplicate: not a retransmission)")
         end
         if cap.back_ms then
             sub:add(F.capture_time_backwards_ms, cap.back_ms):append_text(" (the capture clock is not monotonic: a duration spanning this frame may be off by up to this much)")

@@ -22,14 +22,13 @@ def _home(module_home):
     yield
 
 
-def inserted_copies(capture, data_only=False):
+def inserted_copies(capture):
     """Frames that repeat an earlier frame of the same sender byte for byte where it shows (IP ID,
-    seq, ack, length, window) within 10 us: the copies tests/data/rewrite_pcapng.py inserted
-    (`data_only`: those with payload)."""
+    seq, ack, length, window) within 10 us: the copies lab/rewrite.py edit --copy inserted."""
     prev, out = {}, []
     for s in ts.iter_segments(str(capture)):
         key = (s.src, s.ip_id, s.seq_raw, s.ack_raw, s.length, s.window, s.flags)
-        if key in prev and s.time - prev[key] < 10e-6 and (s.length > 0 or not data_only):
+        if key in prev and s.time - prev[key] < 10e-6:
             out.append(s.frame)
         prev[key] = s.time
     return out
@@ -44,8 +43,9 @@ def test_capture_duplicates_are_copies(side, two_pass):
     copies = inserted_copies(cap)
     assert len(copies) == {"client": 6, "server": 5}[side]
     r = rows(cap, two_pass, display_filter="frame")
-    data_copies = [f for f in copies if int(r[f]["tcp.len"]) > 0]
-    for f in data_copies:
+    # data and pure ACKs alike: a copied ACK is not a duplicate ACK (no hole reported twice)
+    assert any(int(r[f]["tcp.len"]) == 0 for f in copies)
+    for f in copies:
         assert flag(r[f]["tcpstall.capture.duplicate"]), f
     for f in copies:
         assert r[f]["tcpstall.retrans.trigger"] is None, f
@@ -62,6 +62,33 @@ def test_capture_duplicates_are_copies(side, two_pass):
     rel = lambda rr: sorted((x["tcpstall.hol.released_bytes"], x["tcpstall.hol.max_hold_ms"][:5], x["tcpstall.hol.fill"])
                             for x in releases(rr).values())
     assert rel(r) == rel(orig)
+
+
+@pytest.mark.parametrize("two_pass", BOTH_PASSES)
+@pytest.mark.parametrize("capture", ["small-rcvbuf-clamp-nots-client", "small-rcvbuf-16k-client"])
+def test_copied_acks_of_a_bulk_sender_are_not_holes(tmp_path, capture, two_pass):
+    """A sender-side capture of a window-limited upload, every 37th frame from 300 to 2000 recorded
+    twice 3 us later (lab/rewrite.py edit --copy, a rewritten capture): a copied ACK looked like a
+    duplicate ACK, i.e. a hole at the receiver, and gave 17 (without TCP timestamps) and 15 (with)
+    HOL notes "filled by late original". No HOL, no retransmission now. Without timestamps the IP
+    IDs show every copy (flagged); with them the data copies are flagged by time and an ACK copy
+    is no duplicate ACK because this SACK connection's receiver reports holes with SACK blocks."""
+    import subprocess
+    import sys
+    src = sample(f"{capture}.pcapng")
+    cap = tmp_path / "copies.pcapng"
+    subprocess.run([sys.executable, str(DATA.parent.parent / "lab" / "rewrite.py"), "edit", str(src), str(cap),
+                    "--copy", *[f"{f}:3" for f in range(300, 2001, 37)]], check=True, capture_output=True)
+    copies = inserted_copies(cap)
+    r = rows(cap, two_pass, display_filter="frame")
+    assert len(copies) == len(range(300, 2001, 37)) and any(int(r[f]["tcp.len"]) == 0 for f in copies)
+    flagged = sorted(f for f, x in r.items() if flag(x["tcpstall.capture.duplicate"]))
+    if "nots" in capture:
+        assert flagged == copies
+    else:
+        assert flagged == [f for f in copies if int(r[f]["tcp.len"]) > 0]
+    assert releases(r) == {} and retransmissions(r) == {}
+    assert not [f for f, x in r.items() if x["tcpstall.hol.hold_ms"] is not None]
 
 
 @pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng"))
@@ -142,10 +169,10 @@ def test_without_the_receivers_acks_a_real_backoff_is_still_rto(tmp_path, two_pa
 
 @pytest.mark.parametrize("two_pass", BOTH_PASSES)
 def test_capture_duplicates_without_handshake(tmp_path, two_pass):
-    """The IP IDs decide, so a capture that starts late finds the same copies."""
+    """The IP IDs decide, so a capture that starts late finds the same copies (data and ACKs)."""
     cap = keep_frames(DATA / "capdup-nots-server.pcapng", tmp_path / "nohs.pcapng", 11)
     r = rows(cap, two_pass, display_filter="tcpstall.capture.duplicate")
-    assert sorted(r) == [f - 10 for f in inserted_copies(DATA / "capdup-nots-server.pcapng", data_only=True)]
+    assert sorted(r) == [f - 10 for f in inserted_copies(DATA / "capdup-nots-server.pcapng")]
 
 
 @pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcapng"))
@@ -153,15 +180,17 @@ def test_capture_duplicates_without_handshake(tmp_path, two_pass):
 @pytest.mark.slow              # a sweep over every sample capture
 def test_only_copies_are_called_copies(capture):
     """On every committed capture a frame flagged as a duplicate repeats an earlier frame of the same
-    sender with the same IP ID, range and length; a resend microseconds later with a new IP ID
-    (heartbeat-loss-nots-server frame 83: 79 us after 82, IP ID +1) is not flagged."""
+    sender with the same IP ID, range and length (a pure ACK: the same IP ID, ACK number and window);
+    a resend microseconds later with a new IP ID (heartbeat-loss-nots-server frame 83: 79 us after
+    82, IP ID +1) is not flagged."""
     path = DATA.parent.parent / capture if capture.startswith("tests/") else sample(capture)
     segs = {s.frame: s for s in ts.iter_segments(str(path))}
     seen = {}
     copies = set()
     for f, s in segs.items():
-        key = (s.src, s.ip_id, s.seq_raw, s.length)
-        if s.length > 0 and key in seen:
+        pure_ack = s.length == 0 and not s.flags & 0x07
+        key = (s.src, s.ip_id, s.ack_raw, s.window) if pure_ack else (s.src, s.ip_id, s.seq_raw, s.length)
+        if (s.length > 0 or (pure_ack and s.ip_id)) and key in seen:
             copies.add(f)
         seen[key] = f
     r = rows(path, True, display_filter="tcpstall.capture.duplicate")

@@ -65,7 +65,8 @@ def test_capture_duplicates_are_copies(side, two_pass):
 
 
 @pytest.mark.parametrize("two_pass", BOTH_PASSES)
-@pytest.mark.parametrize("capture", ["small-rcvbuf-clamp-nots-client", "small-rcvbuf-16k-client"])
+@pytest.mark.parametrize("capture", ["small-rcvbuf-clamp-nots-client",
+                                     pytest.param("small-rcvbuf-16k-client", marks=pytest.mark.slow)])
 def test_copied_acks_of_a_bulk_sender_are_not_holes(tmp_path, capture, two_pass):
     """A sender-side capture of a window-limited upload, every 37th frame from 300 to 2000 recorded
     twice 3 us later (lab/rewrite.py edit --copy, a rewritten capture): a copied ACK looked like a

@@ -612,10 +612,10 @@ end
 -- puts SACK blocks in every ACK while out-of-order data is held): an ACK without them, or with the
 -- same ones, reports no new segment above a hole. A capture copy of an ACK is such an ACK: with
 -- TCP timestamps its IP ID is not read (see ack_copy), and copies of ACKs 3 us later made
--- small-rcvbuf-16k-client report 15 holes. `sack_news`: the blocks differ from the previous ACK's.
-local function is_dupack(d, pkt, ack, t, sack_news)
+-- small-rcvbuf-16k-client report 15 holes. `news`: its blocks differ from the previous ACK's.
+local function is_dupack(d, pkt, ack, t, news)
     local acker = d.peer
-    if (d.sack_seen or (d.sack_perm and acker.sack_perm)) and not sack_news then return false end
+    if (d.sack_seen or (d.sack_perm and acker.sack_perm)) and not news then return false end
     local w = pkt.win_raw
     if w and acker.win_raw ~= nil and w ~= acker.win_raw and not pkt.sack then return false end
     local segs = d.segs
@@ -630,7 +630,8 @@ local function is_dupack(d, pkt, ack, t, sack_news)
 end
 
 -- Is pkt (a pure ACK of d's data) the previous pure ACK of d's data recorded twice (a network or
--- capture duplicate)? The same ACK number, window, TSval and SACK blocks, and the same IP ID: a
+-- capture duplicate)? The same ACK number, window, TSval, SACK blocks (their number and the first
+-- one, see sack_news) and IP ID: a
 -- resent ACK has a new one (a frame copied a few microseconds later looked like a duplicate ACK,
 -- i.e. a hole: small-rcvbuf-clamp-nots-client with copies, lab/rewrite.py edit --copy). Only where
 -- the IP IDs are read, the directions without TCP timestamps (tcpstall.lua); elsewhere, with IP ID

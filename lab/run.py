@@ -617,6 +617,14 @@ class SmallRcvbuf64kNoTs(SmallRcvbuf16kNoTs, SmallRcvbuf64k):
                    "3 000 000-byte message")
 
 
+class SmallRcvbufClamp20kNoTs(SmallRcvbuf16kNoTs, SmallRcvbufClamp):
+    name = "small-rcvbuf-clamp20k-nots"
+    server_args = ["--rcvbuf-after-accept", 20000]
+    description = ("issue 15.3 without TCP timestamps: as small-rcvbuf-clamp-nots (shift 7) but SO_RCVBUF=20000 after "
+                   "accept: a 25 344 B window, raw 198, and 198 x 2^4 = 3 168 B is within half a segment of the two "
+                   "segments a receiver ACKs at once (what made an ACK of a pair look like one of a full window)")
+
+
 class SmallRcvbufClampNoTs(SmallRcvbuf16kNoTs, SmallRcvbufClamp):
     name = "small-rcvbuf-clamp-nots"
     description = ("issue 15.3 without TCP timestamps (tcp_timestamps=0 in the client's namespace): the server listens "
@@ -1617,7 +1625,7 @@ class SeqWrap(RpcScenario):
 
 SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLossRaftLog, HeartbeatLossTwice, HeartbeatLossNoTs, SlowReader, SlowReaderNoTs,
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
-                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbufClamp14, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs,
+                                 SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbufClamp14, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs, SmallRcvbufClamp20kNoTs,
                                  SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
                                  CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,

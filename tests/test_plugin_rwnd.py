@@ -515,6 +515,21 @@ def nohs_copy(scenario: str, side: str, cut_dir, cut: int = 200) -> str:
     return str(dst)
 
 
+def path_rtt_range(tr: dict) -> Tuple[float, float]:
+    """The path RTT (ms) lies between what the delay forwarder adds (twice the configured one-way
+    delay plus its mean lateness each way) and the handshake's RTT measured in the client capture
+    (which includes the server's SYN handling: 10.88 ms on small-rcvbuf-clamp20k-nots where the
+    forwarder makes 10.10)."""
+    hs = tr["handshake"]["rtt_ms"]
+    topo = tr.get("topology", {})
+    fwd = topo.get("delay_forwarder", {}).get("directions", {})
+    conf = topo.get("one_way_delay_ms", {}).get("configured")
+    if not fwd or conf is None:
+        return hs, hs
+    low = 2 * conf + sum(d["late_mean_us"] for d in fwd.values()) / 1000
+    return min(low, hs), max(low, hs)
+
+
 def scenario_truth(scenario: str) -> dict:
     """The truth file (a cut -nohs copy has its base's: same connection, same window)."""
     if (SAMPLES / f"{scenario}.truth.json").is_file():
@@ -532,10 +547,14 @@ LARGE = ["small-rcvbuf-16k", "small-rcvbuf-16k-nohs", "small-rcvbuf-64k", "small
          # the largest shift, 14: a 65 536 B window is a raw value of 4 (its -nohs copy cut here)
          "small-rcvbuf-clamp14", "small-rcvbuf-clamp14-nohs",
          # without TCP timestamps (tcp_timestamps=0 at the client, as on Windows)
-         "small-rcvbuf-16k-nots", "small-rcvbuf-64k-nots", "small-rcvbuf-clamp-nots"]
+         "small-rcvbuf-16k-nots", "small-rcvbuf-64k-nots", "small-rcvbuf-clamp-nots",
+         # raw 198 at shift 7: 198 x 2^4 B looks like the two segments of an ACK (a stop-and-wait
+         # window) until the lower bound of the shift rises past 4
+         "small-rcvbuf-clamp20k-nots"]
 # ... and without the handshake either: at the sender the sender's turn is its answer to the ACKs
 # (ACK clocking); at the receiver nothing shows it (test_large_window_no_timestamps_no_handshake_at_the_receiver)
-LARGE_NOTS_NOHS = ["small-rcvbuf-16k-nots-nohs", "small-rcvbuf-64k-nots-nohs", "small-rcvbuf-clamp-nots-nohs"]
+LARGE_NOTS_NOHS = ["small-rcvbuf-16k-nots-nohs", "small-rcvbuf-64k-nots-nohs", "small-rcvbuf-clamp-nots-nohs",
+                   "small-rcvbuf-clamp20k-nots-nohs"]
 
 
 # the inner loop (server side, one pass) checks one of each: no handshake, shift 1, shift 7 without
@@ -569,8 +588,9 @@ def test_large_small_window(scenario, side, two_pass, cut_dir):
     assert int(one(end, "tcpstall.rwnd.window")) == window
     assert int(one(end, "tcpstall.rwnd.scale")) == wscale
     assert tshark_bool(one(end, "tcpstall.rwnd.scale_inferred")) is nohs
-    path_cap = window * 8 / tr["handshake"]["rtt_ms"] / 1000
-    assert abs(float(one(end, "tcpstall.rwnd.cap_mbps")) - path_cap) <= 0.05 * path_cap
+    rtt_lo, rtt_hi = path_rtt_range(tr)
+    cap_mbps = float(one(end, "tcpstall.rwnd.cap_mbps"))
+    assert 0.95 * window * 8 / rtt_hi / 1000 <= cap_mbps <= 1.05 * window * 8 / rtt_lo / 1000
     # the end: the ACK that opened the window beyond the last data (the tail was less than a window),
     # within the last window's frames before the ACK of the last byte
     segs = window // tr["app"]["transfer"]["max_segment_len"]
@@ -598,8 +618,16 @@ def test_large_small_window(scenario, side, two_pass, cut_dir):
     assert s.columns["rwnd_cannot_tell"] == "-"
 
 
+# small-rcvbuf-clamp20k-nots cut after its handshake, at the receiver: the stop-and-wait turn rule
+# (on_advert) takes its ACKs of pairs of segments for ACKs of full windows of 198 x 2^4 = 3 168 B and
+# the 0.3 ms between pairs for the sender's turn, and the shift is inferred as 4 (it is 7): no
+# throttling is claimed, but -z tcpstall says "4 inferred". A known defect, kept as a strict xfail.
+RECEIVER_WRONG_SHIFT = pytest.mark.xfail(strict=True, reason="stop-and-wait turn rule: shift 4 inferred for 7")
+
+
 @pytest.mark.parametrize("two_pass", PASSES)
-@pytest.mark.parametrize("scenario", [pytest.param(s, marks=pytest.mark.slow) if "clamp" not in s else s
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=RECEIVER_WRONG_SHIFT) if "clamp20k" in s
+                                      else s if "clamp" in s else pytest.param(s, marks=pytest.mark.slow)
                                       for s in LARGE_NOTS_NOHS])      # (the inner loop: shift 7)
 def test_large_window_no_timestamps_no_handshake_at_the_receiver(scenario, two_pass, cut_dir):
     """At the receiver, without TCP timestamps and without the handshake, a smooth window-limited
@@ -678,8 +706,9 @@ def test_large_window_episode_open_at_capture_end(tmp_path, cut_dir, scenario, s
     segs = window // tr["app"]["transfer"]["max_segment_len"]
     assert f_end == int(one(end, "tcpstall.rwnd.end_frame")) and 0 <= last_f - f_end <= 2 * segs
     assert int(one(end, "tcpstall.rwnd.window")) == window
-    path_cap = window * 8 / tr["handshake"]["rtt_ms"] / 1000
-    assert abs(float(one(end, "tcpstall.rwnd.cap_mbps")) - path_cap) <= 0.05 * path_cap
+    rtt_lo, rtt_hi = path_rtt_range(tr)
+    cap_mbps = float(one(end, "tcpstall.rwnd.cap_mbps"))
+    assert 0.95 * window * 8 / rtt_hi / 1000 <= cap_mbps <= 1.05 * window * 8 / rtt_lo / 1000
     start_f = int(one(end, "tcpstall.rwnd.start_frame"))
     start_t, end_t = (float(one(by_frame[f], "frame.time_epoch")) for f in (start_f, f_end))
     limited = float(one(end, "tcpstall.rwnd.limited_ms"))

@@ -508,6 +508,11 @@ local function infer(A, S, st, pkt, flight, raw, out)
         if A.ep ~= nil and A.ep.confirmed then end_episode(A, S, st, out, pkt.time) end
         A.ep, A.open_since = nil, nil              -- episodes under a smaller shift were not real
         A.kedge = nil
+        -- and so were the full windows S's turn was taken from (see on_advert): at a smaller shift
+        -- an ACK of a pair of segments can look like one of a full window (raw 198 x 2^4 = 3 168 B
+        -- for 2 920 B: the 0.1 ms between pairs became S's turn; a receiver-side capture without
+        -- timestamps and handshake, SO_RCVBUF 20 000 after accept)
+        A.gap_min, A.gap_n = nil, 0
         if A.src == "inferred" then
             A.src, A.k = nil, nil                  -- revise: infer again at the new lower bound
             result(out).note = format("window scale revised: %s B in flight exceeds raw window %d x 2^%d; shift is at least %d",

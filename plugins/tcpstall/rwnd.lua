@@ -181,7 +181,7 @@ local function state(S)
             unknown_noted = false, shown_w = nil, shown_k = nil,
             -- S's sending
             high = nil, mss = 0, bytes = 0,
-            full_t = nil, gap_min = nil, gap_n = 0,   -- ACK of all S sent -> S's next data (s_turn)
+            full_t = nil, gap_min = nil, gap_max = nil, gap_n = 0, -- ACK of all S sent -> S's next data (s_turn)
             rel_t = nil, rel_n = 0, rel_quick = 0, rel_min = nil, -- ACK with data in flight -> S's next data (s_turn)
             blind_n = 0, blind_t0 = nil, blind_t1 = nil, blind_f = nil, -- new data sent while S's turn was unknown
             open_since = nil, open_t = nil, open_f = nil,
@@ -209,11 +209,18 @@ end
 -- and the next data comes at the pace of the arrivals: no such reaction, and there, without TCP
 -- timestamps or the handshake, nothing in the capture measures S's turn (a smooth window-limited
 -- stream looks the same for a window W at RTT T as for 2W at 2T): it stays unknown.
+--
+-- The stop-and-wait reading (g >= 5 x R's turn) also needs the pauses after the full ACKs to be
+-- alike (the longest within 3 x the shortest): each is a whole round trip there. A stream's ACK of
+-- a pair of segments can look like the ACK of a full window when raw x 2^j is about two segments
+-- for a j below the real shift (small-rcvbuf-clamp20k-nots at the receiver, raw 198 at shift 7:
+-- 198 x 2^4 = 3 168 B), and then the pauses are the 0.3 ms between pairs and, once per round, the
+-- rest of the round: the shift was inferred as 4.
 local function s_turn(A, S)
     if S.turn_min ~= nil then return S.turn_min end
     local g, r = A.gap_min, S.peer.turn_min
     if r == nil then return nil end
-    if g ~= nil and A.gap_n >= 4 and (g <= 0.2 * r or g >= 5 * r) then return g end
+    if g ~= nil and A.gap_n >= 4 and (g <= 0.2 * r or (g >= 5 * r and A.gap_max <= 3 * g)) then return g end
     if A.rel_n >= 16 and A.rel_quick >= 0.9 * A.rel_n then return A.rel_min end
     return nil
 end
@@ -512,7 +519,7 @@ local function infer(A, S, st, pkt, flight, raw, out)
         -- an ACK of a pair of segments can look like one of a full window (raw 198 x 2^4 = 3 168 B
         -- for 2 920 B: the 0.1 ms between pairs became S's turn; a receiver-side capture without
         -- timestamps and handshake, SO_RCVBUF 20 000 after accept)
-        A.gap_min, A.gap_n = nil, 0
+        A.gap_min, A.gap_max, A.gap_n = nil, nil, 0
         if A.src == "inferred" then
             A.src, A.k = nil, nil                  -- revise: infer again at the new lower bound
             result(out).note = format("window scale revised: %s B in flight exceeds raw window %d x 2^%d; shift is at least %d",
@@ -568,6 +575,7 @@ local function on_data(A, S, pkt, out, st)
         local g = t - A.full_t
         A.full_t = nil
         if A.gap_min == nil or g < A.gap_min then A.gap_min = g end
+        if A.gap_max == nil or g > A.gap_max then A.gap_max = g end
         A.gap_n = A.gap_n + 1
     end
     if A.rel_t ~= nil then

@@ -19,6 +19,7 @@ from pytshark_ext import tshark as ts
 from pytshark_ext.render.json import finding_dict
 
 from conftest import SAMPLES, sample, truth, tshark_bool
+from plugin_rows import keep_frames
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.stream",
@@ -507,11 +508,9 @@ def nohs_copy(scenario: str, side: str, cut_dir, cut: int = 200) -> str:
     committed = SAMPLES / f"{scenario}-{side}.pcapng"
     if committed.is_file():
         return str(committed)
-    import subprocess
     dst = cut_dir / f"{scenario}-{side}.pcapng"
     if not dst.exists():
-        subprocess.run(["editcap", "-F", "pcapng", str(sample(f"{scenario.removesuffix('-nohs')}-{side}.pcapng")),
-                        str(dst), f"1-{cut}"], check=True, capture_output=True)
+        keep_frames(sample(f"{scenario.removesuffix('-nohs')}-{side}.pcapng"), dst, cut + 1)
     return str(dst)
 
 
@@ -685,10 +684,8 @@ def test_large_window_episode_open_at_capture_end(tmp_path, cut_dir, scenario, s
     the episode is reported as running until the capture ended, with the exact window, the cap,
     its duration and bytes, and a prediction that is the duration the capture shows (one window per
     round) — in -2, -z tcpstall and tcpstall analyze."""
-    import subprocess
     src = nohs_copy(scenario, side, cut_dir)
-    cap = str(tmp_path / f"{scenario}-{side}-first1500.pcapng")
-    subprocess.run(["editcap", "-r", src, cap, "1-1500"], check=True, capture_output=True)
+    cap = str(keep_frames(src, tmp_path / f"{scenario}-{side}-first1500.pcapng", 1, 1500))
     tr = scenario_truth(scenario)
     window = tr["app"]["transfer"]["server_advertised_window_bytes"]["median"]
     first_f, first_t, last_f, last_t, nbytes = _data_span(cap)
@@ -745,7 +742,7 @@ def delayed_acks(tmp_path_factory):
             return str(full)
         cut = d / f"delack-nohs-{side}.pcapng"
         if not cut.exists():
-            subprocess.run(["editcap", "-F", "pcapng", str(full), str(cut), "1-200"], check=True, capture_output=True)
+            keep_frames(full, cut, 201)
         return str(cut)
     return make
 

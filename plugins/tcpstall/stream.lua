@@ -636,14 +636,13 @@ end
 -- i.e. a hole: small-rcvbuf-clamp-nots-client with copies, lab/rewrite.py edit --copy). Only where
 -- the IP IDs are read, the directions without TCP timestamps (tcpstall.lua); elsewhere, with IP ID
 -- 0 and in IPv6 nothing tells a copy from a resent ACK, and it counts as sent.
-local function ack_copy(d, pkt, ack)
+local function ack_copy(d, pkt, ack, news)
     local id, id0 = pkt.ip_id, d.pa_id
     if not id or id ~= id0 or id == 0 or d.pa_ack ~= ack or d.pa_win ~= pkt.win_raw or d.pa_tsv ~= pkt.tsval then
         return false
     end
-    local sack = pkt.sack
-    local n = sack and #sack or 0
-    return n == d.pa_sn and (n == 0 or (sack[1] == d.pa_s1 and sack[2] == d.pa_sl))
+    if pkt.sack then return not news end
+    return d.pa_sn == 0
 end
 
 -- do pkt's SACK blocks differ from the previous pure ACK's (of d's data)? (false without blocks)
@@ -666,11 +665,11 @@ local function on_ack(d, pkt, ack)
     local t, f = pkt.time, pkt.number
     local news = false
     if pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst then
-        if ack_copy(d, pkt, ack) then
+        news = sack_news(d, pkt)
+        if ack_copy(d, pkt, ack, news) then
             pkt.duplicate = true               -- (neither a duplicate ACK nor news)
             return
         end
-        news = sack_news(d, pkt)
         remember_ack(d, pkt, ack)
     end
     local una = d.snd_una

@@ -88,6 +88,15 @@ def module_home(_read_only_home):
         yield home
 
 
+def inner_loop(variants, inner=None):
+    """Parameters of a test over variants (captures, settings): the inner loop (plain `pytest`)
+    checks those in `inner` (by default the first), the full suite (`make test`, CI) every one;
+    it keeps plain `pytest` under a minute."""
+    inner = [variants[0]] if inner is None else list(inner)
+    assert all(v in variants for v in inner), inner
+    return [v if v in inner else pytest.param(v, marks=pytest.mark.slow) for v in variants]
+
+
 def pytest_collection_modifyitems(items):
     """The inner loop (plain `pytest`: not lab, gui or slow) runs each plugin check once: in one
     pass, and at one capture point (the server's, where the receiver-side shapes are). The two-pass

@@ -151,9 +151,11 @@ WORDS = {"retries_outcome": {"recovered", "reset", "aborted", "capture_ends"}}
 
 def lab_capture_params():
     """Every committed capture. The inner loop (plain `pytest`) checks the server side of each
-    scenario; the client side (half of this test's 90 tshark runs) is `slow`: the full suite
-    (`make test`, CI) checks it too."""
-    return [pytest.param(name, marks=pytest.mark.slow) if name.endswith("-client.pcapng") else name
+    scenario as the lab made it; the client side and the variants without timestamps (-nots) or cut
+    after the handshake (-nohs) are `slow`: the full suite (`make test`, CI) checks them too."""
+    def inner(name):
+        return name.endswith("-server.pcapng") and "-nohs" not in name and "-nots" not in name
+    return [name if inner(name) else pytest.param(name, marks=pytest.mark.slow)
             for name in sorted(p.name for p in SAMPLES.glob("*.pcapng"))]
 
 
@@ -192,7 +194,7 @@ def test_retransmission_triggers_peer_vanishes():
 
 @pytest.mark.parametrize("name, capture, field", [
     ("hol", "heartbeat-loss-server", "tcpstall.hol.released_bytes"),
-    ("rwnd", "small-rcvbuf-server", "tcpstall.rwnd.window"),
+    pytest.param("rwnd", "small-rcvbuf-server", "tcpstall.rwnd.window", marks=pytest.mark.slow),  # 2 MB
     ("retries", "peer-vanishes-client", "tcpstall.retries.count"),
 ])
 def test_analyzers_can_be_switched_off(name, capture, field):

@@ -18,7 +18,7 @@ from pytshark_ext import tshark as ts
 from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_script
 
-from conftest import run_tshark, sample, truth
+from conftest import inner_loop, run_tshark, sample, truth
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.flags.reset",
@@ -285,10 +285,10 @@ def test_peer_restarts_reset(two_pass):
 
 # --- no warning where there is no stall ------------------------------------------------------------
 
-@pytest.mark.parametrize("capture", [
+@pytest.mark.parametrize("capture", inner_loop([
     "heartbeat-loss-client.pcapng", "heartbeat-loss-server.pcapng",
     "clean-heartbeat-client.pcapng", "clean-rpc-client.pcapng", "clean-bulk-client.pcapng",
-])
+], inner=["heartbeat-loss-client.pcapng", "clean-bulk-client.pcapng"]))
 def test_no_approaching_warning(capture):
     rows = run(sample(capture), two_pass=True,
                display_filter="tcpstall.retries.approaching || tcpstall.retries.final || tcpstall.retries.ended"

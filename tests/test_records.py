@@ -23,8 +23,7 @@ CAPTURES = sorted(p for d in (ROOT / "sample_captures", ROOT / "tests" / "data")
                   for p in d.glob("*.pcap*"))
 # the inner loop: one capture per detector (HOL at the receiver, rwnd, retries) and capture
 # duplicates; the rest in the full suite
-FAST = {"heartbeat-loss-server.pcapng", "small-rcvbuf-nohs-client.pcapng", "peer-vanishes-client.pcapng",
-        "capdup-nots-server.pcapng"}
+FAST = {"heartbeat-loss-server.pcapng", "peer-vanishes-client.pcapng", "capdup-nots-server.pcapng"}
 HELD_ONLY = {"tcpstall.hol.hold_ms", "tcpstall.hol.release_frame", "tcpstall.hol.severity",
              "tcpstall.hol.hole_bytes", "tcpstall.hol.reported_by", "tcpstall.hol.blocked"}
 

@@ -263,6 +263,13 @@ end
 
 ---------------------------------------------------------------------------------------------------
 
+-- the frame that released frame `number`, when `number` was held behind a hole and released
+-- (what render shows of it is then only the held fields), else nil
+function M.held_release(number)
+    local k = find(number)
+    return k ~= nil and hold_ms[k] ~= false and release[k] or nil
+end
+
 -- anything to show for frame `number`? `r`: its stored result (or nil). Held frames have
 -- nothing to show before their release.
 function M.visible(r, number)

@@ -96,6 +96,25 @@ local function held_set()
              [E.hol_blocked] = true, [E.hol_blocked_note] = true }
 end
 
+-- On a frame without a stored result only the analyzers that keep facts by frame (per_frame) can
+-- show something, as render asks them. When none but HOL would, the frame needs no render: it
+-- shows nothing (false), or it is held-only (its release frame): most frames of a lossy bulk
+-- capture, half of the records' cost. nil: it must be rendered.
+local function unrendered_test()
+    local held_release, others = nil, {}
+    for _, a in ipairs(core.shown) do
+        if a.name == "hol" then held_release = a.held_release
+        elseif a.per_frame then others[#others + 1] = a end
+    end
+    return function(number)
+        for i = 1, #others do
+            local a = others[i]
+            if a.visible == nil or a.visible(nil, number) then return nil end
+        end
+        return held_release ~= nil and held_release(number) or false
+    end
+end
+
 -- print the records once, after the last frame (a no-op unless they were asked for)
 function M.draw()
     if not M.enabled or drawn then return end
@@ -150,12 +169,22 @@ function M.draw()
     end
     core.first_visit = false
     core.texts_unread = true             -- analyzers may skip composing expert texts (hol: held frames)
+    local unrendered = unrendered_test()
     for number = 1, state.last_frame do
         shown, other, release = false, false, nil
-        local ok, err = pcall(render, sink, results[number], number)
-        if not ok then
-            state.errors = state.errors + 1
-            if state.first_error == nil then state.first_error = "frame " .. number .. ": " .. tostring(err) end
+        local res = results[number]
+        local rendered = true
+        if res == nil then
+            local ok, r = pcall(unrendered, number)
+            if ok and r == false then rendered = false
+            elseif ok and r ~= nil and r > number then rendered, shown, release = false, true, r end
+        end
+        if rendered then
+            local ok, err = pcall(render, sink, res, number)
+            if not ok then
+                state.errors = state.errors + 1
+                if state.first_error == nil then state.first_error = "frame " .. number .. ": " .. tostring(err) end
+            end
         end
         if shown then
             if not other and release ~= nil and release > number then

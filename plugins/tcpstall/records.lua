@@ -99,7 +99,7 @@ end
 -- On a frame without a stored result only the analyzers that keep facts by frame (per_frame) can
 -- show something, as render asks them. When none but HOL would, the frame needs no render: it
 -- shows nothing (false), or it is held-only (its release frame): most frames of a lossy bulk
--- capture, half of the records' cost. nil: it must be rendered.
+-- capture: a third of the records' cost. nil: it must be rendered.
 local function unrendered_test()
     local held_release, others = nil, {}
     for _, a in ipairs(core.shown) do

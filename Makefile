@@ -30,21 +30,25 @@ demo: setup
 # plugin's output on every capture compared with 4.0). Both need root, as CI runs them.
 # On a fresh machine the Debian 13 root (~3.5 min, mostly downloads) is built while the host's
 # parallel suite runs, never beside the lab and GUI tests, whose timing a busy machine disturbs.
+HOST_SUITE := $(PY) -m pytest -q -m "not lab and not gui"
+HOST_LAB_GUI := $(PY) -m pytest -q -m "lab or gui" -n 0
+DEBIAN13_SUITE := sh .ci/debian13.sh test
+
 test: setup
 	@mkdir -p build
 	@sh .ci/debian13.sh build >build/debian13-build.log 2>&1 & build=$$!; \
-	$(PY) -m pytest -q -m "not lab and not gui"; rc=$$?; \
+	$(HOST_SUITE); rc=$$?; \
 	wait $$build || { cat build/debian13-build.log; echo "debian13: building the root failed"; exit 1; }; \
 	exit $$rc
-	$(PY) -m pytest -q -m "lab or gui" -n 0
-	sh .ci/debian13.sh test
+	$(HOST_LAB_GUI)
+	$(DEBIAN13_SUITE)
 
 test-host: setup
-	$(PY) -m pytest -q -m "not lab and not gui"
-	$(PY) -m pytest -q -m "lab or gui" -n 0
+	$(HOST_SUITE)
+	$(HOST_LAB_GUI)
 
 test-debian13: setup
-	sh .ci/debian13.sh test
+	$(DEBIAN13_SUITE)
 
 setup: os-deps $(VENV)/.installed
 

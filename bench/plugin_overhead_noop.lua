@@ -9,8 +9,6 @@ local NAMES = {
     "tcp.window_size_value", "tcp.window_size_scalefactor", "tcp.options.wscale.shift",
     "tcp.options.mss_val", "tcp.options.sack_perm", "tcp.options.sack_le", "tcp.options.sack_re",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr",
-    "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
-    "tcp.analysis.spurious_retransmission", "tcp.analysis.keep_alive", "tcp.analysis.flags",
     "icmp", "icmpv6", "frame.time_epoch",
 }
 local X = {}

@@ -222,13 +222,8 @@ local X = {
     sack_re  = Field.new("tcp.options.sack_re"),
     tsval    = Field.new("tcp.options.timestamp.tsval"),
     tsecr    = Field.new("tcp.options.timestamp.tsecr"),
-    -- Wireshark's flags, read only where they help (retransmission, keep-alive); fast and spurious
-    -- retransmissions are read too because a future Wireshark need not flag them as retransmissions
-    ws_retrans  = Field.new("tcp.analysis.retransmission"),
-    ws_fast     = Field.new("tcp.analysis.fast_retransmission"),
-    ws_spurious = Field.new("tcp.analysis.spurious_retransmission"),
-    ws_keep_alive  = Field.new("tcp.analysis.keep_alive"),
-    ws_flags    = Field.new("tcp.analysis.flags"),   -- present when any flag is: gates the ws_* reads
+    -- (no tcp.analysis.*: the verdicts do not depend on Wireshark's sequence analysis, which batch
+    -- runs turn off: stream.lua classifies retransmissions itself)
     icmp     = Field.new("icmp"),
     icmpv6   = Field.new("icmpv6"),
     -- the frame's exact time (an NSTime), read only for `-z tcpstall,records` (tcpstall/records.lua):
@@ -392,7 +387,7 @@ local TWO32 = 4294967296
 -- reallocation) about once per packet.
 local pkt = {}
 local PKT_RESET = {
-    "ws_retrans", "ws_keep_alive", "wscale_opt", "mss_opt", "sack_perm_opt", "sack",
+    "wscale_opt", "mss_opt", "sack_perm_opt", "sack",
     -- set by stream.ingest
     "ack", "arrival", "hole", "held_entry", "released", "released_bytes", "released_segments",
     "dsack", "dsack_l", "dsack_r", "sack_released", "rtx", "duplicate", "fill", "fill_by", "ip_id",
@@ -405,7 +400,7 @@ local cur_tvb = nil                         -- this packet's frame (core.read_ip
 -- One packet's fields (first pass only), or nil when it is not a TCP segment to analyze.
 -- Every Field extractor call and every value read goes through wslua (~2 k instructions each),
 -- so fields that are often absent or rarely needed are only read when something says they are
--- there or needed (first_pass, read_sack, core.read_ws_flags).
+-- there or needed (first_pass, read_sack).
 local function build_packet(pinfo, number)
     local fi_stream = X.stream()
     if fi_stream == nil then return nil end
@@ -429,7 +424,7 @@ local function build_packet(pinfo, number)
     local p = pkt
     -- reset the optional keys (straight-line: a loop over PKT_RESET cost more than all the rest
     -- of this function; tests/test_plugin_core.py checks both lists agree)
-    p.ws_retrans = false p.ws_keep_alive = false p.wscale_opt = false p.mss_opt = false p.sack_perm_opt = false
+    p.wscale_opt = false p.mss_opt = false p.sack_perm_opt = false
     p.sack = false
     p.ack = false p.arrival = false p.hole = false p.held_entry = false p.released = false
     p.released_bytes = false p.released_segments = false p.dsack = false p.dsack_l = false
@@ -500,16 +495,6 @@ function core.read_ip_id(p, d)
         vb, _, _, _, hi, lo = cur_tvb:raw(d.ip_off, 6):byte(1, 6)
     end
     return hi * 256 + lo
-end
-
--- Wireshark's tcp.analysis flags that help (retransmission, keep-alive). stream.ingest calls this
--- only for payload at or below the highest sequence number already sent: Wireshark flags no other
--- segment as either.
-function core.read_ws_flags(p)
-    if X.ws_flags() ~= nil then
-        p.ws_retrans = X.ws_retrans() ~= nil or X.ws_fast() ~= nil or X.ws_spurious() ~= nil
-        p.ws_keep_alive = X.ws_keep_alive() ~= nil
-    end
 end
 
 -- The SACK blocks of this packet as raw edges { le1, re1, le2, re2, ... } in `dst` (the entries

@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .records import Finding
 from .render.json import finding_dict
-from .tshark import BATCH_DECODE, FIELD_SEP, OCCURRENCE_SEP, TsharkFailed, run_lines
+from .tshark import BATCH_DECODE, BATCH_PREFS, FIELD_SEP, OCCURRENCE_SEP, TsharkFailed, run_lines
 
 # --- what we ask tshark for --------------------------------------------------------------------
 
@@ -522,8 +522,8 @@ def _retries_summary(n: Mapping) -> str:
 def analyze_capture(capture: str, *, tshark: Optional[str] = None,
                     prefs: Optional[Mapping[str, object]] = None) -> AnalysisResult:
     """Run tshark with the plugin over `capture`, one pass; raises tshark.TsharkError subclasses."""
-    run = run_lines(str(capture), tshark=tshark, prefs=prefs, tolerate_truncation=True,
-                    extra=["-q", "-z", RECORDS_ARG, "-z", STAT_ARG, *BATCH_DECODE])
+    run = run_lines(str(capture), tshark=tshark, prefs={**BATCH_PREFS, **(prefs or {})},
+                    tolerate_truncation=True, extra=["-q", "-z", RECORDS_ARG, "-z", STAT_ARG, *BATCH_DECODE])
     return result_from_lines(str(capture), run, run)
 
 

@@ -57,8 +57,8 @@ class CaptureRead:
         # user's and for the bare extraction (no plugin).
         self.plugin_rows = plugin and not display_filter
         if plugin:
-            # the plugin reads tshark's sequence analysis: the prefs analyze runs with (SEGMENT_PREFS'
-            # raw sequence numbers change none of its output: tests/test_pipeline.py)
+            # the prefs analyze runs with (BATCH_PREFS: no sequence analysis; SEGMENT_PREFS' raw
+            # sequence numbers change none of the plugin's output: tests/test_pipeline.py)
             kw.update(with_plugin=True, prefs={**SEGMENT_PREFS, **(prefs or {})},
                       extra=["-z", RECORDS_ARG, "-z", STAT_ARG, *BATCH_DECODE])
         if self.plugin_rows:

@@ -75,6 +75,28 @@ def test_correlate_with_logs_and_html_starts_one_tshark_per_capture(tmp_path, mo
     assert out.stat().st_size > 0
 
 
+def test_batch_runs_turn_wiresharks_sequence_analysis_off(monkeypatch):
+    """analyze, scan and correlate run the plugin without Wireshark's sequence analysis
+    (tshark.BATCH_PREFS: ~430 B per packet less; the plugin's output is the same,
+    tests/test_records.py); a --pref of the user's wins."""
+    commands = []
+    real_init = ts.TsharkRun.__init__
+
+    def keeping(self, cmd, capture, *args, **kwargs):
+        commands.append(cmd)
+        real_init(self, cmd, capture, *args, **kwargs)
+
+    monkeypatch.setattr(ts.TsharkRun, "__init__", keeping)
+    a, b = pair("heartbeat-loss")
+    off, on = "tcp.analyze_sequence_numbers:FALSE", "tcp.analyze_sequence_numbers:TRUE"
+    analyze_capture(a)
+    read_pair(a, b)
+    assert len(commands) == 3 and all(off in cmd and on not in cmd for cmd in commands)
+    commands.clear()
+    analyze_capture(a, prefs={"tcp.analyze_sequence_numbers": True})
+    assert on in commands[0] and off not in commands[0]
+
+
 def test_timeline_retransmissions_are_the_plugin_s_not_every_lower_sequence():
     """reorder-nots at the receiver (truth): frames 61 and 227 are late originals and 95, 297
     network duplicates — a sequence number below the highest sent, but no retransmission; the

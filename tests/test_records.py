@@ -5,7 +5,9 @@ pass, sparse, with the held-only rows folded into their release frame's row
 (`tcpstall.hol.held_frames`). This runs both on real captures and compares them value by value
 (the text of every value, every occurrence), plus the `-z tcpstall,tsv` summary, which in one pass
 must come out as after a second pass (episodes open at the end closed by the revisit). The same
-holds with `-d tcp.port==1-65535,data` (tshark.BATCH_DECODE), which batch runs add.
+holds with what batch runs add: `-d tcp.port==1-65535,data` (tshark.BATCH_DECODE) and Wireshark's
+sequence analysis off (tshark.BATCH_PREFS): the records run has both, the two-pass oracle neither
+(tshark's defaults, as in the GUI).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pytshark_ext import analyze as an
-from pytshark_ext.tshark import BATCH_DECODE, FIELD_SEP, OCCURRENCE_SEP, build_command, find_tshark
+from pytshark_ext.tshark import (BATCH_DECODE, BATCH_PREFS, FIELD_SEP, OCCURRENCE_SEP, build_command, find_tshark,
+                                 pref_args)
 
 from conftest import run_tshark
 
@@ -24,6 +27,7 @@ CAPTURES = sorted(p for d in (ROOT / "sample_captures", ROOT / "tests" / "data")
 # the inner loop: one capture per detector (HOL at the receiver, rwnd, retries) and capture
 # duplicates; the rest in the full suite
 FAST = {"heartbeat-loss-server.pcapng", "peer-vanishes-client.pcapng", "capdup-nots-server.pcapng"}
+BATCH = (*pref_args(BATCH_PREFS), *BATCH_DECODE)     # what analyze and correlate run with
 HELD_ONLY = {"tcpstall.hol.hold_ms", "tcpstall.hol.release_frame", "tcpstall.hol.severity",
              "tcpstall.hol.hole_bytes", "tcpstall.hol.reported_by", "tcpstall.hol.blocked"}
 
@@ -90,7 +94,7 @@ def two_pass(capture: Path, names):
 @pytest.mark.parametrize("capture", [pytest.param(c, id=c.name, marks=() if c.name in FAST else pytest.mark.slow)
                                      for c in CAPTURES])
 def test_records_are_the_two_pass_rows(capture):
-    got, names, summary = records(capture, BATCH_DECODE)
+    got, names, summary = records(capture, BATCH)
     want, want_summary = two_pass(capture, names)
     assert got.keys() == want.keys()
     for frame in want:
@@ -118,10 +122,10 @@ def _same(record: str, field: str) -> bool:
 
 def test_records_fold_held_frames_into_their_release():
     """On the heartbeat loss at the receiver: the one held frame (92) has no row of its own, its
-    release (94) lists it; without BATCH_DECODE the records are the same."""
+    release (94) lists it; without the batch settings the records are the same."""
     capture = ROOT / "sample_captures" / "heartbeat-loss-server.pcapng"
     rows, names, _ = records(capture)
     assert "92" not in rows and rows["94"][an.HELD_FRAMES] == ["92"]
     assert rows["94"]["tcpstall.hol.released_bytes"] == ["21"]
-    assert records(capture, BATCH_DECODE)[0] == rows
+    assert records(capture, BATCH)[0] == rows
     assert names[-1] == an.HELD_FRAMES and len(names) == len(set(names))

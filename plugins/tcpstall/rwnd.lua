@@ -799,8 +799,11 @@ function M.on_packet(pkt, fwd, rev, out, st)
         end
         return
     end
-    -- fwd as the data sender
-    if pkt.len > 0 and not pkt.rtx and not pkt.ws_keep_alive and not pkt.ws_retrans then
+    -- fwd as the data sender, on what is not a retransmission by the core's own classification
+    -- (Wireshark's tcp.analysis flags are not read: the verdict is the same with its sequence
+    -- analysis off, as batch runs have it); a late original or a copy lies below what was sent
+    -- and only ticks
+    if pkt.len > 0 and not pkt.rtx then
         if Af == nil then Af = state(fwd) end
         if Af.high == nil or pkt.de > Af.high then
             on_data(Af, fwd, pkt, out, st)

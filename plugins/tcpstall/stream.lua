@@ -1067,7 +1067,6 @@ function M.ingest(pkt, fwd, rev)
         local high_before = fwd.high
         -- payload at or below the highest sequence number already sent
         local old_payload = len > 0 and high_before ~= nil and ds < high_before
-        if old_payload then core.read_ws_flags(pkt) end
         local rtx = on_send(fwd, pkt, s, nxt, tsval)
         if rtx == nil and old_payload and not pkt.duplicate then
             -- first time this capture sees these bytes, but data above them was seen before:

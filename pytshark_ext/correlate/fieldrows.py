@@ -41,17 +41,14 @@ CORRELATE_FIELDS = (
     "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.flags",
     "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "ip.id", "tcp.stream",
 )
-# extra prefs for the correlate tshark run: tshark's own sequence analysis is not needed here
-CORRELATE_PREFS = {"tcp.analyze_sequence_numbers": False}
 
 
 def correlate_command_kwargs(display_filter: Optional[str] = None) -> dict:
     """Keyword arguments for `tshark.build_command`/`run_lines` as correlate runs tshark (the
     benchmark times exactly this command bare)."""
     flt = SEGMENT_FILTER if not display_filter else f"({SEGMENT_FILTER}) && ({display_filter})"
-    prefs = dict(SEGMENT_PREFS)
-    prefs.update(CORRELATE_PREFS)
-    return dict(fields=CORRELATE_FIELDS, occurrence="l", display_filter=flt, prefs=prefs, with_plugin=False)
+    return dict(fields=CORRELATE_FIELDS, occurrence="l", display_filter=flt, prefs=dict(SEGMENT_PREFS),
+                with_plugin=False)
 
 
 class _Parsed(dict):

@@ -76,7 +76,7 @@ lab: setup
 
 # The large bulk-loss pair for benchmarks (not committed).
 bench-data: setup
-	$(PY) lab/run.py bulk-loss --out bench/data
+	$(PY) lab/run.py bulk-loss many-conns --out bench/data
 
 bench: setup
 	$(PY) -m bench

@@ -4,13 +4,14 @@
     python -m bench plugin_overhead      bench/plugin_overhead.py (see its --help)
     python -m bench analyze              bench/analyze.py (see its --help)
     python -m bench correlate [--big]    bench/correlate.py (see its --help)
+    python -m bench memory               bench/memory.py (see its --help)
 """
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHES = ("plugin_overhead", "analyze", "correlate")
+BENCHES = ("plugin_overhead", "analyze", "correlate", "memory")
 
 
 def main(argv=None) -> int:

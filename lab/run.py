@@ -776,6 +776,46 @@ class BulkLoss(CleanBulk):
                f"nft dropped {f['nft_counter']} but the captures differ by {n} client packets")
 
 
+
+class ManyConns(Scenario):
+    """Many short connections at once, a third of them lossy, a third window-limited: the shape of
+    a busy RPC host's capture, for the memory benchmark (bench/memory.py)."""
+    name = "many-conns"
+    committed = False
+    snaplen = 96
+    connections = 3000
+    parallel = 30
+    size = 65536
+    loss_pct = 1
+    description = ("benchmark data (not committed): client->server RPCs of 64 KB, each on its own connection, "
+                   "30 at a time over three servers: port 9000 with 1 % random loss of client->server "
+                   "packets (nft numgen random), port 9001 with a 16 KB receive buffer, port 9002 clean")
+
+    def body(self, lab):
+        lossy, small, clean = RPC_PORT, RPC_PORT + 1, RPC_PORT + 2
+        lab.nft_add(f"random loss {self.loss_pct}% on port {lossy}",
+                    f"ip saddr {CLIENT_IP} ip daddr {SERVER_IP} tcp dport {lossy} "
+                    f"numgen random mod 100 < {self.loss_pct}")
+        for port, extra in ((lossy, ()), (small, ("--rcvbuf", 16384)), (clean, ())):
+            lab.app("server", "rpc.py", "server", "--port", port, *extra, log=self.logpath(f"server-{port}"))
+        time.sleep(0.5)
+        client = lab.popen("client", [sys.executable, str(netlab.APPS / "conns.py"), "--host", SERVER_IP,
+                                      "--ports", f"{lossy},{small},{clean}", "--connections", str(self.connections),
+                                      "--parallel", str(self.parallel), "--size", str(self.size)],
+                           stdout=subprocess.PIPE)
+        self.wait(client, 900, "conns.py client")
+        finished = next((e for e in read_events(client) if e.get("event") == "finished"), None)
+        expect(finished is not None, f"{self.name}: the client printed no summary: {client.stderr.read()[-500:]}")
+        return {"connections": finished, "ports": {"lossy": lossy, "small_rcvbuf_16k": small, "clean": clean},
+                "request_bytes": self.size}
+
+    def check(self, csegs, ssegs):
+        done = self.truth["app"]["connections"]
+        expect(done["done"] == self.connections, f"{self.name}: {done}")
+        self.truth["dropped_segments_count"] = len(self.truth["dropped_segments"])
+        self.truth["dropped_segments"] = self.truth["dropped_segments"][:50]
+        self.truth["dropped_segments_truncated_to"] = 50
+
 def window_headroom(csegs, shift: int) -> dict:
     """Ground truth for the window-limit negative controls, from the SENDER-side (client) capture,
     where the window the client knew is exactly the last server ACK seen before each segment: the
@@ -1627,7 +1667,7 @@ SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLo
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
                                  SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbufClamp14, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs, SmallRcvbufClamp20kNoTs,
                                  SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
-                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss,
+                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss, ManyConns,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
                                  SynBlackhole, SynAckLost, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}

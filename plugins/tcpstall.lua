@@ -823,6 +823,17 @@ local function register_stat()
         elseif mode == "records" then
             records.enabled = true
             function tap.draw() rows.flush() records.draw() end
+        elseif mode == "memory" then
+            -- what the plugin holds at the capture end (its Lua heap after a full collection, and
+            -- the stream records' contents): for bench/memory.py and tests, never the GUI
+            function tap.draw()
+                rows.flush()
+                local m = stream.memory(state)
+                collectgarbage("collect")
+                print(string.format("TCPSTALL_MEMORY\theap_kb=%d\tstreams=%d\tsegment_records=%d\t" ..
+                    "outstanding_segments=%d\theld_entries=%d\tpooled_records=%d", collectgarbage("count"),
+                    m.streams, m.segments, m.outstanding, m.held, m.pooled))
+            end
         elseif mode == "rows" or mode == "segments" then
             rows.enabled, rows.segments = true, mode == "segments"
             tap.draw = rows.flush

@@ -24,6 +24,19 @@ def _home(module_home):
     yield
 
 
+def tshark_runs(monkeypatch) -> list:
+    """(capture, command) of every tshark run started from here on (TsharkRun)."""
+    runs = []
+    real_init = ts.TsharkRun.__init__
+
+    def keeping(self, cmd, capture, *args, **kwargs):
+        runs.append((capture, cmd))
+        real_init(self, cmd, capture, *args, **kwargs)
+
+    monkeypatch.setattr(ts.TsharkRun, "__init__", keeping)
+    return runs
+
+
 def pair(name):
     return str(sample(f"{name}-client.pcapng")), str(sample(f"{name}-server.pcapng"))
 
@@ -58,20 +71,13 @@ def test_timeline_packets_of_the_one_read_are_the_plain_pass_s():
 def test_correlate_with_logs_and_html_starts_one_tshark_per_capture(tmp_path, monkeypatch):
     """`tcpstall correlate A B --log …@A --log …@B --html OUT`: one tshark run reads each capture
     (`tshark -G folders`, the plugin-folder probe, aside)."""
-    started = []
-    real_init = ts.TsharkRun.__init__
-
-    def counting(self, cmd, capture, *args, **kwargs):
-        started.append(capture)
-        real_init(self, cmd, capture, *args, **kwargs)
-
-    monkeypatch.setattr(ts.TsharkRun, "__init__", counting)
+    runs = tshark_runs(monkeypatch)
     a, b = pair("heartbeat-loss")
     out = tmp_path / "page.html"
     res = CliRunner().invoke(main, ["correlate", a, b, "--log", f"{sample('heartbeat-loss-sender.log')}@A",
                                     "--log", f"{sample('heartbeat-loss-receiver.log')}@B", "--html", str(out)])
     assert res.exit_code == 0, res.output
-    assert sorted(started) == sorted([a, b])
+    assert sorted(capture for capture, _ in runs) == sorted([a, b])
     assert out.stat().st_size > 0
 
 
@@ -79,22 +85,15 @@ def test_batch_runs_turn_wiresharks_sequence_analysis_off(monkeypatch):
     """analyze, scan and correlate run the plugin without Wireshark's sequence analysis
     (tshark.BATCH_PREFS: ~430 B per packet less; the plugin's output is the same,
     tests/test_records.py); a --pref of the user's wins."""
-    commands = []
-    real_init = ts.TsharkRun.__init__
-
-    def keeping(self, cmd, capture, *args, **kwargs):
-        commands.append(cmd)
-        real_init(self, cmd, capture, *args, **kwargs)
-
-    monkeypatch.setattr(ts.TsharkRun, "__init__", keeping)
+    runs = tshark_runs(monkeypatch)
     a, b = pair("heartbeat-loss")
     off, on = "tcp.analyze_sequence_numbers:FALSE", "tcp.analyze_sequence_numbers:TRUE"
     analyze_capture(a)
     read_pair(a, b)
-    assert len(commands) == 3 and all(off in cmd and on not in cmd for cmd in commands)
-    commands.clear()
+    assert len(runs) == 3 and all(off in cmd and on not in cmd for _, cmd in runs)
+    runs.clear()
     analyze_capture(a, prefs={"tcp.analyze_sequence_numbers": True})
-    assert on in commands[0] and off not in commands[0]
+    assert on in runs[0][1] and off not in runs[0][1]
 
 
 def test_timeline_retransmissions_are_the_plugin_s_not_every_lower_sequence():

@@ -12,7 +12,7 @@ from pytshark_ext import tshark as ts
 from pytshark_ext.analyze import z_tsv_record
 from pytshark_ext.paths import plugin_dir, plugin_script
 
-from conftest import SAMPLES, run_tshark, sample, truth
+from conftest import SAMPLES, inner_loop, run_tshark, sample, truth
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,6 +123,27 @@ for i, ok in ipairs(checks) do print("SEQCHECK " .. i .. " " .. tostring(ok)) en
                        "-c", "1", "-q"], plugin=False)
     results = [ln for ln in proc.stdout.splitlines() if ln.startswith("SEQCHECK")]
     assert len(results) == 10 and all(ln.endswith("true") for ln in results), results
+
+
+def z_memory(capture) -> dict:
+    out = tshark_out(["-r", str(capture), "-q", "-z", "tcpstall,memory"]).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("TCPSTALL_MEMORY\t"))
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split("\t")[1:])}
+
+
+# capture -> its unacknowledged segments at the end
+OUTSTANDING = {"heartbeat-loss-server": 0, "small-rcvbuf-client": 0, "peer-vanishes-client": 1}
+
+
+@pytest.mark.parametrize("name", inner_loop(list(OUTSTANDING)))
+def test_acknowledged_data_keeps_no_segment_records(name):
+    """Once a direction's data is all acknowledged its segment records go (to a shared, bounded
+    pool): kept to the capture end, 124 of them stayed on the heartbeat connection, and a short
+    connection kept all of its own (~50 KB per 64 KB request on the lab's many-conns capture).
+    What was never acknowledged (the vanished peer's last request) stays."""
+    m = z_memory(sample(f"{name}.pcapng"))
+    assert m["streams"] == 1 and m["segment_records"] == m["outstanding_segments"] == OUTSTANDING[name], m
+    assert 0 < m["heap_kb"] < 8192 and m["pooled_records"] <= 2 * 4096
 
 
 def test_z_tcpstall_text_and_tsv():

@@ -21,6 +21,13 @@ local M = {}
 
 local huge = math.huge
 
+-- Records that left a direction's arrays (segment records: segs_compact; held entries:
+-- ooo_compact), reused by any direction: a per-direction pool kept every record a short connection
+-- ever had until the capture ended (~50 KB per 64 KB request). Bounded, so that a burst of
+-- compactions leaves garbage rather than a pool the size of the largest window seen.
+local POOL_MAX = 4096
+local seg_pool, ooo_pool = {}, {}
+
 ---------------------------------------------------------------------------------------------------
 -- direction / stream records
 
@@ -46,7 +53,6 @@ local function new_dir(stream, src, sport, dst, dport)
         last_new_t = nil,      -- last transmission of new data
         new_times = {},        -- ring of the last 8 new-data send times (send cadence)
         new_times_n = 0,
-        seg_pool = {},         -- segment records dropped by segs_compact, reused by seg_insert
         segs = {},             -- outstanding segments, sorted by s: arrays {s, e, t, f, tx, last t, last f, last TSval}
         rec_s = {}, rec_e = {}, rec_ts = {}, rec_t = {}, rec_id = {}, rec_n = 0, -- last 4 transmissions (duplicate detection)
         segs_head = 1,
@@ -63,7 +69,6 @@ local function new_dir(stream, src, sport, dst, dport)
         sacked_bytes = 0,
         -- receiver view (this direction's data as it arrives at the capture point)
         rcv_nxt = nil,         -- in-order delivery point (absolute)
-        ooo_pool = {},         -- held entries dropped by ooo_compact, reused by on_arrival
         ooo = {}, ooo_head = 1, -- held (out-of-order) arrivals above rcv_nxt: arrays {s, e, t, f}, sorted by s, live from ooo_head
         ooo_union = 0, ooo_maxe = nil,
         -- window advertised BY this direction (i.e. for the peer's data)
@@ -72,7 +77,7 @@ local function new_dir(stream, src, sport, dst, dport)
         turn_min = nil, turn_s = nil, turn_n = 0,
         tsq_v = {}, tsq_t = {}, tsq_lo = 0, tsq_hi = 0, -- first-seen times of this side's TSvals (ring)
         -- free slot for analyzers: d.a.hol, d.a.rwnd, d.a.retries ...
-        ackhist = {}, ackhist_n = 0,  -- ring of the last 16 ACKs from the peer {t, f, dup, sacked, sacked_n}
+        ackhist = {}, ackhist_n = 0,  -- ring of the last 16 ACKs from the peer: arrays {t, f, dupacks, sacked bytes, sacked blocks}
         a = {},
     }
 end
@@ -85,7 +90,7 @@ function M.trigger_ack(d, t)
     local m = n < 16 and n or 16
     for i = 0, m - 1 do
         local e = d.ackhist[(n - 1 - i) % 16 + 1]
-        if e.t <= t - turn + 0.001 then return e, turn end
+        if e[1] <= t - turn + 0.001 then return e, turn end
     end
     return nil, turn
 end
@@ -182,15 +187,14 @@ end
 local function seg_insert(d, s, e, t, f, ts, id)
     local segs = d.segs
     local n = #segs
-    -- a record dropped by segs_compact when there is one (d.seg_pool), else a new one: nine
+    -- a record dropped by segs_compact when there is one (seg_pool), else a new one: nine
     -- array slots either way, so a recycled record never grows a hash part ([9]: false or nil
     -- with timestamps, read only as a truth value)
     local g
-    local pool = d.seg_pool
-    local pn = #pool
+    local pn = #seg_pool
     if pn > 0 then
-        g = pool[pn]
-        pool[pn] = nil
+        g = seg_pool[pn]
+        seg_pool[pn] = nil
         g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9] = s, e, t, f, 1, t, f, ts, id
     else
         g = { s, e, t, f, 1, t, f, ts, id or false }
@@ -215,20 +219,37 @@ local function shift_down(t, head)
     for i = j + 1, n do t[i] = nil end
 end
 
--- Called by on_ack before it consumes more entries: the previous ACK's lazy
--- pkt.sack_released.segments (see SR_LAZY) read the entries below the head during its own packet.
+-- records t[1 .. head - 1] (consumed) into `pool`, up to POOL_MAX records in it
+local function pool_put(pool, t, head)
+    local pn = #pool
+    local n = head - 1
+    if pn + n > POOL_MAX then n = POOL_MAX - pn end
+    for i = 1, n do pool[pn + i] = t[i] end
+end
+
+-- Called by on_ack before it consumes more entries, and after an ACK of everything (compact_next)
+-- by the next packet's ingest: the previous ACK's lazy pkt.sack_released.segments (see SR_LAZY)
+-- read the entries below the head during its own packet.
+local compact_next = {}
 local function segs_compact(d)
     local h = d.segs_head
     local segs = d.segs
-    if h > 256 and h > #segs / 2 then
-        -- the dropped records go to d.seg_pool for seg_insert: nothing else keeps a segment
+    -- (everything acknowledged: all of them, whatever their number, or a short connection would
+    -- keep the records of all its data to the end of the capture)
+    if h > 1 and (h > #segs or (h > 256 and h > #segs / 2)) then
+        -- the dropped records go to seg_pool for seg_insert: nothing else keeps a segment
         -- record (readers copy its values), and a new table per data segment was one of the
         -- two largest sources of garbage on a bulk capture
-        local pool = d.seg_pool
-        local pn = #pool
-        for i = 1, h - 1 do pool[pn + i] = segs[i] end
+        pool_put(seg_pool, segs, h)
         shift_down(segs, h)
         d.segs_head = 1
+    end
+end
+
+local function compact_pending()
+    for i = #compact_next, 1, -1 do
+        segs_compact(compact_next[i])
+        compact_next[i] = nil
     end
 end
 
@@ -333,25 +354,20 @@ end
 -- array never has holes); d.ooo_union = bytes covered by the live entries, d.ooo_maxe = their
 -- highest end. Appends at the top (the common case) are O(1).
 
--- The dropped entries go to d.ooo_pool for on_arrival: a held entry is kept by nothing else
+-- The dropped entries go to ooo_pool for on_arrival: a held entry is kept by nothing else
 -- (pkt.released and pkt.held_entry are read during their own packet, and a pooled entry is only
 -- rewritten by a later packet's held arrival), and a new table per held arrival was one of the two
 -- largest sources of garbage on a lossy bulk capture.
-local function ooo_pool_put(d, ooo, h)
-    local pool = d.ooo_pool
-    local pn = #pool
-    for i = 1, h - 1 do pool[pn + i] = ooo[i] end
-end
 
 local function ooo_compact(d)
     local h = d.ooo_head
     local ooo = d.ooo
     if h > #ooo then
-        ooo_pool_put(d, ooo, h)
+        pool_put(ooo_pool, ooo, h)
         shift_down(ooo, h)
         d.ooo_head, d.ooo_union, d.ooo_maxe = 1, 0, nil
     elseif h > 64 and h > #ooo / 2 then
-        ooo_pool_put(d, ooo, h)
+        pool_put(ooo_pool, ooo, h)
         shift_down(ooo, h)
         d.ooo_head = 1
     end
@@ -441,8 +457,8 @@ local function on_arrival(d, pkt, ds, de)
     pkt.arrival = "held"
     local n = #ooo
     local maxe = d.ooo_maxe
-    -- an entry from d.ooo_pool (ooo_compact) or a new one, eight array slots either way
-    local pool = d.ooo_pool
+    -- an entry from ooo_pool (ooo_compact) or a new one, eight array slots either way
+    local pool = ooo_pool
     local pn = #pool
     local h
     if pn > 0 then
@@ -774,6 +790,9 @@ local function on_ack(d, pkt, ack)
             setmetatable(sr, SR_LAZY)
         end
         d.segs_head = h
+        -- everything acknowledged: drop the records at the next packet (this one may still read
+        -- them: SR_LAZY), also when this ACK is the connection's last
+        if h > #segs and h > 1 then compact_next[#compact_next + 1] = d end
         if sample_seg ~= nil then turn_sample(d.peer, t - sample_seg[3], true) end
     elseif ack == una and pkt.len == 0 and not pkt.syn and not pkt.fin and not pkt.rst
         and d.high ~= nil and d.high > ack and is_dupack(d, pkt, ack, t, news) then
@@ -948,15 +967,15 @@ local function classify(d, pkt, rtx, last_send_t)
     local srtt = M.srtt(d)
     local ta, turn = M.trigger_ack(d, t)
     -- react: how long after the sender could have seen the triggering ACK it sent this
-    local react = ta and (t - ta.t - turn) or huge
+    local react = ta and (t - ta[1] - turn) or huge
     if react < 0 then react = 0 end
     local tol = 0.004 + turn * 0.25
     local mss = d.mss or d.peer.mss or 1460
     if mss <= 0 then mss = 1460 end
-    local sacked_b = ta and ta.sacked or 0
-    local sacked_segs = math.max(ta and ta.sacked_n or 0, math.floor(sacked_b / mss))
-    local dup = ta and ta.dup or 0
-    rtx.ta_t, rtx.ta_f, rtx.ta_dup, rtx.ta_sacked_n = ta and ta.t, ta and ta.f, dup, sacked_segs
+    local sacked_b = ta and ta[4] or 0
+    local sacked_segs = math.max(ta and ta[5] or 0, math.floor(sacked_b / mss))
+    local dup = ta and ta[3] or 0
+    rtx.ta_t, rtx.ta_f, rtx.ta_dup, rtx.ta_sacked_n = ta and ta[1], ta and ta[2], dup, sacked_segs
     rtx.dupacks = dup
     local loss = dup >= 3 or sacked_segs >= 3
     local gap_send = last_send_t and (t - last_send_t) or nil
@@ -973,7 +992,7 @@ local function classify(d, pkt, rtx, last_send_t)
             or (gap_send ~= nil and gap_send >= min_timer)
     end
     if rtx.n >= 2 then
-        if loss and react <= tol and ta and rtx.prev_t and ta.t > rtx.prev_t then
+        if loss and react <= tol and ta and rtx.prev_t and ta[1] > rtx.prev_t then
             return "rack", "retransmitted again right after new loss evidence"
         end
         if timer then
@@ -1013,6 +1032,7 @@ end
 
 function M.ingest(pkt, fwd, rev)
     local t = pkt.time
+    if compact_next[1] ~= nil then compact_pending() end
     if fwd.first_t == nil then fwd.first_t = t end
     fwd.last_t = t
 
@@ -1130,8 +1150,8 @@ function M.ingest(pkt, fwd, rev)
         local hist = rev.ackhist
         local k = rev.ackhist_n % 16 + 1
         local e = hist[k]
-        if e == nil then e = {} hist[k] = e end
-        e.t, e.f, e.dup, e.sacked, e.sacked_n = t, pkt.number, rev.dupacks, rev.sacked_bytes, #rev.sacked - rev.sacked_head + 1
+        if e == nil then e = { false, false, false, false, false } hist[k] = e end
+        e[1], e[2], e[3], e[4], e[5] = t, pkt.number, rev.dupacks, rev.sacked_bytes, #rev.sacked - rev.sacked_head + 1
         rev.ackhist_n = rev.ackhist_n + 1
     end
 
@@ -1186,6 +1206,23 @@ function M.send_interval(d)
     local k = #gaps
     if k % 2 == 1 then return gaps[(k + 1) / 2] end
     return (gaps[k / 2] + gaps[k / 2 + 1]) / 2
+end
+
+-- What the stream records hold (`-z tcpstall,memory`): over the directions of `state`, the segment
+-- records kept (`segments`) and those still unacknowledged (`outstanding`), the held entries kept,
+-- and the records waiting in the shared pools.
+function M.memory(state)
+    compact_pending()                    -- (the capture has ended: no packet reads them any more)
+    local m = { streams = 0, segments = 0, outstanding = 0, held = 0, pooled = #seg_pool + #ooo_pool }
+    for _, st in pairs(state.streams) do
+        m.streams = m.streams + 1
+        for _, d in pairs(st.dirs) do
+            m.segments = m.segments + #d.segs
+            m.outstanding = m.outstanding + (#d.segs - d.segs_head + 1)
+            m.held = m.held + #d.ooo
+        end
+    end
+    return m
 end
 
 return M

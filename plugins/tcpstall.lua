@@ -830,8 +830,9 @@ local function register_stat()
                 rows.flush()
                 local m = stream.memory(state)
                 collectgarbage("collect")
+                local heap_kb = math.floor(collectgarbage("count"))   -- (a float in Lua 5.3+)
                 print(string.format("TCPSTALL_MEMORY\theap_kb=%d\tstreams=%d\tsegment_records=%d\t" ..
-                    "outstanding_segments=%d\theld_entries=%d\tpooled_records=%d", collectgarbage("count"),
+                    "outstanding_segments=%d\theld_entries=%d\tpooled_records=%d", heap_kb,
                     m.streams, m.segments, m.outstanding, m.held, m.pooled))
             end
         elseif mode == "rows" or mode == "segments" then

@@ -816,6 +816,35 @@ class ManyConns(Scenario):
         self.truth["dropped_segments"] = self.truth["dropped_segments"][:50]
         self.truth["dropped_segments_truncated_to"] = 50
 
+
+class ManyConnsSmall(ManyConns):
+    """The same shape, small enough to commit, with a round trip a 16 KB window limits."""
+    name = "many-conns-small"
+    committed = True
+    connections = 45
+    parallel = 5
+    size = 98304
+    delay_ms = 20.0
+    description = ("many connections at once: 45 client->server RPCs of 96 KB, each on its own connection, 5 at "
+                   "a time, RTT 40 ms, in turn to three servers: port 9000 with 1 % random loss of client->server "
+                   "packets, port 9001 with a 16 KB receive buffer, port 9002 clean")
+
+    def check(self, csegs, ssegs):
+        done = self.truth["app"]["connections"]
+        expect(done["done"] == self.connections, f"{self.name}: {done}")
+        f = self.truth["faults"][0]
+        n = len([d for d in self.truth["dropped_segments"] if d["src"].startswith(CLIENT_IP)])
+        f["capture_diff_packets"] = n
+        expect(f["nft_counter"].get("packets", 0) == n,
+               f"nft dropped {f['nft_counter']} but the captures differ by {n} client packets")
+
+
+class ManyConnsSmallNoTs(ManyConnsSmall):
+    name = "many-conns-small-nots"
+    client_sysctls = {"net.ipv4.tcp_timestamps": 0}
+    description = ("many-conns-small without TCP timestamps (tcp_timestamps=0 in the client's namespace, as on a "
+                   "Windows host)")
+
 def window_headroom(csegs, shift: int) -> dict:
     """Ground truth for the window-limit negative controls, from the SENDER-side (client) capture,
     where the window the client knew is exactly the last server ACK seen before each segment: the
@@ -1667,7 +1696,7 @@ SCENARIOS = {c.name: c for c in (HeartbeatLoss, HeartbeatLossNoSack, HeartbeatLo
                                  ReorderNoTs, SmallRcvbuf, SmallRcvbufNoTs, SmallRcvbuf2048NoTs, SmallRcvbufReset,
                                  SmallRcvbuf16k, SmallRcvbuf64k, SmallRcvbufClamp, SmallRcvbufClamp14, SmallRcvbuf16kNoTs, SmallRcvbuf64kNoTs, SmallRcvbufClampNoTs, SmallRcvbufClamp20kNoTs,
                                  SmallRcvbuf64kTbf, AppNotReading, PeerVanishes, PeerVanishesUserTimeout, CableBack, PeerRestarts,
-                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss, ManyConns,
+                                 CleanHeartbeat, CleanBulk, CleanRpc, SeqWrap, BulkLoss, ManyConns, ManyConnsSmall, ManyConnsSmallNoTs,
                                  BulkTbf, BulkTbfNoTs, AppLimited, AppLimitedNoTs,
                                  PeerVanishesRetries8, PeerVanishesUserTimeout1500, PeerVanishesRtoMin, OrphanFin,
                                  SynBlackhole, SynAckLost, KeepalivePeerVanishes, ZeroWindowProbes, ZeroWindowPeerVanishes)}
@@ -1761,6 +1790,11 @@ def truth_in_words(t: dict) -> str:
                          f"{x['hold_ms']:.1f} ms after frame {x['first_above_server_frame']})" for x in r["late"])
         dups = ", ".join(f"{x['server_frames']}" for x in r["duplicates"])
         return f"nothing lost; {late}; duplicated (server frames) {dups}"
+    if n.startswith("many-conns"):
+        c, ports = app["connections"], app["ports"]
+        return (f"{c['done']} of {c['connections']} RPCs answered; nft dropped {f['nft_counter'].get('packets')} "
+                f"client->server packets, all to port {ports['lossy']} (1 % random); port {ports['small_rcvbuf_16k']}: "
+                f"SO_RCVBUF 16384; port {ports['clean']}: no fault")
     if n == "bulk-loss":
         return f"nft dropped {f['nft_counter'].get('packets')} client->server packets (1 % random)"
     if n.startswith(("bulk-tbf", "app-limited")):

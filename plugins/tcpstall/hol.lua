@@ -94,6 +94,9 @@ local function agg(st)
 end
 
 local function fmt_ms(x) return string.format("%.1f", x) end
+-- Wireshark cuts a tree label at 239 bytes, and an expert's starts "Expert Info (Warning/Sequence): "
+-- (32 bytes): a longer text shows "[truncated]" (tests/test_plugin_core.py)
+local EXPERT_TEXT_MAX = 207
 
 -- how a receiver-side capture told what filled a hole (stream.lua fill_evidence), for the text
 local EVIDENCE = { ip_id = "by IP ID order", timing = "by timing", delivered = "the receiver had the data" }
@@ -348,17 +351,24 @@ function M.render(tree, r, number)
         else
             what = "an ACK: a late original or a retransmission the capture missed, cannot tell"
         end
-        local txt = string.format("HOL-blocked delivery: released %d bytes in %d segment%s held up to %s ms (first held frame %s)",
-            rel.bytes, rel.segments, rel.segments == 1 and "" or "s", fmt_ms(rel.max_hold_ms), tostring(rel.first_held_frame or "?"))
+        local head = string.format("HOL-blocked delivery: released %d bytes in %d segment%s held up to %s ms",
+            rel.bytes, rel.segments, rel.segments == 1 and "" or "s", fmt_ms(rel.max_hold_ms))
+        local first = " (first held frame " .. tostring(rel.first_held_frame or "?") .. ")"
+        local since, by_send = "", ""
         if rel.view == "sender" then
-            txt = txt .. (rel.dupack_based and " since dupACK frame " or " since SACK frame ") .. tostring(rel.first_sack_frame)
-            if rel.by_send_ms ~= nil then txt = txt .. string.format(" (~%s ms by send times)", fmt_ms(rel.by_send_ms)) end
+            since = (rel.dupack_based and " since dupACK frame " or " since SACK frame ") .. tostring(rel.first_sack_frame)
+            if rel.by_send_ms ~= nil then by_send = string.format(" (~%s ms by send times)", fmt_ms(rel.by_send_ms)) end
         end
+        local filled = ""
         if what ~= nil then
-            txt = txt .. "; filled by " .. what
+            filled = "; filled by " .. what
         elseif fill == "cannot_tell" then
-            txt = txt .. "; filled by: cannot tell (" .. tostring(rel.fill_by) .. ")"
+            filled = "; filled by: cannot tell (" .. tostring(rel.fill_by) .. ")"
         end
+        -- within a tree label: with large numbers the asides go first (the fields carry them)
+        local txt = head .. first .. since .. by_send .. filled
+        if #txt > EXPERT_TEXT_MAX then txt = head .. first .. since .. filled end
+        if #txt > EXPERT_TEXT_MAX then txt = head .. since .. filled end
         local ei = warn and E.hol_released or E.hol_released_note
         tree:add_proto_expert_info(ei, txt)
     end

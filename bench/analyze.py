@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +43,16 @@ from pytshark_ext.analyze import analyze_capture, to_json
 json.dumps(to_json(analyze_capture(sys.argv[1])))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
+
+
+def peak_rss(capture: Path) -> Tuple[int, int]:
+    """(Python, tshark) peak RSS in KB of analyzing `capture` as `tcpstall analyze --json` does, in a
+    fresh interpreter (bench/memory.py too)."""
+    proc = subprocess.run([PY, "-c", _PEAK, str(capture)], capture_output=True, text=True, cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: the peak-memory run on {capture} failed:\n{proc.stderr[-2000:]}")
+    py_kb, tshark_kb = (int(x) for x in proc.stdout.split()[-2:])
+    return py_kb, tshark_kb
 
 
 def cut(capture: Path, n: int, folder: Path) -> Path:
@@ -85,11 +96,7 @@ def main(argv=None) -> int:
             ratio = statistics.median(a / b for a, b in zip(cpu["analyze"], cpu["noop"]))
             print(f"{n:8d} {b_noop:11.2f} {b_an:14.2f} {b_an / b_noop:6.2f} {ratio:7.2f} {b_noop / n * 1e6:12.1f} "
                   f"{b_an / n * 1e6:15.1f} {min(wall['noop']):10.2f} {min(wall['analyze']):13.2f}")
-    proc = subprocess.run([PY, "-c", _PEAK, str(capture)], capture_output=True, text=True, cwd=str(ROOT))
-    if proc.returncode != 0:
-        print(f"bench analyze: the peak-memory run failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return 1
-    py_kb, tshark_kb = (int(x) for x in proc.stdout.split()[-2:])
+    py_kb, tshark_kb = peak_rss(capture)
     print(f"peak RSS on {total} packets: python {py_kb / 1024:.0f} MB ({py_kb * 1024 / total:.0f} B/packet), "
           f"tshark {tshark_kb / 1024:.0f} MB ({tshark_kb * 1024 / total:.0f} B/packet)")
     met = ratio is not None and ratio <= TARGET

@@ -17,7 +17,6 @@ here, a one-packet capture's peak) is printed apart and not counted per packet.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -26,30 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.analyze import cut, peak_rss  # noqa: E402
 from bench.plugin_overhead import packet_count  # noqa: E402
 from pytshark_ext.analyze import RECORDS_ARG, STAT_ARG  # noqa: E402
 from pytshark_ext.tshark import BATCH_DECODE, BATCH_PREFS, build_command, find_tshark  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
-PY = sys.executable
 TARGET_B_PER_PACKET = 300
-
-# in a child: analyze's peak memory (its own and its tshark's, the only child it waits for)
-_PEAK = """
-import json, resource, sys
-from pytshark_ext.analyze import analyze_capture, to_json
-json.dumps(to_json(analyze_capture(sys.argv[1])))
-print(json.dumps({"python_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "tshark_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
-"""
-
-
-def peak(capture: Path) -> dict:
-    proc = subprocess.run([PY, "-c", _PEAK, str(capture)], capture_output=True, text=True, cwd=str(ROOT))
-    if proc.returncode != 0:
-        raise SystemExit(f"bench memory: analyze failed on {capture}:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 def plugin_memory(tshark: str, capture: Path) -> dict:
     """`-z tcpstall,memory` of the analyze run's tshark command."""
@@ -60,12 +42,6 @@ def plugin_memory(tshark: str, capture: Path) -> dict:
     if line is None:
         raise SystemExit(f"bench memory: no TCPSTALL_MEMORY line from {' '.join(cmd[:4])} ...")
     return {k: int(v) for k, v in (kv.split("=") for kv in line.split("\t")[1:])}
-
-
-def cut(capture: Path, n: int, folder: Path) -> Path:
-    out = folder / f"{capture.stem}-first-{n}.pcapng"
-    subprocess.run(["editcap", "-r", str(capture), str(out), f"1-{n}"], check=True, capture_output=True)
-    return out
 
 
 def main(argv=None) -> int:
@@ -84,7 +60,7 @@ def main(argv=None) -> int:
     verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
         first = cut(paths[0], 1, Path(tmp))
-        base_kb = peak(first)["tshark_kb"]
+        base_kb = peak_rss(first)[1]
         print(f"tshark start-up (a one-packet capture's analyze): {base_kb / 1024:.0f} MiB peak, not counted below")
         print(f"{'capture':<22} {'packets':>8} {'streams':>7} {'tshark MiB':>10} {'B/pkt':>6} {'python MiB':>10} "
               f"{'B/pkt':>6} {'Lua heap MB':>11} {'KB/stream':>9}")
@@ -93,12 +69,12 @@ def main(argv=None) -> int:
             for k in range(1, args.parts + 1):
                 n = total if k == args.parts else total * k // args.parts
                 part = path if n == total else cut(path, n, Path(tmp))
-                p, m = peak(part), plugin_memory(tshark, part)
-                grown = max(p["tshark_kb"] - base_kb, 0) * 1024
-                print(f"{path.stem:<22} {n:8d} {m['streams']:7d} {p['tshark_kb'] / 1024:10.0f} {grown / n:6.0f} "
-                      f"{p['python_kb'] / 1024:10.0f} {p['python_kb'] * 1024 / n:6.0f} {m['heap_kb'] / 1024:11.1f} "
+                (py_kb, tshark_kb), m = peak_rss(part), plugin_memory(tshark, part)
+                grown = max(tshark_kb - base_kb, 0) * 1024
+                print(f"{path.stem:<22} {n:8d} {m['streams']:7d} {tshark_kb / 1024:10.0f} {grown / n:6.0f} "
+                      f"{py_kb / 1024:10.0f} {py_kb * 1024 / n:6.0f} {m['heap_kb'] / 1024:11.1f} "
                       f"{m['heap_kb'] / max(m['streams'], 1):9.1f}")
-            verdicts.append((path.stem, total, (grown + p["python_kb"] * 1024) / total))
+            verdicts.append((path.stem, total, (grown + py_kb * 1024) / total))
     for name, total, per_packet in verdicts:
         met = per_packet <= TARGET_B_PER_PACKET and total >= 1_000_000
         print(f"{name}: analyze keeps {per_packet:.0f} B/packet above tshark's start-up (tshark + Python) on "

@@ -127,17 +127,16 @@ def instructions(tshark, capture: Path, count: int, variants) -> int:
         print("plugin_overhead: --instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 1
     editcap = shutil.which("editcap") or "editcap"
-    first = 1
     with tempfile.TemporaryDirectory() as tmp:
         part = Path(tmp) / "slice.pcapng"
-        subprocess.run([editcap, "-r", str(capture), str(part), f"{first}-{first + count - 1}"], check=True)
+        subprocess.run([editcap, "-r", str(capture), str(part), f"1-{count}"], check=True)
         got = {}
         for name, cmd in variants.items():
             cmd = [c if c != str(capture) else str(part) for c in cmd]
             full = callgrind(valgrind, cmd)
             start = callgrind(valgrind, cmd + ["-c", "1"])
             got[name] = (full - start) / count
-        print(f"instructions per packet (valgrind, packets {first}-{first + count - 1}, startup subtracted):")
+        print(f"instructions per packet (valgrind, packets 1-{count}, startup subtracted):")
         for name, v in got.items():
             print(f"  {name:10} {v / 1000:8.1f} k")
         r = got["tcpstall"] / got["noop"]

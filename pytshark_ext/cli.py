@@ -275,7 +275,9 @@ def install_plugins(folder, global_, uninstall, tshark):
 @friendly_errors
 def analyze(capture, as_json, prefs, logs, log_tz, log_format, html_out, tshark):
     """What stalled in one capture: per stream HOL episodes (and the other analyzers' columns),
-    then one line per finding. Runs tshark once, one pass, with the tcpstall plugin.
+    then one line per finding. Runs tshark once, one pass, with the tcpstall plugin, without
+    Wireshark's own sequence analysis (the plugin tells retransmissions apart itself; -o
+    tcp.analyze_sequence_numbers:TRUE turns it back on, with the same verdicts).
 
     With --log, the app's stalls and timeouts are explained by the capture's findings."""
     import json as _json
